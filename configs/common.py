@@ -1,0 +1,72 @@
+"""The shared run config: every key on its own line, with its meaning and unit.
+
+Size configs (`tiny.py`, `base.py`, `large.py`, ...) call `get_base_config()` and override a few
+lines. Override from the command line with `--config.key=value`.
+"""
+
+import ml_collections
+
+from input_pipeline import config as data_config
+
+
+def model_config(**overrides) -> ml_collections.ConfigDict:
+  """GLM shape and numerics (fields of glm_jax.model.GLMConfig)."""
+  model = ml_collections.ConfigDict()
+  model.vocab_size = 30592           # word-embedding rows; a multiple of 128
+  model.num_layers = 12              # transformer blocks
+  model.hidden_size = 768            # model width
+  model.num_heads = 12               # attention heads (head dim 64 in every release)
+  model.max_sequence_length = 512    # position tables hold max_sequence_length + 1 rows
+  model.mlp_ratio = 4                # FFN width / hidden size
+  model.embedding_dropout = 0.1      # dropout after the embedding sum
+  model.attention_dropout = 0.1      # dropout on attention probabilities
+  model.hidden_dropout = 0.1         # dropout after each residual projection
+  model.layernorm_epsilon = 1e-5     # LayerNorm epsilon
+  model.init_std = 0.02              # init N(0, std); residual outputs std / sqrt(2 * layers)
+  model.dtype = "bfloat16"           # compute dtype (softmax, LayerNorm, logits, loss stay fp32)
+  model.param_dtype = "float32"      # parameter and optimizer-state dtype
+  model.remat_policy = "none"        # activation checkpointing: none | full | dots | dots_no_batch
+  model.attention_backend = "auto"   # auto | xla | cudnn (cudnn: GPU, bf16, no attention dropout)
+  model.update(overrides)
+  return model
+
+
+def get_base_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.model = model_config()
+  config.data = data_config.default_data_config()     # corpus, tokenizer, span-sampling knobs
+  config.vocab_from_tokenizer = False  # True: set model.vocab_size from the tokenizer (rounded up to 128)
+
+  # Batch and length.
+  config.seq_length = 512            # tokens per sample (Part A + Part B + padding)
+  config.global_batch_size = 1024    # samples per optimizer step, over all hosts
+  config.grad_accum_steps = 1        # micro-batches per optimizer step
+
+  # Optimizer (AdamW, linear warmup then cosine decay), the released GLM-Base recipe.
+  config.learning_rate = 4e-4        # peak learning rate
+  config.min_learning_rate_ratio = 0.1  # cosine decays to this fraction of the peak
+  config.warmup_ratio = 0.05         # warmup steps as a fraction of total_steps
+  config.adam_b1 = 0.9               # Adam beta1
+  config.adam_b2 = 0.98              # Adam beta2
+  config.adam_eps = 1e-6             # Adam epsilon
+  config.weight_decay = 0.1          # decoupled weight decay (not on biases or LayerNorm)
+  config.grad_clip_norm = 1.0        # global-norm gradient clipping (0 disables)
+
+  # Schedule of the run.
+  config.total_steps = 200_000       # optimizer steps
+  config.log_every_steps = 100       # steps between metric logs
+  config.eval_every_steps = 2_000    # steps between held-out evaluations (0 disables)
+  config.eval_steps = 20             # batches per evaluation
+  config.checkpoint_every_steps = 2_000  # steps between checkpoints
+  config.keep_checkpoints = 3        # checkpoints kept on disk
+  config.seed = 0                    # seeds params, dropout and the data order
+
+  # Parallelism: mesh axes (data, fsdp, tensor); -1 takes the remaining devices.
+  config.mesh = ml_collections.ConfigDict()
+  config.mesh.data = -1              # pure data parallelism (replicated params)
+  config.mesh.fsdp = 1               # params and optimizer state sharded, batch split too
+  config.mesh.tensor = 1             # heads / FFN / vocab split (Megatron-style)
+
+  config.init_from = ""              # params checkpoint (from `glm_jax.convert import`) to start from
+  config.peak_tflops = 0.0           # per-chip bf16 peak for MFU; 0 = look up the chip
+  return config

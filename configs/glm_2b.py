@@ -1,0 +1,17 @@
+"""GLM-2B: 36 layers, hidden 2048, 32 heads, vocab 50304, position tables of 1025 rows."""
+
+from configs import common
+
+
+def get_config():
+  config = common.get_base_config()
+  config.model.num_layers = 36
+  config.model.hidden_size = 2048
+  config.model.num_heads = 32
+  config.model.vocab_size = 50304
+  config.model.max_sequence_length = 1024
+  config.learning_rate = 1e-4
+  config.model.remat_policy = "dots_no_batch"
+  config.mesh.data = 1
+  config.mesh.fsdp = -1
+  return config

@@ -1,0 +1,14 @@
+"""GLM-515M: 30 layers, hidden 1152, 18 heads, vocab 30592, position tables of 513 rows."""
+
+from configs import common
+
+
+def get_config():
+  config = common.get_base_config()
+  config.model.num_layers = 30
+  config.model.hidden_size = 1152
+  config.model.num_heads = 18
+  config.model.vocab_size = 30592
+  config.model.max_sequence_length = 512
+  config.learning_rate = 2e-4
+  return config

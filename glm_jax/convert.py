@@ -1,0 +1,241 @@
+"""THUDM / Hugging Face GLM checkpoints <-> our Flax params, and the CLI that moves them.
+
+THUDM linear weights are stored (out, in); ours are DenseGeneral kernels (in, ..., out) with the
+fused QKV split as (3, heads, head_dim) and per-layer tensors stacked on a leading layer axis.
+Every mapping here is a transpose or a reshape, so import then export is bit-exact.
+
+CLI:
+  python -m glm_jax.convert import --input=mp_rank_00_model_states.pt --num_heads=16 --output=DIR
+  python -m glm_jax.convert export --checkpoint=DIR --output=glm.safetensors [--torch_output=x.pt]
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Mapping
+
+import numpy as np
+
+HF_PREFIX = "glm."
+_LAYER = re.compile(r"^transformer\.layers\.(\d+)\.(.+)$")
+_LAYER_KEYS = (
+    "input_layernorm.weight", "input_layernorm.bias",
+    "attention.query_key_value.weight", "attention.query_key_value.bias",
+    "attention.dense.weight", "attention.dense.bias",
+    "post_attention_layernorm.weight", "post_attention_layernorm.bias",
+    "mlp.dense_h_to_4h.weight", "mlp.dense_h_to_4h.bias",
+    "mlp.dense_4h_to_h.weight", "mlp.dense_4h_to_h.bias",
+)
+_TOP_KEYS = (
+    "word_embeddings.weight", "transformer.position_embeddings.weight",
+    "transformer.block_position_embeddings.weight",
+    "transformer.final_layernorm.weight", "transformer.final_layernorm.bias",
+)
+
+
+class ConversionError(ValueError):
+  """A checkpoint that does not describe a GLM model we can map."""
+
+
+def _strip_prefix(state_dict: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+  out = {}
+  for name, value in state_dict.items():
+    if name.startswith(HF_PREFIX):
+      name = name[len(HF_PREFIX):]
+    out[name] = np.asarray(value)
+  return out
+
+
+def _expected_keys(num_layers: int) -> set[str]:
+  keys = set(_TOP_KEYS)
+  for i in range(num_layers):
+    keys.update(f"transformer.layers.{i}.{k}" for k in _LAYER_KEYS)
+  return keys
+
+
+def _check_keys(sd: Mapping[str, np.ndarray]) -> int:
+  layer_ids = {int(m.group(1)) for m in map(_LAYER.match, sd) if m}
+  num_layers = max(layer_ids) + 1 if layer_ids else 0
+  expected = _expected_keys(num_layers)
+  missing, extra = sorted(expected - set(sd)), sorted(set(sd) - expected)
+  if missing or extra or num_layers == 0:
+    raise ConversionError(
+        "The state dict is not a GLM checkpoint in THUDM naming "
+        f"({num_layers} layers found).\n  missing keys: {missing or 'none'}\n"
+        f"  unexpected keys: {extra or 'none'}\nPass the model's own weights "
+        "(THUDM `mp_rank_00_model_states.pt['module']`, or a Hugging Face GLM state dict).")
+  return num_layers
+
+
+def _check_shape(name, array, shape):
+  if tuple(array.shape) != tuple(shape):
+    raise ConversionError(f"{name} has shape {tuple(array.shape)}, expected {tuple(shape)} "
+                          "from the other tensors; the checkpoint is inconsistent or truncated.")
+
+
+def from_thudm(state_dict: Mapping[str, np.ndarray], num_attention_heads: int, dtype=None):
+  """Maps a THUDM-named state dict to `(GLMConfig, params)`.
+
+  Layers, hidden size, vocabulary and position-table size are read from the shapes; the config
+  computes in `dtype` (default float32) and stores params in the checkpoint's own dtype.
+  """
+  import jax.numpy as jnp
+  from glm_jax.model import GLMConfig
+
+  sd = _strip_prefix(state_dict)
+  num_layers = _check_keys(sd)
+  vocab, hidden = sd["word_embeddings.weight"].shape
+  if num_attention_heads <= 0 or hidden % num_attention_heads:
+    raise ConversionError(f"num_attention_heads={num_attention_heads} does not divide the hidden "
+                          f"size {hidden}; GLM releases use head dim 64 (heads = {hidden // 64}).")
+  heads, head_dim = num_attention_heads, hidden // num_attention_heads
+  positions = sd["transformer.position_embeddings.weight"].shape[0]
+  ffn = sd["transformer.layers.0.mlp.dense_h_to_4h.weight"].shape[0]
+  if ffn % hidden:
+    raise ConversionError(f"FFN width {ffn} is not a multiple of the hidden size {hidden}.")
+  shapes = {
+      "transformer.position_embeddings.weight": (positions, hidden),
+      "transformer.block_position_embeddings.weight": (positions, hidden),
+      "transformer.final_layernorm.weight": (hidden,), "transformer.final_layernorm.bias": (hidden,),
+      "input_layernorm.weight": (hidden,), "input_layernorm.bias": (hidden,),
+      "attention.query_key_value.weight": (3 * hidden, hidden),
+      "attention.query_key_value.bias": (3 * hidden,),
+      "attention.dense.weight": (hidden, hidden), "attention.dense.bias": (hidden,),
+      "post_attention_layernorm.weight": (hidden,), "post_attention_layernorm.bias": (hidden,),
+      "mlp.dense_h_to_4h.weight": (ffn, hidden), "mlp.dense_h_to_4h.bias": (ffn,),
+      "mlp.dense_4h_to_h.weight": (hidden, ffn), "mlp.dense_4h_to_h.bias": (hidden,),
+  }
+  for name, array in sd.items():
+    m = _LAYER.match(name)
+    _check_shape(name, array, shapes[m.group(2)] if m else shapes.get(name, array.shape))
+
+  def stack(key):
+    return np.stack([sd[f"transformer.layers.{i}.{key}"] for i in range(num_layers)])
+
+  def linear(key, in_shape, out_shape):
+    w = stack(key + ".weight")  # [L, out, in]
+    kernel = np.swapaxes(w, 1, 2).reshape((num_layers,) + in_shape + out_shape)
+    bias = stack(key + ".bias").reshape((num_layers,) + out_shape)
+    return {"kernel": kernel, "bias": bias}
+
+  def norm(key):
+    return {"scale": stack(key + ".weight"), "bias": stack(key + ".bias")}
+
+  params = {
+      "word_embeddings": {"embedding": sd["word_embeddings.weight"]},
+      "position_embeddings": {"embedding": sd["transformer.position_embeddings.weight"]},
+      "block_position_embeddings": {
+          "embedding": sd["transformer.block_position_embeddings.weight"]},
+      "layers": {
+          "input_layernorm": norm("input_layernorm"),
+          "attention": {
+              "query_key_value": linear("attention.query_key_value", (hidden,),
+                                        (3, heads, head_dim)),
+              "dense": linear("attention.dense", (heads, head_dim), (hidden,)),
+          },
+          "post_attention_layernorm": norm("post_attention_layernorm"),
+          "mlp": {
+              "dense_h_to_4h": linear("mlp.dense_h_to_4h", (hidden,), (ffn,)),
+              "dense_4h_to_h": linear("mlp.dense_4h_to_h", (ffn,), (hidden,)),
+          },
+      },
+      "final_layernorm": {"scale": sd["transformer.final_layernorm.weight"],
+                          "bias": sd["transformer.final_layernorm.bias"]},
+  }
+  config = GLMConfig(
+      vocab_size=int(vocab), num_layers=num_layers, hidden_size=int(hidden), num_heads=heads,
+      max_sequence_length=int(positions) - 1, mlp_ratio=ffn // hidden,
+      dtype=jnp.dtype(dtype or jnp.float32).name,
+      param_dtype=np.dtype(sd["word_embeddings.weight"].dtype).name)
+  return config, params
+
+
+def to_thudm(params, prefix: str = "") -> dict[str, np.ndarray]:
+  """Inverse of `from_thudm`: our params -> THUDM names with (out, in) linear weights."""
+  p = _to_numpy(params)
+  layers = p["layers"]
+  num_layers = layers["input_layernorm"]["scale"].shape[0]
+  out = {
+      "word_embeddings.weight": p["word_embeddings"]["embedding"],
+      "transformer.position_embeddings.weight": p["position_embeddings"]["embedding"],
+      "transformer.block_position_embeddings.weight": p["block_position_embeddings"]["embedding"],
+      "transformer.final_layernorm.weight": p["final_layernorm"]["scale"],
+      "transformer.final_layernorm.bias": p["final_layernorm"]["bias"],
+  }
+
+  def linear(tree, in_ndim):
+    kernel = tree["kernel"]  # [L, *in, *out]
+    n_in = int(np.prod(kernel.shape[1:1 + in_ndim]))
+    flat = kernel.reshape(num_layers, n_in, -1)
+    return np.swapaxes(flat, 1, 2), tree["bias"].reshape(num_layers, -1)
+
+  pieces = {
+      "input_layernorm": (layers["input_layernorm"]["scale"], layers["input_layernorm"]["bias"]),
+      "attention.query_key_value": linear(layers["attention"]["query_key_value"], 1),
+      "attention.dense": linear(layers["attention"]["dense"], 2),
+      "post_attention_layernorm": (layers["post_attention_layernorm"]["scale"],
+                                   layers["post_attention_layernorm"]["bias"]),
+      "mlp.dense_h_to_4h": linear(layers["mlp"]["dense_h_to_4h"], 1),
+      "mlp.dense_4h_to_h": linear(layers["mlp"]["dense_4h_to_h"], 1),
+  }
+  for i in range(num_layers):
+    for key, (weight, bias) in pieces.items():
+      out[f"transformer.layers.{i}.{key}.weight"] = np.ascontiguousarray(weight[i])
+      out[f"transformer.layers.{i}.{key}.bias"] = np.ascontiguousarray(bias[i])
+  return {prefix + k: np.ascontiguousarray(v) for k, v in out.items()}
+
+
+def _to_numpy(tree):
+  if isinstance(tree, Mapping):
+    return {k: _to_numpy(v) for k, v in tree.items()}
+  return np.asarray(tree)
+
+
+# ----------------------------------------------------------------------------- file formats
+
+
+def load_state_dict(path: str) -> dict[str, np.ndarray]:
+  """Reads `.pt` / `.bin` (torch), `.safetensors` or `.npz` into numpy arrays."""
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"Checkpoint file {path!r} does not exist.")
+  ext = os.path.splitext(path)[1].lower()
+  if ext in (".pt", ".bin"):
+    try:
+      import torch
+    except ImportError as e:
+      raise ImportError(f"Reading {path!r} needs PyTorch, which is not installed. Install it "
+                        "(pip install torch) or convert the file to .safetensors / .npz first.") from e
+    try:
+      obj = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # torch raises many types for a corrupt file
+      raise ConversionError(f"Could not read {path!r} as a torch checkpoint: {e}") from e
+    if isinstance(obj, Mapping) and "module" in obj and isinstance(obj["module"], Mapping):
+      obj = obj["module"]  # THUDM mp_rank_00_model_states.pt
+    return {k: v.detach().float().numpy() if v.dtype == torch.bfloat16 else v.detach().numpy()
+            for k, v in obj.items() if hasattr(v, "detach")}
+  if ext == ".safetensors":
+    from safetensors.numpy import load_file
+    try:
+      return dict(load_file(path))
+    except Exception as e:
+      raise ConversionError(f"Could not read {path!r} as safetensors: {e}") from e
+  if ext == ".npz":
+    try:
+      with np.load(path) as data:
+        prefix = "param/" if any(k.startswith("param/") for k in data.files) else ""
+        return {k[len(prefix):]: data[k] for k in data.files if k.startswith(prefix)}
+    except Exception as e:
+      raise ConversionError(f"Could not read {path!r} as .npz: {e}") from e
+  raise ConversionError(f"Unknown checkpoint extension {ext!r} for {path!r}; "
+                        "use .pt, .bin, .safetensors or .npz.")
+
+
+def save_safetensors(state_dict: Mapping[str, np.ndarray], path: str) -> None:
+  from safetensors.numpy import save_file
+  save_file({k: np.ascontiguousarray(v) for k, v in state_dict.items()}, path)
+
+
+def save_torch(state_dict: Mapping[str, np.ndarray], path: str) -> None:
+  import torch
+  torch.save({k: torch.from_numpy(np.array(v)) for k, v in state_dict.items()}, path)

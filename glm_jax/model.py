@@ -1,0 +1,314 @@
+"""GLM in Flax linen, exact to the original THUDM code (model/modeling_glm.py, mpu/transformer.py).
+
+Embeddings: word + position + block position (the 2D positions), dropout after the sum.
+Blocks: pre-LayerNorm, fused QKV attention under the GLM mask, tanh-GELU MLP of width 4h.
+Output: final LayerNorm, then logits against the tied word embedding. Layers run under
+`nn.scan` (one compiled block, a leading `layers` axis on every block parameter).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Mapping
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from glm_jax import attention as attention_lib
+
+REMAT_POLICIES = ("none", "full", "dots", "dots_no_batch")
+
+
+@dataclasses.dataclass(frozen=True)
+class GLMConfig:
+  """The model's shape and numerics. Run configs hold these keys under `config.model`."""
+  vocab_size: int                  # rows of the word embedding (padded to a multiple of 128)
+  num_layers: int                  # transformer blocks
+  hidden_size: int                 # model width h
+  num_heads: int                   # attention heads (head dim = h / heads)
+  max_sequence_length: int         # position tables have max_sequence_length + 1 rows
+  mlp_ratio: int = 4               # FFN width = mlp_ratio * h
+  embedding_dropout: float = 0.1   # after word + position + block-position sum
+  attention_dropout: float = 0.1   # on attention probabilities
+  hidden_dropout: float = 0.1      # after each residual projection
+  layernorm_epsilon: float = 1e-5
+  init_std: float = 0.02           # N(0, std); residual projections use std / sqrt(2 L)
+  dtype: str = "bfloat16"          # compute dtype
+  param_dtype: str = "float32"     # parameter storage dtype
+  remat_policy: str = "none"       # none | full | dots | dots_no_batch
+  attention_backend: str = "auto"  # auto | xla | cudnn
+
+  def __post_init__(self):
+    for name in ("vocab_size", "num_layers", "hidden_size", "num_heads", "max_sequence_length"):
+      value = getattr(self, name)
+      if not isinstance(value, int) or value <= 0:
+        raise ValueError(f"model.{name} must be a positive integer, got {value!r}.")
+    if self.hidden_size % self.num_heads:
+      raise ValueError(
+          f"model.num_heads={self.num_heads} does not divide model.hidden_size="
+          f"{self.hidden_size}; pick a head count that does (GLM releases use head dim 64).")
+    for name in ("embedding_dropout", "attention_dropout", "hidden_dropout"):
+      if not 0.0 <= getattr(self, name) < 1.0:
+        raise ValueError(f"model.{name} must be in [0, 1), got {getattr(self, name)!r}.")
+    for name in ("dtype", "param_dtype"):
+      try:
+        jnp.dtype(getattr(self, name))
+      except TypeError as e:
+        raise ValueError(f"model.{name}={getattr(self, name)!r} is not a dtype name "
+                         "(use 'float32', 'bfloat16' or 'float16').") from e
+    if self.remat_policy not in REMAT_POLICIES:
+      raise ValueError(f"model.remat_policy={self.remat_policy!r} is not one of {REMAT_POLICIES}.")
+    if self.attention_backend not in attention_lib.BACKENDS:
+      raise ValueError(f"model.attention_backend={self.attention_backend!r} is not one of "
+                       f"{attention_lib.BACKENDS}.")
+
+  @property
+  def head_dim(self) -> int:
+    return self.hidden_size // self.num_heads
+
+  def replace(self, **changes) -> "GLMConfig":
+    return dataclasses.replace(self, **changes)
+
+
+def as_glm_config(config: Any) -> GLMConfig:
+  """Accepts a GLMConfig, a run config with a `model` field, or a mapping of model keys."""
+  if isinstance(config, GLMConfig):
+    return config
+  if hasattr(config, "model"):
+    config = config.model
+  if hasattr(config, "to_dict"):
+    config = config.to_dict()
+  if not isinstance(config, Mapping):
+    raise TypeError(f"Expected a GLMConfig or a config with model keys, got {type(config)}.")
+  fields = {f.name for f in dataclasses.fields(GLMConfig)}
+  unknown = sorted(set(config) - fields)
+  if unknown:
+    raise ValueError(f"Unknown model config keys {unknown}; known keys: {sorted(fields)}.")
+  return GLMConfig(**config)
+
+
+def _normal(std):
+  return nn.initializers.normal(stddev=std)
+
+
+class Dense(nn.Module):
+  """y = x . W + b contracting the trailing `in_ndim` axes of x; W is `in_shape + features`.
+
+  Our own rather than nn.DenseGeneral so the kernel is created at its full multi-axis shape and
+  carries one logical axis name per dimension.
+  """
+  features: tuple
+  in_ndim: int
+  names: tuple
+  std: float
+  cfg: GLMConfig
+
+  @nn.compact
+  def __call__(self, x):
+    dtype, param_dtype = jnp.dtype(self.cfg.dtype), jnp.dtype(self.cfg.param_dtype)
+    in_shape = x.shape[-self.in_ndim:]
+    kernel = self.param("kernel", nn.with_logical_partitioning(_normal(self.std), self.names),
+                        in_shape + self.features, param_dtype)
+    bias = self.param("bias", nn.with_logical_partitioning(
+        nn.initializers.zeros_init(), self.names[self.in_ndim:]), self.features, param_dtype)
+    contract = (tuple(range(x.ndim - self.in_ndim, x.ndim)), tuple(range(self.in_ndim)))
+    y = jax.lax.dot_general(x.astype(dtype), kernel.astype(dtype), (contract, ((), ())))
+    return y + bias.astype(dtype)
+
+
+def _dense(features, in_ndim, names, std, cfg: GLMConfig, name: str):
+  features = tuple(features) if isinstance(features, (tuple, list)) else (features,)
+  return Dense(features, in_ndim, tuple(names), std, cfg, name=name)
+
+
+def _layernorm(cfg: GLMConfig, name: str):
+  # fp32 statistics and output; callers cast back to the compute dtype.
+  return nn.LayerNorm(
+      epsilon=cfg.layernorm_epsilon, dtype=jnp.float32, param_dtype=jnp.dtype(cfg.param_dtype),
+      scale_init=nn.with_logical_partitioning(nn.initializers.ones_init(), ("embed",)),
+      bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), ("embed",)),
+      name=name)
+
+
+class SelfAttention(nn.Module):
+  """Fused QKV projection laid out [Q; K; V] x heads, the GLM-masked attention, output dense."""
+  cfg: GLMConfig
+  backend: str
+  deterministic: bool
+
+  @nn.compact
+  def __call__(self, x, mask, layer_cache=None, cache_index=None):
+    cfg = self.cfg
+    qkv = _dense((3, cfg.num_heads, cfg.head_dim), 1, ("embed", "qkv", "heads", "kv"),
+                 cfg.init_std, cfg, "query_key_value")(x)
+    query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+    new_cache = None
+    if layer_cache is not None:
+      # Decode: write the new keys/values at cache_index, attend over the whole cache.
+      key = jax.lax.dynamic_update_slice_in_dim(
+          layer_cache["k"], key.astype(layer_cache["k"].dtype), cache_index, axis=1)
+      value = jax.lax.dynamic_update_slice_in_dim(
+          layer_cache["v"], value.astype(layer_cache["v"].dtype), cache_index, axis=1)
+      new_cache = {"k": key, "v": value}
+      key, value = key.astype(query.dtype), value.astype(query.dtype)
+    dropout_fn = None
+    if not self.deterministic and cfg.attention_dropout > 0:
+      dropout_fn = nn.Dropout(cfg.attention_dropout, deterministic=False)
+    out = attention_lib.attend(self.backend, query, key, value, mask, dropout_fn=dropout_fn)
+    out = _dense(cfg.hidden_size, 2, ("heads", "kv", "embed"),
+                 cfg.init_std / math.sqrt(2.0 * cfg.num_layers), cfg, "dense")(out)
+    return out, new_cache
+
+
+class MLP(nn.Module):
+  """h -> 4h -> tanh-GELU -> h."""
+  cfg: GLMConfig
+
+  @nn.compact
+  def __call__(self, x):
+    cfg = self.cfg
+    hidden = _dense(cfg.mlp_ratio * cfg.hidden_size, 1, ("embed", "mlp"), cfg.init_std, cfg,
+                    "dense_h_to_4h")(x)
+    hidden = nn.with_logical_constraint(hidden, ("act_batch", "act_length", "act_mlp"))
+    hidden = jax.nn.gelu(hidden, approximate=True)
+    return _dense(cfg.hidden_size, 1, ("mlp", "embed"),
+                  cfg.init_std / math.sqrt(2.0 * cfg.num_layers), cfg, "dense_4h_to_h")(hidden)
+
+
+class Block(nn.Module):
+  """One pre-LayerNorm transformer layer; scanned, so it maps (x, cache) -> (x, cache)."""
+  cfg: GLMConfig
+  backend: str
+  deterministic: bool
+
+  @nn.compact
+  def __call__(self, x, mask, cache_index, layer_cache):
+    cfg = self.cfg
+    dtype = jnp.dtype(cfg.dtype)
+    drop = nn.Dropout(cfg.hidden_dropout, deterministic=self.deterministic)
+    h = _layernorm(cfg, "input_layernorm")(x).astype(dtype)
+    h, new_cache = SelfAttention(cfg, self.backend, self.deterministic, name="attention")(
+        h, mask, layer_cache, cache_index)
+    x = x + drop(h)
+    h = _layernorm(cfg, "post_attention_layernorm")(x).astype(dtype)
+    x = x + drop(MLP(cfg, name="mlp")(h))
+    x = nn.with_logical_constraint(x, ("act_batch", "act_length", "act_embed"))
+    return x, new_cache
+
+
+def _remat_policy(name: str):
+  return {
+      "full": None,
+      "dots": jax.checkpoint_policies.checkpoint_dots,
+      "dots_no_batch": jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims,
+  }[name]
+
+
+class GLM(nn.Module):
+  """`GLM(config).apply({"params": p}, input_ids, position_ids, sep)` -> logits `[b, s, vocab]`.
+
+  input_ids `[b, s]`; position_ids `[b, 2, s]` (row 0 position, row 1 block position);
+  sep `[b]` Part-A length per example (0 = causal LM).
+
+  Decoding with a KV cache: pass `kv_cache` (from `init_kv_cache`), `cache_index` (the slot of
+  the first new token) and an explicit boolean `attention_mask` `[b, s, cache_len]`; returns
+  `(logits, new_kv_cache)`.
+  """
+  config: Any
+
+  @nn.compact
+  def __call__(self, input_ids, position_ids, sep=None, *, deterministic: bool = True,
+               attention_mask=None, kv_cache=None, cache_index=None):
+    cfg = as_glm_config(self.config)
+    dtype = jnp.dtype(cfg.dtype)
+    param_dtype = jnp.dtype(cfg.param_dtype)
+    batch, length = input_ids.shape
+    if position_ids.shape != (batch, 2, length):
+      raise ValueError(f"position_ids must have shape {(batch, 2, length)} (row 0 position, "
+                       f"row 1 block position), got {position_ids.shape}.")
+    training_with_dropout = not deterministic and cfg.attention_dropout > 0
+    backend = attention_lib.resolve_backend(
+        cfg.attention_backend, dtype=dtype, training_with_dropout=training_with_dropout)
+
+    def table(name, rows):
+      return nn.Embed(rows, cfg.hidden_size, dtype=jnp.float32, param_dtype=param_dtype,
+                      embedding_init=nn.with_logical_partitioning(
+                          _normal(cfg.init_std), ("vocab" if name == "word_embeddings"
+                                                  else "position", "embed")),
+                      name=name)
+
+    word = table("word_embeddings", cfg.vocab_size)
+    x = (word(input_ids)
+         + table("position_embeddings", cfg.max_sequence_length + 1)(position_ids[:, 0])
+         + table("block_position_embeddings", cfg.max_sequence_length + 1)(position_ids[:, 1]))
+    x = nn.Dropout(cfg.embedding_dropout, deterministic=deterministic)(x).astype(dtype)
+    x = nn.with_logical_constraint(x, ("act_batch", "act_length", "act_embed"))
+
+    if attention_mask is None:
+      if kv_cache is not None:
+        raise ValueError("Decoding with kv_cache needs an explicit attention_mask.")
+      if sep is None:
+        raise ValueError("Pass sep (Part-A length per example; 0 for a causal LM).")
+      mask = attention_lib.glm_mask(sep, length)
+    else:
+      mask = attention_mask[:, None].astype(bool)
+
+    block = Block
+    if cfg.remat_policy != "none":
+      block = nn.remat(Block, policy=_remat_policy(cfg.remat_policy), prevent_cse=False)
+    layers = nn.scan(
+        block, variable_axes={"params": 0}, split_rngs={"params": True, "dropout": True},
+        in_axes=(nn.broadcast, nn.broadcast, 0), length=cfg.num_layers,
+        metadata_params={nn.PARTITION_NAME: "layers"})(
+            cfg, backend, deterministic, name="layers")
+    x, new_cache = layers(x, mask, cache_index, kv_cache)
+
+    x = _layernorm(cfg, "final_layernorm")(x).astype(dtype)
+    logits = jnp.einsum("bsh,vh->bsv", x, word.embedding.astype(dtype),
+                        preferred_element_type=jnp.float32)
+    logits = nn.with_logical_constraint(logits, ("act_batch", "act_length", "act_vocab"))
+    if kv_cache is not None:
+      return logits, new_cache
+    return logits
+
+
+def init_kv_cache(config, batch: int, length: int, dtype=None):
+  """Zeroed per-layer K/V cache `{'k','v'}: [layers, batch, length, heads, head_dim]`."""
+  cfg = as_glm_config(config)
+  shape = (cfg.num_layers, batch, length, cfg.num_heads, cfg.head_dim)
+  dtype = jnp.dtype(dtype or cfg.dtype)
+  return {"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)}
+
+
+def dummy_inputs(batch: int = 1, length: int = 8):
+  """Shape-only inputs for init / eval_shape."""
+  ids = jnp.zeros((batch, length), jnp.int32)
+  return ids, jnp.zeros((batch, 2, length), jnp.int32), jnp.zeros((batch,), jnp.int32)
+
+
+def init_boxed_params(config, rng):
+  """Parameters wrapped in flax `Partitioned` boxes that carry their logical axis names."""
+  cfg = as_glm_config(config)
+  return GLM(cfg).init(rng, *dummy_inputs())["params"]
+
+
+def init_params(config, rng):
+  """Plain parameter tree (no sharding metadata), e.g. for a single-device notebook."""
+  return nn.unbox(init_boxed_params(config, rng))
+
+
+def param_shapes(config):
+  """`jax.ShapeDtypeStruct` tree of the parameters, computed without allocating them."""
+  return nn.unbox(jax.eval_shape(lambda: init_boxed_params(config, jax.random.PRNGKey(0))))
+
+
+def logical_axes(config):
+  """Tree of logical axis-name tuples, one per parameter, for `sharding.py`."""
+  boxed = jax.eval_shape(lambda: init_boxed_params(config, jax.random.PRNGKey(0)))
+  return nn.get_partition_spec(boxed)
+
+
+def count_params(config) -> int:
+  return sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(param_shapes(config)))

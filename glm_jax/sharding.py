@@ -1,0 +1,95 @@
+"""Device mesh from config, the logical-axis rules, and placing params and batches on the mesh.
+
+Parameters and activations carry logical axis names (see model.py); one small table maps them to
+the mesh axes ('data', 'fsdp', 'tensor'). Changing the parallelism is a config change.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+import flax.linen as nn
+import jax
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+MESH_AXES = ("data", "fsdp", "tensor")
+
+# logical axis -> mesh axes. Params: FSDP shards the embed dimension, tensor parallelism splits
+# heads, FFN width and vocabulary. Activations: batch over data x fsdp, heads/FFN over tensor.
+LOGICAL_RULES: tuple[tuple[str, object], ...] = (
+    ("act_batch", ("data", "fsdp")),
+    ("act_length", None),
+    ("act_embed", None),
+    ("act_mlp", "tensor"),
+    ("act_heads", "tensor"),
+    ("act_vocab", "tensor"),
+    ("vocab", "tensor"),
+    ("embed", "fsdp"),
+    ("heads", "tensor"),
+    ("mlp", "tensor"),
+    ("kv", None),
+    ("qkv", None),
+    ("position", None),
+    ("layers", None),
+)
+
+
+def mesh_shape(mesh_config: Mapping[str, int], num_devices: int) -> tuple[int, ...]:
+  """Resolves the one -1 entry (if any) so the axes multiply to the device count."""
+  sizes = [int(mesh_config[a]) for a in MESH_AXES]
+  free = [i for i, s in enumerate(sizes) if s == -1]
+  if len(free) > 1 or any(s == 0 or s < -1 for s in sizes):
+    raise ValueError(f"mesh {dict(zip(MESH_AXES, sizes))}: give positive sizes and at most one "
+                     "-1 (which takes the remaining devices).")
+  known = math.prod(s for s in sizes if s != -1)
+  if free:
+    if num_devices % known:
+      raise ValueError(f"mesh {dict(zip(MESH_AXES, sizes))}: the fixed axes ({known} devices) do "
+                       f"not divide the {num_devices} devices.")
+    sizes[free[0]] = num_devices // known
+  if math.prod(sizes) != num_devices:
+    raise ValueError(f"mesh {dict(zip(MESH_AXES, sizes))} uses {math.prod(sizes)} devices but "
+                     f"{num_devices} are available; set one axis to -1 or match the count.")
+  return tuple(sizes)
+
+
+def make_mesh(mesh_config: Mapping[str, int], devices: Sequence[jax.Device] | None = None):
+  """A `(data, fsdp, tensor)` mesh with Auto axis types (GSPMD propagates the rest)."""
+  devices = list(devices) if devices is not None else jax.devices()
+  shape = mesh_shape(mesh_config, len(devices))
+  axis_types = (jax.sharding.AxisType.Auto,) * len(MESH_AXES)
+  if devices == jax.devices():
+    return jax.make_mesh(shape, MESH_AXES, axis_types=axis_types)
+  return jax.sharding.Mesh(np.asarray(devices).reshape(shape), MESH_AXES, axis_types=axis_types)
+
+
+def logical_to_sharding(logical_tree, shapes_tree, mesh, rules=LOGICAL_RULES):
+  """NamedShardings for a tree of logical axis specs.
+
+  A dimension that a mesh axis does not divide evenly (e.g. a vocabulary of 100 over tensor=2)
+  stays replicated along that dimension rather than failing.
+  """
+  def one(spec, shape):
+    mesh_spec = nn.logical_to_mesh_axes(tuple(spec) if spec is not None else (), rules)
+    dims = []
+    for size, axes in zip(shape.shape, tuple(mesh_spec) + (None,) * len(shape.shape)):
+      names = (axes,) if isinstance(axes, str) else tuple(axes or ())
+      width = math.prod(mesh.shape[a] for a in names)
+      dims.append(axes if names and size % width == 0 else None)
+    return NamedSharding(mesh, P(*dims))
+
+  return jax.tree_util.tree_map(one, logical_tree, shapes_tree,
+                                is_leaf=lambda x: isinstance(x, P) or x is None)
+
+
+def batch_sharding(mesh, ndim: int = 2) -> NamedSharding:
+  """Batches split their leading dimension over data x fsdp."""
+  return NamedSharding(mesh, P(("data", "fsdp"), *([None] * (ndim - 1))))
+
+
+def put_batch(batch: Mapping[str, np.ndarray], mesh):
+  """Host-local numpy batch -> global arrays (each process passes only its own rows)."""
+  return {k: jax.make_array_from_process_local_data(batch_sharding(mesh, v.ndim), v)
+          for k, v in batch.items()}
