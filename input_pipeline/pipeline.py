@@ -1,0 +1,296 @@
+"""Raw text -> fixed-shape GLM batches: read (tf.data) -> tokenize -> pack -> blank-infill -> batch.
+
+Packing: documents become one stream `[CLS] doc [eos] [CLS] doc [eos] ...`; each sample takes the
+longest prefix of the stream whose Part A + Part B fills `seq_length` (cut at a sentence end when
+one is near), and a sample that starts inside a document gets a fresh [CLS].
+
+Determinism and resume: the stream order is a function of (seed, epoch, process shard); the batch
+at step t draws its randomness from `default_rng([seed, process_index, split, t])`. The iterator
+state is just the stream location (epoch, document index, token offset) plus the step, so
+restoring re-reads from that document and yields exactly the batches the original would have.
+"""
+
+from __future__ import annotations
+
+import collections
+import queue
+import threading
+
+import numpy as np
+import tensorflow as tf
+
+from input_pipeline import blank_infilling, sources
+
+_STATE_VERSION = 1
+_KNOBS = ('bert_prob', 'gap_sentence_prob', 'gpt_infill_prob', 'gpt_min_ratio', 'mask_ratio',
+          'gap_sentence_ratio', 'poisson_lambda', 'max_span_length', 'shuffle_spans',
+          'sentence_cut_slack')
+
+
+class _Chunk(collections.namedtuple('_Chunk', 'epoch doc_ids lengths tokens skipped')):
+  """Tokenized documents: `tokens` is `[CLS] doc [eos]` for each, concatenated."""
+
+
+class _Reader:
+  """Background thread: tokenized documents of one shard, in order, from (epoch, doc index).
+
+  Reading and sentencepiece (which runs in C++ on several threads) overlap with blank
+  infilling on the main thread. Stops on `close()`; errors are re-raised in the consumer.
+  """
+
+  _END = object()
+
+  def __init__(self, cfg, tok, split, seed, process_index, process_count, epoch, doc):
+    self._args = (cfg, tok, split, seed, process_index, process_count)
+    self._queue = queue.Queue(maxsize=max(2, cfg.prefetch))
+    self._stop = threading.Event()
+    self._thread = threading.Thread(target=self._run, args=(epoch, doc), daemon=True)
+    self._thread.start()
+
+  def _put(self, item) -> bool:
+    while not self._stop.is_set():
+      try:
+        self._queue.put(item, timeout=0.1)
+        return True
+      except queue.Full:
+        continue
+    return False
+
+  def _epoch_dataset(self, epoch, skip):
+    cfg, _, split, seed, pi, pc = self._args
+    train = split == 'train'
+    order_seed = [seed, epoch] if train else None
+    ds = sources.documents(cfg, split, pi, pc, file_order_seed=order_seed)
+    if train and cfg.shuffle_buffer > 1:
+      ds = ds.shuffle(cfg.shuffle_buffer, seed=(seed * 1_000_003 + epoch) % (2**31),
+                      reshuffle_each_iteration=False)
+    return ds.skip(skip).batch(cfg.read_batch_documents).prefetch(cfg.prefetch)
+
+  def _run(self, epoch, skip):
+    cfg, tok, split, *_ = self._args
+    cls_id, eos_id = tok.special_ids['CLS'], tok.special_ids['eos']
+    try:
+      while not self._stop.is_set():
+        index, tokens_in_epoch = skip, 0
+        for raw_batch in self._epoch_dataset(epoch, skip).as_numpy_iterator():
+          texts, ids, skipped = [], [], collections.Counter()
+          for j, raw in enumerate(raw_batch):
+            try:
+              texts.append(raw.decode('utf-8'))
+              ids.append(index + j)
+            except UnicodeDecodeError:
+              skipped['invalid_utf8'] += 1
+          index += len(raw_batch)
+          flat, keep, lengths = [], [], []
+          for doc_id, encoded in zip(ids, tok.encode_batch(texts)):
+            if not encoded:
+              skipped['empty'] += 1
+              continue
+            flat.append(cls_id)
+            flat.extend(encoded)
+            flat.append(eos_id)
+            keep.append(doc_id)
+            lengths.append(len(encoded) + 2)
+          tokens_in_epoch += sum(lengths)
+          if not self._put(_Chunk(epoch, keep, lengths, np.array(flat, np.int32), skipped)):
+            return
+        if split != 'train':
+          self._put(self._END)
+          return
+        if tokens_in_epoch == 0 and skip == 0:
+          raise sources.DataSourceError(
+              f'the train split of this shard has no usable documents (source={cfg.source!r}); '
+              'check the corpus, cfg.eval_holdout_fraction and the number of processes')
+        epoch, skip = epoch + 1, 0
+    except Exception as e:  # handed to the consumer, raised there
+      self._put(e)
+
+  def get(self):
+    """Next `_Chunk`, or None at the end of a finite split."""
+    item = self._queue.get()
+    if item is self._END:
+      return None
+    if isinstance(item, Exception):
+      raise item
+    return item
+
+  def close(self):
+    self._stop.set()
+    self._thread.join(timeout=10)
+
+
+class BatchIterator:
+  """Yields dicts of numpy `[per_host_batch, seq_length]` arrays; see the module docstring."""
+
+  def __init__(self, cfg, tok, *, split, seq_length, per_host_batch, seed, process_index,
+               process_count):
+    if split not in ('train', 'eval'):
+      raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
+    if per_host_batch < 1:
+      raise ValueError(f'per_host_batch must be >= 1, got {per_host_batch}')
+    self.cfg, self.tok, self.split = cfg, tok, split
+    self.seq_length, self.batch_size = int(seq_length), int(per_host_batch)
+    self.seed, self.process_index, self.process_count = int(seed), int(process_index), int(process_count)
+    self.bi = blank_infilling.BlankInfilling(
+        tok.special_ids, seq_length, sentence_end_ids=tok.sentence_end_ids,
+        **{k: cfg[k] for k in _KNOBS})
+    self.stats = collections.Counter()
+    self._pad_tokens = 0
+    self._total_tokens = 0
+    self._reader = None
+    self._reset(step=0, epoch=0, doc=0, offset=0)
+
+  # -- stream --------------------------------------------------------------------------------
+  def _reset(self, step, epoch, doc, offset):
+    if self._reader is not None:
+      self._reader.close()
+    self._step = step
+    self._buf = np.zeros(0, np.int32)
+    self._pos = 0
+    self._segs = collections.deque()  # [epoch, doc, length] for each document in the buffer
+    self._offset = 0  # tokens of segs[0] already consumed
+    self._exhausted = False
+    self._next_loc = (epoch, doc)
+    self._reader = _Reader(self.cfg, self.tok, self.split, self.seed, self.process_index,
+                           self.process_count, epoch, doc)
+    self._skip_first = offset
+
+  def _refill(self, need: int):
+    while not self._exhausted and self._buf.shape[0] - self._pos < need:
+      chunk = self._reader.get()
+      if chunk is None:
+        self._exhausted = True
+        break
+      self.stats.update(chunk.skipped)
+      tokens = chunk.tokens
+      for doc_id, length in zip(chunk.doc_ids, chunk.lengths):
+        self._segs.append([chunk.epoch, doc_id, length])
+      if self._skip_first:  # resuming inside a document
+        self._consume_segs(self._skip_first)
+        tokens = tokens[self._skip_first:]
+        self._skip_first = 0
+      self._buf = np.concatenate([self._buf[self._pos:], tokens])
+      self._pos = 0
+
+  def _consume_segs(self, count: int):
+    while count > 0:
+      seg = self._segs[0]
+      left = seg[2] - self._offset
+      if count >= left:
+        count -= left
+        self._segs.popleft()
+        self._offset = 0
+        self._next_loc = (seg[0], seg[1] + 1)
+      else:
+        self._offset += count
+        count = 0
+
+  def _next_sample(self, rng, objective):
+    S = self.seq_length
+    self._refill(S)
+    avail = self._buf.shape[0] - self._pos
+    if avail == 0:
+      return None
+    head = self._buf[self._pos:self._pos + S]
+    cls_id = self.tok.special_ids['CLS']
+    extra = 0
+    if head[0] != cls_id:  # starts inside a document: give it its own [CLS]
+      head = np.concatenate([[cls_id], head[:S - 1]]).astype(np.int32)
+      extra = 1
+    sample, n = self.bi.fit(head, rng, objective)
+    used = n - extra
+    self._pos += used
+    self._consume_segs(used)
+    return sample
+
+  # -- iteration ------------------------------------------------------------------------------
+  def __iter__(self):
+    return self
+
+  def __next__(self) -> dict:
+    S, B = self.seq_length, self.batch_size
+    split_id = 0 if self.split == 'train' else 1
+    rng = np.random.default_rng([self.seed, self.process_index, split_id, self._step])
+    objective = self.bi.choose_objective(rng)
+    out = {k: np.zeros((B, S), np.int32) for k in ('input_ids', 'target_ids', 'position_ids',
+                                                  'block_position_ids', 'loss_mask')}
+    out['input_ids'][:] = self.tok.special_ids['eos']
+    out['target_ids'][:] = self.tok.special_ids['eos']
+    sep = np.zeros(B, np.int32)
+    rows = 0
+    for b in range(B):
+      sample = self._next_sample(rng, objective)
+      if sample is None:
+        break
+      for k in out:
+        out[k][b] = sample[k]
+      sep[b] = sample['sep']
+      rows += 1
+    if rows == 0:
+      raise StopIteration
+    used = int(sep.sum() + out['loss_mask'].sum())
+    self._pad_tokens += B * S - used
+    self._total_tokens += B * S
+    self._step += 1
+    return {
+        'input_ids': out['input_ids'],
+        'target_ids': out['target_ids'],
+        'loss_mask': out['loss_mask'].astype(np.float32),
+        'position_ids': np.stack([out['position_ids'], out['block_position_ids']], axis=1),
+        'sep': sep,
+    }
+
+  @property
+  def padding_fraction(self) -> float:
+    """Fraction of batch slots that are padding, over all batches so far."""
+    return self._pad_tokens / self._total_tokens if self._total_tokens else 0.0
+
+  # -- state ----------------------------------------------------------------------------------
+  def _identity(self):
+    return {'split': self.split, 'seed': self.seed, 'process_index': self.process_index,
+            'process_count': self.process_count, 'seq_length': self.seq_length,
+            'per_host_batch': self.batch_size}
+
+  def get_state(self) -> dict:
+    """Small JSON-serializable state: where the stream stands and the step."""
+    if self._segs:
+      epoch, doc, _ = self._segs[0]
+      offset = self._offset
+    else:
+      (epoch, doc), offset = self._next_loc, 0
+    return {'version': _STATE_VERSION, **self._identity(), 'step': self._step,
+            'epoch': int(epoch), 'doc': int(doc), 'offset': int(offset) + self._skip_first,
+            'exhausted': bool(self._exhausted and not self._segs),
+            'pad_tokens': self._pad_tokens, 'total_tokens': self._total_tokens,
+            'stats': dict(self.stats)}
+
+  def set_state(self, state: dict):
+    """Continues from `state`; afterwards yields exactly the batches the original would have."""
+    mismatch = {k: (state.get(k), v) for k, v in self._identity().items() if state.get(k) != v}
+    if state.get('version') != _STATE_VERSION or mismatch:
+      raise ValueError(f'iterator state does not belong to this iterator (saved, current): '
+                       f'{mismatch or state.get("version")}; build the iterator with the same '
+                       'split, seed, process index/count, seq_length and batch size')
+    self._reset(step=state['step'], epoch=state['epoch'], doc=state['doc'], offset=state['offset'])
+    if state.get('exhausted'):
+      self._reader.close()
+      self._exhausted = True
+    self._pad_tokens, self._total_tokens = state['pad_tokens'], state['total_tokens']
+    self.stats = collections.Counter(state.get('stats', {}))
+
+  def close(self):
+    self._reader.close()
+
+  def __del__(self):
+    try:
+      self._reader.close()
+    except Exception:
+      pass
+
+
+def make_iterator(cfg, tok, *, split='train', seq_length, per_host_batch, seed=0,
+                  process_index=0, process_count=1) -> BatchIterator:
+  """The training loop's data: infinite for 'train' (epochs reshuffled), finite for 'eval'."""
+  return BatchIterator(cfg, tok, split=split, seq_length=seq_length,
+                       per_host_batch=per_host_batch, seed=seed, process_index=process_index,
+                       process_count=process_count)
