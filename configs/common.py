@@ -60,6 +60,10 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.checkpoint_every_steps = 2_000  # steps between checkpoints
   config.keep_checkpoints = 3        # checkpoints kept on disk
   config.seed = 0                    # seeds params, dropout and the data order
+  config.stop_at_step = 0            # end this invocation at this step, with a checkpoint (0 = total_steps); the schedule still spans total_steps
+  config.synthetic_data = False      # random batches in the GLM layout (tests, benchmarks): no tokenizer, no TensorFlow
+  config.tensorboard = True          # also write metrics as TensorBoard summaries (workdir/tensorboard)
+  config.sample_tokens = 24          # at the end, print one blank filled with up to this many tokens (0 = skip)
 
   # Parallelism: mesh axes (data, fsdp, tensor); -1 takes the remaining devices.
   config.mesh = ml_collections.ConfigDict()

@@ -1,0 +1,82 @@
+"""Checks a run config before anything compiles; each problem is one message naming the key."""
+
+from __future__ import annotations
+
+import os
+
+from glm_jax import model as model_lib
+from glm_jax import sharding
+
+
+class ConfigError(ValueError):
+  """A run-config value that cannot work, with the key to change."""
+
+
+def _require(ok: bool, message: str) -> None:
+  if not ok:
+    raise ConfigError(message)
+
+
+def _check_schedule(config) -> None:
+  for key in ("total_steps", "log_every_steps", "checkpoint_every_steps", "eval_steps",
+              "keep_checkpoints", "global_batch_size", "grad_accum_steps", "seq_length"):
+    value = config[key]
+    _require(isinstance(value, int) and value > 0, f"{key} must be a positive integer, got {value!r}.")
+  for key in ("eval_every_steps", "stop_at_step", "seed", "sample_tokens"):
+    _require(isinstance(config[key], int) and config[key] >= 0,
+             f"{key} must be an integer >= 0, got {config[key]!r}.")
+
+
+def _check_optimizer(config) -> None:
+  _require(config.learning_rate > 0, f"learning_rate must be > 0, got {config.learning_rate}.")
+  _require(0 <= config.warmup_ratio < 1, f"warmup_ratio must be in [0, 1), got {config.warmup_ratio}.")
+  _require(0 <= config.min_learning_rate_ratio <= 1,
+           f"min_learning_rate_ratio must be in [0, 1], got {config.min_learning_rate_ratio}.")
+  for key in ("adam_b1", "adam_b2"):
+    _require(0 <= config[key] < 1, f"{key} must be in [0, 1), got {config[key]}.")
+  _require(config.adam_eps > 0, f"adam_eps must be > 0, got {config.adam_eps}.")
+  _require(config.weight_decay >= 0, f"weight_decay must be >= 0, got {config.weight_decay}.")
+  _require(config.grad_clip_norm >= 0, f"grad_clip_norm must be >= 0 (0 disables), got {config.grad_clip_norm}.")
+
+
+def _check_batch(config, num_devices: int, process_count: int) -> None:
+  try:
+    data, fsdp, tensor = sharding.mesh_shape(config.mesh, num_devices)
+  except ValueError as e:
+    raise ConfigError(f"config.mesh: {e}") from None
+  batch, accum = config.global_batch_size, config.grad_accum_steps
+  shards = data * fsdp
+  _require(batch % process_count == 0,
+           f"global_batch_size={batch} is not divisible by the {process_count} processes.")
+  _require(batch % (shards * accum) == 0,
+           f"global_batch_size={batch} must be divisible by grad_accum_steps ({accum}) x the "
+           f"batch-sharding devices (mesh data x fsdp = {data} x {fsdp} = {shards}); e.g. use "
+           f"--config.global_batch_size={max(1, round(batch / (shards * accum))) * shards * accum}.")
+  del tensor
+
+
+def validate(config, num_devices: int, process_count: int) -> None:
+  """Raises ConfigError on the first value that cannot work on these devices."""
+  _check_schedule(config)
+  _check_optimizer(config)
+  try:
+    model_cfg = model_lib.as_glm_config(config)
+  except (TypeError, ValueError) as e:
+    raise ConfigError(str(e)) from None
+  _require(config.seq_length <= model_cfg.max_sequence_length + 1,
+           f"seq_length={config.seq_length} exceeds the position tables "
+           f"(model.max_sequence_length + 1 = {model_cfg.max_sequence_length + 1} rows); lower "
+           "seq_length or raise model.max_sequence_length.")
+  _check_batch(config, num_devices, process_count)
+  _require(not config.init_from or os.path.isdir(config.init_from),
+           f"init_from={config.init_from!r} is not a directory (expected a params checkpoint "
+           "from `python -m glm_jax.convert import`).")
+
+
+def check_vocab(config, tokenizer_vocab: int | None) -> None:
+  """The word embedding must have a row for every token id the tokenizer emits."""
+  if tokenizer_vocab is not None:
+    _require(tokenizer_vocab <= config.model.vocab_size,
+             f"The tokenizer has {tokenizer_vocab} tokens but model.vocab_size="
+             f"{config.model.vocab_size}; set --config.vocab_from_tokenizer=True or a larger "
+             "model.vocab_size.")

@@ -1,0 +1,258 @@
+"""GLM pretraining: `python -m glm_jax.train --config=configs/base.py [--config.key=value] [--workdir=DIR]`.
+
+Reads top to bottom: start the processes -> check the config -> build the mesh -> build the data
+-> restore or initialise the state -> jit the step -> loop with periodic actions (log, evaluate,
+checkpoint). Re-running the same command in the same workdir resumes from the last checkpoint;
+SIGTERM (a preemption) saves a checkpoint and exits cleanly.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+import flax.linen as nn
+import jax
+import numpy as np
+from ml_collections import config_flags
+
+from glm_jax import checkpoint as checkpoint_lib
+from glm_jax import metrics as metrics_lib
+from glm_jax import model as model_lib
+from glm_jax import objective
+from glm_jax import optim
+from glm_jax import run_checks
+from glm_jax import sharding
+from glm_jax import train_data
+from glm_jax import train_state
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Run config file, e.g. configs/tiny.py.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints, metrics.jsonl and TensorBoard logs "
+                               "(default: /tmp/glm_jax/<config name>).")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-"
+                                   "process runs outside TPU pods).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Total processes (multi-process).")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index (multi-process).")
+_INIT_TIMEOUT = flags.DEFINE_integer("initialization_timeout", 300, "Seconds to wait for peers.")
+
+_TPU_POD_ENV = ("TPU_WORKER_HOSTNAMES", "MEGASCALE_COORDINATOR_ADDRESS")
+
+
+def initialize_distributed() -> None:
+  """jax.distributed: explicit flags win; TPU pods configure themselves; else single process."""
+  if _NUM_PROCESSES.value and _NUM_PROCESSES.value > 1:
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(
+        coordinator_address=_COORDINATOR.value, num_processes=_NUM_PROCESSES.value,
+        process_id=_PROCESS_ID.value, initialization_timeout=_INIT_TIMEOUT.value)
+  elif any(os.environ.get(k) for k in _TPU_POD_ENV):
+    jax.distributed.initialize()
+
+
+def log(message: str) -> None:
+  if jax.process_index() == 0:
+    print(message, flush=True)
+
+
+def prepare_config(config):
+  """Fills the vocabulary from the tokenizer if asked, then checks every value (no compiling)."""
+  tokenizer_vocab = train_data.load_vocab_size(config)
+  if config.vocab_from_tokenizer and tokenizer_vocab is not None:
+    from input_pipeline import tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
+    config.model.vocab_size = tokenizer_lib.padded_vocab_size(tokenizer_vocab)
+  run_checks.validate(config, jax.device_count(), jax.process_count())
+  run_checks.check_vocab(config, tokenizer_vocab)
+  return config
+
+
+class Preemption:
+  """Set by SIGTERM (single process) or by JAX's multi-host preemption sync point."""
+
+  def __init__(self, checkpointer):
+    self.checkpointer, self.signalled = checkpointer, False
+    if jax.process_count() == 1:
+      signal.signal(signal.SIGTERM, self._handle)
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    self.signalled = True
+
+  def reached(self, step: int) -> bool:
+    return self.signalled or self.checkpointer.reached_preemption(step)
+
+
+def restore_or_init(config, checkpointer, data, optimizer, abstract, shardings):
+  """The latest checkpoint in the workdir if any; else fresh (or `init_from`) params."""
+  step = checkpointer.latest_step()
+  if step is not None:
+    state, data_state = checkpointer.restore(step, abstract)
+    data.train.set_state(data_state)
+    log(f"Resumed from {checkpointer.directory}/{step}.")
+    return state
+  state = train_state.init_state(config, optimizer, shardings)
+  if config.init_from:
+    params = checkpoint_lib.load_params(config.init_from, abstract.params, shardings.params)
+    state = state.replace(params=params)
+    log(f"Initialised params from {config.init_from}.")
+  return state
+
+
+def evaluate(eval_step, params, data, mesh, num_batches: int) -> dict:
+  """Mean loss / Part-B accuracy over `num_batches` held-out batches (a host sync, by design)."""
+  sums = None
+  for _, batch in zip(range(num_batches), data.make_eval()):
+    batch_sums = eval_step(params, sharding.put_batch(batch, mesh))
+    sums = batch_sums if sums is None else objective.add_sums(sums, batch_sums)
+  if sums is None:
+    return {}
+  means = jax.device_get(objective.mean_metrics(sums))
+  return {"eval_loss": float(means["loss"]), "eval_accuracy": float(means["accuracy"])}
+
+
+class TrainLogger:
+  """Averages step metrics over each log window and writes them one step late (no host sync)."""
+
+  def __init__(self, config, writer, start_step: int, num_params: int):
+    self.config, self.writer = config, writer
+    self.tokens_per_step = config.global_batch_size * config.seq_length
+    self.flops_token = metrics_lib.flops_per_token(
+        model_lib.as_glm_config(config), config.seq_length, num_params)
+    self.peak = metrics_lib.peak_tflops(config)
+    self.timer = metrics_lib.StepTimer(start_step)
+    self.window, self.pending, self.extra = [], None, {}
+
+  def add(self, step: int, step_metrics) -> None:
+    """Records this step's (device) metrics; flushes the previous window, now surely computed."""
+    self.flush()
+    self.window.append(step_metrics)
+    if step % self.config.log_every_steps == 0:
+      self.pending, self.window = (step, self.window), []
+
+  def attach(self, values: dict) -> None:
+    """Adds values (e.g. eval results) to the next logged record, so each step has one line."""
+    self.extra.update(values)
+
+  def flush(self) -> None:
+    if self.pending is None:
+      return
+    step, window = self.pending
+    self.pending = None
+    host = jax.device_get(window)
+    values = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
+    per_step = self.timer.lap(step)
+    values.update(metrics_lib.throughput(self.tokens_per_step, per_step, self.flops_token,
+                                         self.peak, jax.device_count()))
+    values.update(self.extra)
+    self.extra = {}
+    self.writer.write(step, values)
+    log(metrics_lib.progress_line(step, self.config.total_steps, values, per_step))
+
+  def finish(self, step: int) -> None:
+    """Logs a trailing partial window (e.g. at a preemption) as well."""
+    if self.window and self.pending is None:
+      self.pending, self.window = (step, self.window), []
+    self.flush()
+
+
+def train_loop(config, mesh, data, state, step_fn, eval_fn, checkpointer, writer) -> tuple:
+  """Runs steps until stop_at_step / total_steps or a preemption; returns (state, step)."""
+  step = int(jax.device_get(state.step))
+  stop = min(config.total_steps, config.stop_at_step or config.total_steps)
+  num_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(state.params))
+  logger = TrainLogger(config, writer, step, num_params)
+  preemption = Preemption(checkpointer)
+  while step < stop:
+    state, step_metrics = step_fn(state, sharding.put_batch(next(data.train), mesh))
+    step += 1
+    logger.add(step, step_metrics)
+    if config.eval_every_steps and step % config.eval_every_steps == 0:
+      results = evaluate(eval_fn, state.params, data, mesh, config.eval_steps)
+      logger.attach(results)
+      logger.flush()
+      log(f"step {step} | " + " | ".join(f"{k} {v:.4f}" for k, v in results.items()))
+    preempted = preemption.reached(step)
+    if step % config.checkpoint_every_steps == 0 or step == stop or preempted:
+      checkpointer.save(step, state, data.train.get_state())
+    if preempted:
+      log(f"Preempted: saved a checkpoint at step {step}; re-run the same command to resume.")
+      break
+  logger.finish(step)
+  return state, step
+
+
+def print_sample(config, params, data) -> None:
+  """Fills one blank with the freshly trained params (skipped without generate.py or a tokenizer)."""
+  if config.sample_tokens <= 0 or data.tokenizer is None or jax.process_index() != 0:
+    return
+  try:
+    from glm_jax import generate  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return
+  tok, special = data.tokenizer, data.special_ids
+  left, right = "In the beginning God created the", "and the earth."
+  prompt = ([special["CLS"]] + tok.encode(left) + [special["MASK"]] + tok.encode(right)
+            + [special["eos"]])
+  blanks = generate.fill_blanks(config, params, prompt, special_ids=special,
+                                max_new_tokens=config.sample_tokens)
+  log(f"Sample: {left} [[{tok.decode(blanks[0])}]] {right}")
+
+
+def train_and_evaluate(config, workdir: str, mesh) -> None:
+  """Everything after the config is settled; runs inside the mesh and logical-rules context."""
+  data = train_data.build(config, jax.process_index(), jax.process_count())
+  optimizer = optim.make_optimizer(config)
+  abstract, shardings = train_state.state_shardings(config, mesh, optimizer)
+  checkpointer = checkpoint_lib.Checkpointer(workdir, config.keep_checkpoints)
+  state = restore_or_init(config, checkpointer, data, optimizer, abstract, shardings)
+  step_fn = train_state.make_train_step(config, mesh, optimizer, shardings)
+  eval_fn = train_state.make_eval_step(config, mesh, shardings.params)
+  writer = metrics_lib.MetricsWriter(workdir, tensorboard=config.tensorboard)
+  writer.truncate_after(int(jax.device_get(state.step)))
+  num_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(abstract.params))
+  log(f"GLM {num_params / 1e6:.1f}M params | mesh "
+      f"{dict(mesh.shape)} | batch {config.global_batch_size} x {config.seq_length} | "
+      f"workdir {workdir}")
+  state, step = train_loop(config, mesh, data, state, step_fn, eval_fn, checkpointer, writer)
+  checkpointer.wait()
+  checkpointer.close()
+  writer.close()
+  log(f"Done at step {step}; checkpoints in {checkpointer.directory}.")
+  if step >= config.total_steps:
+    print_sample(config, state.params, data)
+
+
+def default_workdir() -> str:
+  name = os.path.splitext(os.path.basename(config_flags.get_config_filename(flags.FLAGS["config"])))[0]
+  return os.path.join("/tmp/glm_jax", name)
+
+
+def main(argv) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # Orbax logs every save step at INFO
+  initialize_distributed()
+  config = _CONFIG.value
+  if config is None:
+    raise app.UsageError("Pass --config=configs/<name>.py (e.g. configs/tiny.py).")
+  try:
+    config = prepare_config(config)
+  except run_checks.ConfigError as e:
+    print(f"glm_jax.train: bad config: {e}", file=sys.stderr)
+    sys.exit(2)
+  workdir = _WORKDIR.value or default_workdir()
+  mesh = sharding.make_mesh(config.mesh)
+  with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.LOGICAL_RULES):
+    try:
+      train_and_evaluate(config, workdir, mesh)
+    except checkpoint_lib.CheckpointMismatchError as e:
+      print(f"glm_jax.train: {e}", file=sys.stderr)
+      sys.exit(2)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,148 @@
+"""The train state, its shardings, and the jitted train / eval steps.
+
+One state tree (step, params, optimizer state, RNG key) lives on the mesh with shardings derived
+from the params' logical axis names, so FSDP / tensor / data parallelism is only a mesh change.
+The step is a single `jax.jit` with explicit in/out shardings and the state donated.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from glm_jax import model as model_lib
+from glm_jax import objective
+from glm_jax import optim
+from glm_jax import sharding
+
+BATCH_KEYS = ("input_ids", "target_ids", "loss_mask", "position_ids", "sep")
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array       # int32 scalar: optimizer steps taken
+  params: Any           # fp32 (param_dtype) parameter tree
+  opt_state: Any        # optax state (AdamW moments mirror the params' sharding)
+  rng: jax.Array        # raw uint32[2] key; dropout key of step t = fold_in(rng, t)
+
+
+def _boxed_state(config, optimizer) -> TrainState:
+  params = model_lib.init_boxed_params(model_lib.as_glm_config(config), jax.random.PRNGKey(0))
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                    opt_state=optimizer.init(params), rng=jax.random.PRNGKey(0))
+
+
+def strip_boxes(tree):
+  """The values inside flax `Partitioned` boxes (nn.unbox would also add sharding constraints)."""
+  return jax.tree_util.tree_map(lambda x: x.value if isinstance(x, nn.Partitioned) else x, tree,
+                                is_leaf=lambda x: isinstance(x, nn.Partitioned))
+
+
+def state_shardings(config, mesh, optimizer):
+  """(abstract state of ShapeDtypeStructs, matching tree of NamedShardings).
+
+  The optimizer is initialised on logically-annotated params under eval_shape, so its moments
+  inherit the params' logical axes; scalars (step, counts, the RNG key) are replicated.
+  """
+  boxed = jax.eval_shape(lambda: _boxed_state(config, optimizer))
+  shapes = strip_boxes(boxed)
+  specs = nn.get_partition_spec(boxed)
+  shardings = sharding.logical_to_sharding(specs, shapes, mesh)
+  abstract = jax.tree_util.tree_map(
+      lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes, shardings)
+  return abstract, shardings
+
+
+def batch_shardings(mesh) -> dict[str, NamedSharding]:
+  return {k: sharding.batch_sharding(mesh, 3 if k == "position_ids" else (1 if k == "sep" else 2))
+          for k in BATCH_KEYS}
+
+
+def init_state(config, optimizer, shardings) -> TrainState:
+  """Fresh params (seeded by config.seed) and optimizer state, created already sharded."""
+  def init():
+    params_rng, dropout_rng = jax.random.split(jax.random.PRNGKey(int(config.seed)))
+    params = model_lib.init_params(model_lib.as_glm_config(config), params_rng)
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                      opt_state=optimizer.init(params), rng=dropout_rng)
+  return jax.jit(init, out_shardings=shardings)()
+
+
+def _split_micro_batches(batch, accum: int, mesh):
+  """[B, ...] -> [accum, B/accum, ...] so that every micro-batch is spread over all devices.
+
+  Rows are interleaved (micro-batch i = rows i, i+accum, ...): a device holding a contiguous
+  block of rows then holds its share of every micro-batch, and no data moves.
+  """
+  def split(x):
+    x = x.reshape((x.shape[0] // accum, accum) + x.shape[1:]).swapaxes(0, 1)
+    spec = P(None, ("data", "fsdp"), *([None] * (x.ndim - 2)))
+    return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
+  return jax.tree_util.tree_map(split, batch)
+
+
+def _forward_sums(glm, params, batch, dropout_rng, deterministic):
+  logits = glm.apply({"params": params}, batch["input_ids"], batch["position_ids"], batch["sep"],
+                     deterministic=deterministic, rngs={"dropout": dropout_rng})
+  return objective.token_sums(logits, batch["target_ids"], batch["loss_mask"])
+
+
+def _gradients(glm, params, batch, rng, accum, mesh):
+  """Gradient of (summed Part-B loss / all loss tokens of the batch), micro-batch by micro-batch."""
+  total_tokens = jnp.maximum(jnp.sum(batch["loss_mask"].astype(jnp.float32)), 1.0)
+
+  def loss_fn(p, micro, key):
+    sums = _forward_sums(glm, p, micro, key, deterministic=False)
+    return sums["loss_sum"] / total_tokens, sums
+
+  grad_fn = jax.grad(loss_fn, has_aux=True)
+  if accum == 1:
+    return grad_fn(params, batch, rng)
+
+  def body(carry, xs):
+    micro, index = xs
+    grads, sums = grad_fn(params, micro, jax.random.fold_in(rng, index))
+    return jax.tree_util.tree_map(jnp.add, carry, (grads, sums)), None
+
+  zero_sums = {k: jnp.zeros((), jnp.float32) for k in ("loss_sum", "correct_sum", "tokens")}
+  init = (jax.tree_util.tree_map(jnp.zeros_like, params), zero_sums)
+  (grads, sums), _ = jax.lax.scan(
+      body, init, (_split_micro_batches(batch, accum, mesh), jnp.arange(accum)))
+  return grads, sums
+
+
+def make_train_step(config, mesh, optimizer, shardings) -> Callable:
+  """`train_step(state, batch) -> (state, metrics)`; jitted, state donated, metrics replicated."""
+  glm = model_lib.GLM(model_lib.as_glm_config(config))
+  schedule = optim.learning_rate_schedule(config)
+  accum = int(config.grad_accum_steps)
+
+  def train_step(state: TrainState, batch):
+    rng = jax.random.fold_in(state.rng, state.step)
+    grads, sums = _gradients(glm, state.params, batch, rng, accum, mesh)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = dict(objective.mean_metrics(sums), grad_norm=optax.global_norm(grads),
+                   learning_rate=schedule(state.step))
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+  replicated = NamedSharding(mesh, P())
+  return jax.jit(train_step, in_shardings=(shardings, batch_shardings(mesh)),
+                 out_shardings=(shardings, replicated), donate_argnums=0)
+
+
+def make_eval_step(config, mesh, param_shardings) -> Callable:
+  """`eval_step(params, batch) -> {loss_sum, correct_sum, tokens}` without dropout."""
+  glm = model_lib.GLM(model_lib.as_glm_config(config))
+
+  def eval_step(params, batch):
+    return _forward_sums(glm, params, batch, jax.random.PRNGKey(0), deterministic=True)
+
+  return jax.jit(eval_step, in_shardings=(param_shardings, batch_shardings(mesh)),
+                 out_shardings=NamedSharding(mesh, P()))
