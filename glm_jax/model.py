@@ -296,7 +296,8 @@ def init_boxed_params(config, rng):
 
 def init_params(config, rng):
   """Plain parameter tree (no sharding metadata), e.g. for a single-device notebook."""
-  return nn.unbox(init_boxed_params(config, rng))
+  cfg = as_glm_config(config)
+  return jax.jit(lambda key: nn.unbox(init_boxed_params(cfg, key)))(rng)
 
 
 def param_shapes(config):
