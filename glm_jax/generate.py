@@ -175,13 +175,21 @@ def _cached_logits(cfg, params, cache, tokens, position_ids, lengths, prompt_slo
   return logits[:, 0], cache
 
 
+def _limit_vocab(logits, vocab_limit: int):
+  """Never choose ids >= vocab_limit (the embedding rows padded past the tokenizer's pieces)."""
+  if vocab_limit >= logits.shape[-1]:
+    return logits
+  return jnp.where(jnp.arange(logits.shape[-1]) < vocab_limit, logits, sampling.NEG_INF)
+
+
 # ----------------------------------------------------------------------------- greedy / sampling
 
 
 @functools.partial(jax.jit, static_argnames=(
-    "cfg", "max_new_tokens", "greedy", "top_k", "no_repeat_ngram_size", "use_cache", "ends"))
+    "cfg", "max_new_tokens", "greedy", "top_k", "no_repeat_ngram_size", "use_cache", "ends",
+    "vocab_limit"))
 def _fill(params, ids, lengths, blank_pos, num_blanks, rng, temperature, top_p, *, cfg,
-          max_new_tokens, greedy, top_k, no_repeat_ngram_size, use_cache, sop, ends):
+          max_new_tokens, greedy, top_k, no_repeat_ngram_size, use_cache, sop, ends, vocab_limit):
   """The jitted decode loop. Returns `[B, NB, max_new_tokens]` tokens, -1 past each blank's end.
 
   `use_cache=False` runs the same loop by full recomputation (the whole buffer every step):
@@ -218,6 +226,7 @@ def _fill(params, ids, lengths, blank_pos, num_blanks, rng, temperature, top_p, 
     blank_c = jnp.minimum(blank, nb - 1)
     position_ids = jnp.stack([blank_pos[rows, blank_c], block], axis=1)   # [B, 2]
     logits, memory = logits_at(memory, token, position_ids, slot)
+    logits = _limit_vocab(logits, vocab_limit)
     if no_repeat_ngram_size > 0:
       banned = sampling.no_repeat_ngram_mask(out[rows, blank_c], count, no_repeat_ngram_size,
                                              logits.shape[-1])
@@ -256,7 +265,8 @@ def _to_lists(out: np.ndarray, num_blanks: np.ndarray) -> list[list[list[int]]]:
 
 
 def _beam_blank(cfg, params, cache, start, prompt_len, blank_position, *, prompt_slots,
-                max_new_tokens, num_beams, length_penalty, no_repeat_ngram_size, sop, ends):
+                max_new_tokens, num_beams, length_penalty, no_repeat_ngram_size, sop, ends,
+                vocab_limit):
   """Beam search for one blank; returns (best tokens [max_new] -1 padded, their count, cache
   with the winner's fed tokens written from slot `start`, the next free slot).
 
@@ -279,7 +289,7 @@ def _beam_blank(cfg, params, cache, start, prompt_len, blank_position, *, prompt
                               jnp.full((k,), n + 1, jnp.int32)], axis=1)
     logits, beam_cache = _cached_logits(cfg, params, beam_cache, token, position_ids, lengths,
                                         prompt_slots, start + n, total)
-    step_logp = jax.nn.log_softmax(logits, axis=-1)
+    step_logp = jax.nn.log_softmax(_limit_vocab(logits, vocab_limit), axis=-1)
     vocab = step_logp.shape[-1]
     if no_repeat_ngram_size > 0:
       banned = sampling.no_repeat_ngram_mask(seq, jnp.full((k,), n), no_repeat_ngram_size, vocab)
@@ -336,9 +346,9 @@ def _beam_blank(cfg, params, cache, start, prompt_len, blank_position, *, prompt
 
 
 @functools.partial(jax.jit, static_argnames=(
-    "cfg", "max_new_tokens", "num_beams", "no_repeat_ngram_size", "sop", "ends"))
+    "cfg", "max_new_tokens", "num_beams", "no_repeat_ngram_size", "sop", "ends", "vocab_limit"))
 def _beam_fill(params, ids, length, blank_pos, length_penalty, *, cfg, max_new_tokens, num_beams,
-               no_repeat_ngram_size, sop, ends):
+               no_repeat_ngram_size, sop, ends, vocab_limit):
   """Beam search over every blank of one prompt (ids `[1, P]`); `[NB, max_new]` tokens."""
   prompt_slots, nb = ids.shape[1], blank_pos.shape[0]
   total = prompt_slots + nb * max_new_tokens
@@ -347,7 +357,7 @@ def _beam_fill(params, ids, length, blank_pos, length_penalty, *, cfg, max_new_t
   blank_fn = functools.partial(
       _beam_blank, cfg, params, prompt_slots=prompt_slots, max_new_tokens=max_new_tokens,
       num_beams=num_beams, length_penalty=length_penalty,
-      no_repeat_ngram_size=no_repeat_ngram_size, sop=sop, ends=ends)
+      no_repeat_ngram_size=no_repeat_ngram_size, sop=sop, ends=ends, vocab_limit=vocab_limit)
 
   def over_blanks(carry, position):
     cache, start = carry
@@ -365,7 +375,7 @@ def fill_blanks(config, params, prompt_ids, *, special_ids: Mapping[str, int],
                 max_new_tokens: int = 32, strategy: str = "greedy", temperature: float = 0.9,
                 top_k: int = 40, top_p: float = 0.0, num_beams: int = 4,
                 length_penalty: float = 1.0, no_repeat_ngram_size: int = 0, seed: int = 0,
-                use_cache: bool = True):
+                vocab_limit: int | None = None, use_cache: bool = True):
   """Fills every blank of each prompt, left to right; returns each blank's tokens (end excluded).
 
   prompt_ids: one prompt (list of ints, e.g. `[CLS] ... [MASK] ... [eos]`, see `build_prompt`)
@@ -373,6 +383,8 @@ def fill_blanks(config, params, prompt_ids, *, special_ids: Mapping[str, int],
   strategy: "greedy" | "sample" (temperature, top_k (0 = off), top_p (0 = off), seed) |
     "beam" (num_beams, length_penalty; prompts run one at a time).
   no_repeat_ngram_size: never repeat an n-gram inside one blank (0 = off).
+  vocab_limit: ids at or above it are never generated (pass the tokenizer's size so the
+    embedding's padding rows stay out); default the whole vocabulary.
   max_new_tokens: budget per blank. use_cache=False: full recomputation (testing, benchmarks).
   """
   cfg = as_glm_config(config)
@@ -384,6 +396,10 @@ def fill_blanks(config, params, prompt_ids, *, special_ids: Mapping[str, int],
     raise GenerationError(f"no_repeat_ngram_size must be an integer >= 0 (0 = off), got "
                           f"{no_repeat_ngram_size!r}.")
   ends = tuple(special[k] for k in END_KEYS)
+  vocab_limit = cfg.vocab_size if vocab_limit is None else int(vocab_limit)
+  if not max(ends + (special["sop"],)) < vocab_limit <= cfg.vocab_size:
+    raise GenerationError(f"vocab_limit={vocab_limit} must lie in (the largest special id, "
+                          f"vocab_size={cfg.vocab_size}]; pass the tokenizer's vocabulary size.")
 
   if strategy == "beam":
     if not isinstance(num_beams, int) or num_beams < 1:
@@ -397,7 +413,8 @@ def fill_blanks(config, params, prompt_ids, *, special_ids: Mapping[str, int],
       out = _beam_fill(params, jnp.asarray(b.ids), jnp.int32(b.lengths[0]),
                        jnp.asarray(b.blank_pos[0]), jnp.float32(length_penalty), cfg=cfg,
                        max_new_tokens=max_new_tokens, num_beams=num_beams,
-                       no_repeat_ngram_size=no_repeat_ngram_size, sop=special["sop"], ends=ends)
+                       no_repeat_ngram_size=no_repeat_ngram_size, sop=special["sop"], ends=ends,
+                       vocab_limit=vocab_limit)
       results.append(_to_lists(np.asarray(out)[None], b.num_blanks)[0])
     return results[0] if single else results
 
@@ -413,6 +430,102 @@ def fill_blanks(config, params, prompt_ids, *, special_ids: Mapping[str, int],
               jnp.float32(top_p), cfg=cfg, max_new_tokens=max_new_tokens,
               greedy=strategy == "greedy", top_k=top_k if strategy == "sample" else 0,
               no_repeat_ngram_size=no_repeat_ngram_size, use_cache=use_cache,
-              sop=special["sop"], ends=ends)
+              sop=special["sop"], ends=ends, vocab_limit=vocab_limit)
   results = _to_lists(np.asarray(out), b.num_blanks)
   return results[0] if single else results
+
+
+# ----------------------------------------------------------------------------- text in, text out
+
+
+def build_prompt(tokenizer, text: str) -> list[int]:
+  """`[CLS] text [eos]` as the original builds it; no [eos] when the text ends in a blank
+  (`... [gMASK]` asks to continue the text)."""
+  ids = [tokenizer.special_ids["CLS"]] + list(tokenizer.encode(text))
+  if not text.rstrip().endswith("MASK]"):
+    ids.append(tokenizer.special_ids["eos"])
+  return ids
+
+
+def fill_text(tokenizer, prompt: list[int], blanks: list[list[int]]) -> str:
+  """The prompt's text with each blank replaced by what was generated for it."""
+  special = tokenizer.special_ids
+  blank_ids = {special[k] for k in BLANK_KEYS}
+  drop = {special["CLS"], special["eos"]}
+  answers, out = iter(blanks), []
+  for t in prompt:
+    if t in blank_ids:
+      out.extend(next(answers, []))
+    elif t not in drop:
+      out.append(t)
+  return tokenizer.decode(out)
+
+
+def generate_text(config, params, tokenizer, texts, **kwargs) -> list[str]:
+  """Text prompts with [MASK] / [sMASK] / [gMASK] -> the filled texts (kwargs: `fill_blanks`)."""
+  prompts = [build_prompt(tokenizer, t) for t in texts]
+  kwargs.setdefault("vocab_limit", tokenizer.vocab_size)
+  filled = fill_blanks(config, params, prompts, special_ids=tokenizer.special_ids, **kwargs)
+  return [fill_text(tokenizer, p, f) for p, f in zip(prompts, filled)]
+
+
+def _read_prompts(prompts, prompt_file) -> list[str]:
+  texts = list(prompts or [])
+  if prompt_file:
+    with open(prompt_file) as f:
+      texts += [line.rstrip("\n") for line in f if line.strip()]
+  if not texts:
+    raise GenerationError("No prompt given; pass --prompt='Text with a [MASK].' or "
+                          "--prompt_file=FILE (one prompt per line).")
+  return texts
+
+
+def main(argv):
+  del argv
+  from absl import flags
+  from glm_jax import export
+  from input_pipeline import tokenizer as tokenizer_lib
+  f = flags.FLAGS
+  config, params = export.load_for_inference(f.checkpoint, f.dtype)
+  tokenizer = tokenizer_lib.Tokenizer(f.tokenizer)
+  if tokenizer.vocab_size > config.vocab_size:
+    raise GenerationError(
+        f"The tokenizer has {tokenizer.vocab_size} pieces but the model only "
+        f"{config.vocab_size} embeddings; pass the tokenizer the checkpoint was trained with.")
+  texts = _read_prompts(f.prompt, f.prompt_file)
+  kwargs = dict(max_new_tokens=f.max_new_tokens, strategy=f.strategy, temperature=f.temperature,
+                top_k=f.top_k, top_p=f.top_p, num_beams=f.num_beams,
+                length_penalty=f.length_penalty, no_repeat_ngram_size=f.no_repeat_ngram_size,
+                seed=f.seed)
+  for start in range(0, len(texts), f.batch_size):
+    for text in generate_text(config, params, tokenizer, texts[start:start + f.batch_size],
+                              **kwargs):
+      print(text, flush=True)
+
+
+def _define_flags():
+  from absl import flags
+  flags.DEFINE_string("checkpoint", None, "Params-only checkpoint directory (glm_jax.export, "
+                      "`convert import`, or checkpoint.save_params).")
+  flags.DEFINE_string("tokenizer", None, "sentencepiece .model file the model was trained with.")
+  flags.DEFINE_multi_string("prompt", [], "Prompt text with [MASK] / [sMASK] / [gMASK] blanks; "
+                            "repeat the flag for several.")
+  flags.DEFINE_string("prompt_file", None, "File with one prompt per line (a batch).")
+  flags.DEFINE_integer("batch_size", 16, "Prompts decoded together.")
+  flags.DEFINE_enum("strategy", "greedy", list(STRATEGIES), "Decoding strategy.")
+  flags.DEFINE_integer("max_new_tokens", 32, "Token budget per blank.")
+  flags.DEFINE_float("temperature", 0.9, "Sampling temperature (strategy=sample).")
+  flags.DEFINE_integer("top_k", 40, "Sample from the k most likely tokens; 0 = all.")
+  flags.DEFINE_float("top_p", 0.0, "Nucleus sampling mass; 0 = off.")
+  flags.DEFINE_integer("num_beams", 4, "Beams (strategy=beam).")
+  flags.DEFINE_float("length_penalty", 1.0, "Beam score = log-prob / length ** length_penalty.")
+  flags.DEFINE_integer("no_repeat_ngram_size", 0, "Never repeat an n-gram inside a blank; 0 = off.")
+  flags.DEFINE_integer("seed", 0, "Sampling seed.")
+  flags.DEFINE_string("dtype", None, "Compute dtype (float32 / bfloat16); default the params'.")
+  flags.mark_flags_as_required(["checkpoint", "tokenizer"])
+
+
+if __name__ == "__main__":
+  from absl import app
+  _define_flags()
+  app.run(main)
