@@ -7,6 +7,8 @@ Every mapping here is a transpose or a reshape, so import then export is bit-exa
 CLI:
   python -m glm_jax.convert import --input=mp_rank_00_model_states.pt --num_heads=16 --output=DIR
   python -m glm_jax.convert export --checkpoint=DIR --output=glm.safetensors [--torch_output=x.pt]
+The import side writes an Orbax params checkpoint (`checkpoint.save_params`), the format that
+`--config.init_from`, `glm_jax.generate` and `glm_jax.export` read.
 """
 
 from __future__ import annotations
@@ -212,8 +214,7 @@ def load_state_dict(path: str) -> dict[str, np.ndarray]:
       raise ConversionError(f"Could not read {path!r} as a torch checkpoint: {e}") from e
     if isinstance(obj, Mapping) and "module" in obj and isinstance(obj["module"], Mapping):
       obj = obj["module"]  # THUDM mp_rank_00_model_states.pt
-    return {k: v.detach().float().numpy() if v.dtype == torch.bfloat16 else v.detach().numpy()
-            for k, v in obj.items() if hasattr(v, "detach")}
+    return {k: _torch_to_numpy(v) for k, v in obj.items() if hasattr(v, "detach")}
   if ext == ".safetensors":
     from safetensors.numpy import load_file
     try:
@@ -236,6 +237,95 @@ def save_safetensors(state_dict: Mapping[str, np.ndarray], path: str) -> None:
   save_file({k: np.ascontiguousarray(v) for k, v in state_dict.items()}, path)
 
 
-def save_torch(state_dict: Mapping[str, np.ndarray], path: str) -> None:
+def _torch_to_numpy(tensor):
+  """numpy has no bfloat16; reinterpret its bits as ml_dtypes.bfloat16 so nothing is rounded."""
+  import ml_dtypes
   import torch
-  torch.save({k: torch.from_numpy(np.array(v)) for k, v in state_dict.items()}, path)
+  tensor = tensor.detach().cpu().contiguous()
+  if tensor.dtype == torch.bfloat16:
+    return tensor.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+  return tensor.numpy()
+
+
+def save_torch(state_dict: Mapping[str, np.ndarray], path: str) -> None:
+  """Writes a torch state dict (bfloat16 arrays stay bfloat16)."""
+  import ml_dtypes
+  import torch
+  out = {}
+  for name, value in state_dict.items():
+    value = np.ascontiguousarray(value)
+    if value.dtype == ml_dtypes.bfloat16:
+      out[name] = torch.from_numpy(value.view(np.int16)).view(torch.bfloat16)
+    else:
+      out[name] = torch.from_numpy(value.copy())
+  torch.save(out, path)
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def import_checkpoint(input_path: str, num_heads: int, output_dir: str, dtype=None):
+  """File in THUDM naming -> Orbax params checkpoint. Returns the model config."""
+  from glm_jax import checkpoint
+  config, params = from_thudm(load_state_dict(input_path), num_heads, dtype=dtype)
+  checkpoint.save_params(output_dir, params)
+  return config
+
+
+def export_checkpoint(checkpoint_dir: str, output_path: str, torch_output: str = "",
+                      prefix: str = "") -> int:
+  """Orbax params checkpoint -> THUDM-named .safetensors (and .pt). Returns the tensor count."""
+  from glm_jax import checkpoint
+  params = checkpoint.load_params(checkpoint_dir)
+  state_dict = to_thudm(params, prefix=prefix)
+  save_safetensors(state_dict, output_path)
+  if torch_output:
+    try:
+      import torch  # noqa: F401
+    except ImportError as e:
+      raise ImportError("--torch_output needs PyTorch, which is not installed; the .safetensors "
+                        f"file {output_path} was written.") from e
+    save_torch(state_dict, torch_output)
+  return len(state_dict)
+
+
+def main(argv):
+  from absl import flags
+  f = flags.FLAGS
+  if len(argv) != 2 or argv[1] not in ("import", "export"):
+    raise SystemExit("usage: python -m glm_jax.convert import --input=FILE --num_heads=N "
+                     "--output=DIR\n       python -m glm_jax.convert export --checkpoint=DIR "
+                     "--output=FILE.safetensors [--torch_output=FILE.pt] [--prefix=glm.]")
+  try:
+    if argv[1] == "import":
+      if not f.input or not f.output or not f.num_heads:
+        raise SystemExit("import needs --input, --num_heads and --output.")
+      cfg = import_checkpoint(f.input, f.num_heads, f.output, f.dtype or None)
+      print(f"Wrote params to {f.output}: {cfg.num_layers} layers, hidden {cfg.hidden_size}, "
+            f"{cfg.num_heads} heads, vocab {cfg.vocab_size}, positions "
+            f"{cfg.max_sequence_length + 1}.")
+    else:
+      if not f.checkpoint or not f.output:
+        raise SystemExit("export needs --checkpoint and --output.")
+      n = export_checkpoint(f.checkpoint, f.output, f.torch_output, f.prefix)
+      print(f"Wrote {n} tensors in THUDM naming to {f.output}"
+            + (f" and {f.torch_output}" if f.torch_output else "") + ".")
+  except (ConversionError, FileNotFoundError, ImportError) as e:
+    raise SystemExit(f"error: {e}") from None
+
+
+def _define_flags():
+  from absl import flags
+  flags.DEFINE_string("input", "", "import: .pt / .bin / .safetensors / .npz in THUDM naming.")
+  flags.DEFINE_integer("num_heads", 0, "import: attention heads (hidden / 64 in GLM releases).")
+  flags.DEFINE_string("dtype", "", "import: compute dtype of the model config (default float32).")
+  flags.DEFINE_string("checkpoint", "", "export: params checkpoint directory.")
+  flags.DEFINE_string("output", "", "import: checkpoint directory; export: .safetensors file.")
+  flags.DEFINE_string("torch_output", "", "export: also write a torch .pt state dict here.")
+  flags.DEFINE_string("prefix", "", "export: prefix for every name ('glm.' for Hugging Face).")
+
+
+if __name__ == "__main__":
+  from absl import app
+  _define_flags()
+  app.run(main)
