@@ -17,7 +17,6 @@ import queue
 import threading
 
 import numpy as np
-import tensorflow as tf
 
 from input_pipeline import blank_infilling, sources
 
@@ -56,43 +55,62 @@ class _Reader:
         continue
     return False
 
-  def _epoch_dataset(self, epoch, skip):
+  def _epoch_batches(self, epoch, skip):
+    """Lists of raw documents (str or UTF-8 bytes) of one epoch, from document index `skip` on."""
     cfg, _, split, seed, pi, pc = self._args
     train = split == 'train'
+    size = cfg.read_batch_documents
+    docs = sources.in_memory_documents(cfg, split, pi, pc)
+    if docs is not None:  # the embedded corpus: a seeded permutation instead of tf.data
+      order = np.arange(len(docs))
+      if train and cfg.shuffle_buffer > 1:
+        order = np.random.default_rng([seed, epoch]).permutation(len(docs))
+      for i in range(skip, len(docs), size):
+        yield [docs[j] for j in order[i:i + size]]
+      return
     order_seed = [seed, epoch] if train else None
     ds = sources.documents(cfg, split, pi, pc, file_order_seed=order_seed)
     if train and cfg.shuffle_buffer > 1:
       ds = ds.shuffle(cfg.shuffle_buffer, seed=(seed * 1_000_003 + epoch) % (2**31),
                       reshuffle_each_iteration=False)
-    return ds.skip(skip).batch(cfg.read_batch_documents).prefetch(cfg.prefetch)
+    yield from ds.skip(skip).batch(size).prefetch(cfg.prefetch).as_numpy_iterator()
+
+  def _tokenize(self, epoch, first_id, raw_batch) -> _Chunk:
+    """One sentencepiece call for a batch of documents, packed as `[CLS] doc [eos]` ..."""
+    tok = self._args[1]
+    texts, ids, skipped = [], [], collections.Counter()
+    for j, raw in enumerate(raw_batch):
+      if isinstance(raw, bytes):
+        try:
+          raw = raw.decode('utf-8')
+        except UnicodeDecodeError:
+          skipped['invalid_utf8'] += 1
+          continue
+      texts.append(raw)
+      ids.append(first_id + j)
+    cls = np.array([tok.special_ids['CLS']], np.int32)
+    eos = np.array([tok.special_ids['eos']], np.int32)
+    pieces, keep, lengths = [], [], []
+    for doc_id, encoded in zip(ids, tok.encode_batch_numpy(texts)):
+      if not encoded.size:
+        skipped['empty'] += 1
+        continue
+      pieces += (cls, encoded, eos)
+      keep.append(doc_id)
+      lengths.append(encoded.size + 2)
+    flat = np.concatenate(pieces) if pieces else np.zeros(0, np.int32)
+    return _Chunk(epoch, keep, lengths, flat, skipped)
 
   def _run(self, epoch, skip):
-    cfg, tok, split, *_ = self._args
-    cls_id, eos_id = tok.special_ids['CLS'], tok.special_ids['eos']
+    cfg, _, split, *_ = self._args
     try:
       while not self._stop.is_set():
         index, tokens_in_epoch = skip, 0
-        for raw_batch in self._epoch_dataset(epoch, skip).as_numpy_iterator():
-          texts, ids, skipped = [], [], collections.Counter()
-          for j, raw in enumerate(raw_batch):
-            try:
-              texts.append(raw.decode('utf-8'))
-              ids.append(index + j)
-            except UnicodeDecodeError:
-              skipped['invalid_utf8'] += 1
+        for raw_batch in self._epoch_batches(epoch, skip):
+          chunk = self._tokenize(epoch, index, raw_batch)
           index += len(raw_batch)
-          flat, keep, lengths = [], [], []
-          for doc_id, encoded in zip(ids, tok.encode_batch(texts)):
-            if not encoded:
-              skipped['empty'] += 1
-              continue
-            flat.append(cls_id)
-            flat.extend(encoded)
-            flat.append(eos_id)
-            keep.append(doc_id)
-            lengths.append(len(encoded) + 2)
-          tokens_in_epoch += sum(lengths)
-          if not self._put(_Chunk(epoch, keep, lengths, np.array(flat, np.int32), skipped)):
+          tokens_in_epoch += chunk.tokens.shape[0]
+          if not self._put(chunk):
             return
         if split != 'train':
           self._put(self._END)

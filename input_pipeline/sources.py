@@ -90,10 +90,33 @@ def _check_split(split: str):
 # Sources
 # ---------------------------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=8)
+def _default_split(split: str, fraction: float) -> tuple[str, ...]:
+  """The KJV chapters of one split, in canonical order; one vectorized hash call, cached."""
+  chapters = kjv_chapters()
+  held = _is_heldout(tf.constant(list(chapters)), fraction).numpy()
+  return tuple(c for c, h in zip(chapters, held) if h == (split == 'eval'))
+
+
+def in_memory_documents(cfg, split: str, process_index: int = 0,
+                        process_count: int = 1) -> list[str] | None:
+  """This shard's documents as a Python list when the corpus lives in memory, else None.
+
+  Same documents, in the same order, as `documents()`. The pipeline reads the embedded corpus
+  through this instead of tf.data: building a tf.data pipeline per epoch costs ~0.2 s (~0.8 s the
+  first time), more than tokenizing the whole KJV.
+  """
+  _check_split(split)
+  if cfg.source != 'default':
+    return None
+  if not 0 <= process_index < process_count:
+    raise DataSourceError(f'process_index {process_index} not in [0, {process_count})')
+  return list(_default_split(split, float(cfg.eval_holdout_fraction))[process_index::process_count])
+
+
 def _default_documents(cfg, split, index, count):
-  ds = tf.data.Dataset.from_tensor_slices(list(kjv_chapters()))
-  ds = _holdout(ds, split, cfg.eval_holdout_fraction)
-  return ds.shard(count, index)  # in memory: sharding skips nothing expensive
+  docs = in_memory_documents(cfg, split, index, count)
+  return tf.data.Dataset.from_tensor_slices(tf.constant(docs, tf.string, shape=[len(docs)]))
 
 
 def list_files(pattern: str) -> list[str]:
