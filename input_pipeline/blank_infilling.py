@@ -7,7 +7,7 @@ infilling" and "Span sampling". Semantics follow THUDM/GLM `blocklm_utils.py`; t
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from typing import Iterable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -18,6 +18,16 @@ SPECIAL_KEYS = ('CLS', 'MASK', 'sMASK', 'gMASK', 'sop', 'eop', 'eos')
 # ---------------------------------------------------------------------------------------------
 # Layout
 # ---------------------------------------------------------------------------------------------
+
+class Plan(NamedTuple):
+  """One sample before layout: `tokens` (the prefix used) and its spans, `[start, end)` in Part-B
+  order, each replaced in Part A by `mask_id`. `division` > 0 instead selects the suffix form."""
+  tokens: np.ndarray
+  starts: Sequence[int]
+  ends: Sequence[int]
+  mask_id: int
+  division: int = 0
+
 
 def build_sample(tokens, spans, *, mask_id: int, sop_id: int, eop_id: int) -> dict:
   """Lays out one sample: Part A (spans replaced by one mask each), then Part B (the spans).
@@ -34,56 +44,76 @@ def build_sample(tokens, spans, *, mask_id: int, sop_id: int, eop_id: int) -> di
   order = starts.argsort()
   if sp.size and (starts[order][1:] < ends[order][:-1]).any():
     raise ValueError(f'spans must not overlap: {sp.tolist()}')
-  out = _layout(tokens, starts, ends, n + 2 * len(starts), mask_id, sop_id, eop_id, 0)
-  return out
+  rows = layout_batch([Plan(tokens, starts, ends, mask_id)], n + 2 * len(starts),
+                      sop_id=sop_id, eop_id=eop_id, pad_id=0)
+  return {k: v[0] for k, v in rows.items()}
 
 
-def _layout(tokens, starts, ends, out_len, mask_id, sop_id, eop_id, pad_id) -> dict:
-  """Fills arrays of `out_len` with Part A, Part B, then padding. Spans: non-overlapping, B order."""
-  n = tokens.shape[0]
-  k = starts.shape[0]
+def layout_batch(plans: Sequence[Plan], seq_length: int, *, sop_id: int, eop_id: int, pad_id: int,
+                 batch_size: int | None = None, rows: Sequence[int] | None = None) -> dict:
+  """`[batch_size, seq_length]` arrays for span plans: Part A, Part B, then padding.
+
+  The whole batch is laid out with one set of numpy calls on the concatenated plans (per-sample
+  numpy calls cost more in call overhead than in work). Plan i fills row `rows[i]` (default i);
+  other rows are padding. Spans must not overlap (callers guarantee it); suffix-form plans are
+  not handled here.
+  """
+  S, R = int(seq_length), len(plans)
+  B = R if batch_size is None else int(batch_size)
+  out = {'input_ids': np.full((B, S), pad_id, np.int32), 'target_ids': np.full((B, S), pad_id, np.int32),
+         'loss_mask': np.zeros((B, S), np.int32), 'position_ids': np.zeros((B, S), np.int32),
+         'block_position_ids': np.zeros((B, S), np.int32), 'sep': np.zeros(B, np.int32)}
+  if R == 0:
+    return out
+  row_of = np.arange(R) if rows is None else np.asarray(rows, np.int64)
+  n = np.array([p.tokens.shape[0] for p in plans], np.int64)
+  k = np.array([len(p.starts) for p in plans], np.int64)
+  tok = np.concatenate([p.tokens for p in plans]).astype(np.int32, copy=False)
+  base = n.cumsum() - n  # where each sample starts in `tok`
+  span_row = np.repeat(np.arange(R), k)
+  starts = np.concatenate([np.asarray(p.starts, np.int64) for p in plans] + [np.zeros(0, np.int64)])
+  ends = np.concatenate([np.asarray(p.ends, np.int64) for p in plans] + [np.zeros(0, np.int64)])
+  starts, ends = starts + base[span_row], ends + base[span_row]
   lens = ends - starts
-  # Part A: drop every span token but the first, which becomes the mask.
-  keep = np.ones(n + 1, bool)
-  if k:
-    depth = (np.bincount(starts + 1, minlength=n + 1) - np.bincount(ends, minlength=n + 1)).cumsum()
-    keep = depth == 0  # depth counts span tokens after each span's first token
-  keep = keep[:n]
-  a_tok = tokens.copy()
-  a_tok[starts] = mask_id
-  part_a = a_tok[keep]
-  sep = part_a.shape[0]
-  # Position of each span's mask in Part A = start - tokens removed before it.
-  order = starts.argsort()
-  removed_before = np.empty(k, np.int64)
-  removed_before[order] = (lens[order] - 1).cumsum() - (lens[order] - 1)
-  mask_pos = starts - removed_before
-  # Part B: [sop] s1..sk -> s1..sk [eop], position = mask position, block positions 1..k+1.
+  # Part A: keep every token but the 2nd.. of each span; the span's first token becomes its mask.
+  total = tok.shape[0]
+  depth = (np.bincount(starts + 1, minlength=total + 1) - np.bincount(ends, minlength=total + 1)).cumsum()
+  keep = depth[:total] == 0
+  a_tok = tok.copy()
+  a_tok[starts] = np.repeat(np.array([p.mask_id for p in plans], np.int32), k)
+  sep = n - np.bincount(span_row, weights=lens - 1, minlength=R).astype(np.int64)
+  if np.any(sep + np.bincount(span_row, lens + 1, R) > S):
+    raise ValueError(f'a sample exceeds seq_length {S}')
+  a_rows = np.repeat(np.arange(R), sep)
+  a_pos = np.arange(a_rows.shape[0]) - np.repeat(sep.cumsum() - sep, sep)
+  a_dest = row_of[a_rows] * S + a_pos
+  kept = a_tok[keep]
+  flat = {key: out[key].reshape(-1) for key in ('input_ids', 'target_ids', 'loss_mask',
+                                                 'position_ids', 'block_position_ids')}
+  flat['input_ids'][a_dest] = kept
+  flat['target_ids'][a_dest] = kept
+  flat['position_ids'][a_dest] = a_pos
+  # Part B: [sop] s1..sk -> s1..sk [eop] at the mask's Part-A position, block positions 1..k+1.
+  kept_before = keep.cumsum() - keep  # Part-A index (in the concatenation) of each kept token
+  mask_pos = kept_before[starts] - (sep.cumsum() - sep)[span_row]
   blen = lens + 1
-  total = int(blen.sum())
   first = blen.cumsum() - blen
-  offset = np.arange(total) - np.repeat(first, blen)
+  offset = np.arange(int(blen.sum())) - np.repeat(first, blen)
   src = np.repeat(starts - 1, blen) + offset  # input token index (sop slot -> start - 1)
-  input_ids = np.full(out_len, pad_id, np.int32)
-  target_ids = np.full(out_len, pad_id, np.int32)
-  position_ids = np.zeros(out_len, np.int32)
-  block_ids = np.zeros(out_len, np.int32)
-  loss_mask = np.zeros(out_len, np.int32)
-  end = sep + total
-  input_ids[:sep] = part_a
-  target_ids[:sep] = part_a
-  position_ids[:sep] = np.arange(sep)
-  b_in = tokens[np.maximum(src, 0)]
+  b_rows = np.repeat(span_row, blen)
+  b_size = np.bincount(span_row, blen, R).astype(np.int64)
+  b_dest = row_of[b_rows] * S + sep[b_rows] + np.arange(b_rows.shape[0]) - np.repeat(b_size.cumsum() - b_size, b_size)
+  b_in = tok[np.maximum(src, 0)]
   b_in[first] = sop_id
-  b_tgt = tokens[np.minimum(src + 1, n - 1)]
+  b_tgt = tok[np.minimum(src + 1, total - 1)]
   b_tgt[first + blen - 1] = eop_id
-  input_ids[sep:end] = b_in
-  target_ids[sep:end] = b_tgt
-  position_ids[sep:end] = np.repeat(mask_pos, blen)
-  block_ids[sep:end] = offset + 1
-  loss_mask[sep:end] = 1
-  return {'input_ids': input_ids, 'target_ids': target_ids, 'loss_mask': loss_mask,
-          'position_ids': position_ids, 'block_position_ids': block_ids, 'sep': int(sep)}
+  flat['input_ids'][b_dest] = b_in
+  flat['target_ids'][b_dest] = b_tgt
+  flat['position_ids'][b_dest] = np.repeat(mask_pos, blen)
+  flat['block_position_ids'][b_dest] = offset + 1
+  flat['loss_mask'][b_dest] = 1
+  out['sep'][row_of] = sep
+  return out
 
 
 def build_suffix_sample(tokens, division: int, *, gmask_id: int, sop_id: int) -> dict:
@@ -137,54 +167,60 @@ def span_length_cdf(poisson_lambda: float, max_span_length: int) -> np.ndarray:
 
 
 def content_segments(tokens: np.ndarray, cls_id: int, eos_id: int, exclude_last: bool):
-  """Runs of document tokens (no [CLS] / eos); `(start, length)` pairs. Never the first token."""
-  content = (tokens != cls_id) & (tokens != eos_id)
-  content[0] = False
+  """Runs of document tokens (no [CLS] / eos) as `(starts, lengths)` lists. Never the first token.
+
+  Plain Python over the few document boundaries: cheaper than mask arithmetic on the window.
+  """
+  n = tokens.shape[0]
+  bounds = set(np.flatnonzero((tokens == cls_id) | (tokens == eos_id)).tolist())
+  bounds.add(0)
   if exclude_last:
-    content[-1] = False
-  edges = np.diff(np.concatenate([[0], content.view(np.int8), [0]]))
-  starts = np.flatnonzero(edges == 1)
-  ends = np.flatnonzero(edges == -1)
-  return starts, ends - starts
+    bounds.add(n - 1)
+  bounds = sorted(bounds) + [n]
+  starts, lengths = [], []
+  for p, q in zip(bounds, bounds[1:]):
+    if q - p > 1:
+      starts.append(p + 1)
+      lengths.append(q - p - 1)
+  return starts, lengths
 
 
-def place_spans(lengths: np.ndarray, offset: int, length: int, rng: np.random.Generator) -> np.ndarray:
-  """Places spans of `lengths` (in that order) uniformly in `[offset, offset+length)`, gaps >= 1."""
-  k = lengths.shape[0]
-  free = length - int(lengths.sum()) - k + 1
-  places = (rng.random(k) * (free + 1)).astype(np.int64)
-  places.sort()
-  starts = offset + places + (lengths + 1).cumsum() - (lengths + 1)
-  return np.stack([starts, starts + lengths], axis=1)
+def place_spans(lengths: Sequence[int], offset: int, length: int, uniforms: Sequence[float]):
+  """Places spans of `lengths` (in that order) uniformly in `[offset, offset+length)`, gaps >= 1.
+
+  `uniforms` are one U[0, 1) draw per span; returns the starts.
+  """
+  free = length - sum(lengths) - len(lengths) + 1
+  places = sorted(int(u * (free + 1)) for u in uniforms)
+  starts, shift = [], offset
+  for place, span in zip(places, lengths):
+    starts.append(shift + place)
+    shift += span + 1
+  return starts
 
 
-def allocate_lengths(lengths: np.ndarray, seg_lengths: np.ndarray, ratio: float):
+def allocate_lengths(lengths: Sequence[int], seg_lengths: Sequence[int], ratio: float):
   """Splits span lengths across documents as the original does; returns per-segment lists and drops.
 
-  Shorter documents first, each up to `ratio` of its length; the longest takes what still fits.
+  Shorter documents first, each up to `ratio` of its length; the longest takes what still fits
+  (with a one-token gap between spans).
   """
-  if len(seg_lengths) == 1:  # one document: take what fits with gaps
-    fits = lengths.cumsum() + np.arange(len(lengths)) <= seg_lengths[0]
-    count = int(fits.argmin()) if not fits.all() else len(lengths)
-    return [lengths[:count]], len(lengths) - count
-  order = np.argsort(seg_lengths, kind='stable')
+  order = sorted(range(len(seg_lengths)), key=seg_lengths.__getitem__)
   alloc = [None] * len(seg_lengths)
-  i = 0
+  i, total = 0, len(lengths)
   for rank, seg in enumerate(order):
     seg_len = int(seg_lengths[seg])
+    last = rank == len(order) - 1
+    budget = seg_len if last else int(seg_len * ratio)
     taken, count = 0, 0
-    if rank < len(order) - 1:
-      budget = int(seg_len * ratio)
-      while i + count < len(lengths) and taken + lengths[i + count] <= budget:
-        taken += lengths[i + count]
-        count += 1
-    else:
-      while i + count < len(lengths) and taken + lengths[i + count] + count <= seg_len:
-        taken += lengths[i + count]
-        count += 1
-    alloc[seg] = lengths[i:i + count]
+    while i + count < total:
+      grown = taken + int(lengths[i + count])
+      if grown + (count if last else 0) > budget:
+        break
+      taken, count = grown, count + 1
+    alloc[seg] = list(lengths[i:i + count])
     i += count
-  return alloc, len(lengths) - i
+  return alloc, total - i
 
 
 def sentence_spans(tokens: np.ndarray, is_end: np.ndarray, cls_id: int, eos_id: int) -> np.ndarray:
@@ -243,6 +279,7 @@ class BlankInfilling:
     self.stats = {'dropped_spans': 0, 'too_short': 0}
     self._m = int(mask_ratio * seq_length) + 2  # enough span lengths to cover any budget
     self._caps = seq_length - 2 * np.arange(self._m + 1)
+    self._cap_targets = (mask_ratio * self._caps).astype(np.int64)
 
   # -- helpers ----------------------------------------------------------------------------------
   def choose_objective(self, rng: np.random.Generator) -> str:
@@ -267,39 +304,57 @@ class BlankInfilling:
     ends = np.flatnonzero(self.is_sentence_end(tail) | (tail == self.ids['eos']))
     return int(lo + ends[-1] + 1) if ends.size else int(n_cap)
 
-  def _blocks(self, tokens, spans, mask_key):
-    """Padded layout of `tokens` with `spans` (Part-B order)."""
-    spans = np.asarray(spans, np.int64).reshape(-1, 2)
-    return _layout(tokens, spans[:, 0], spans[:, 1], self.seq_length, self.ids[mask_key],
-                   self.ids['sop'], self.ids['eop'], self.ids['eos'])
+  def _plan(self, tokens, starts, ends, mask_key) -> Plan:
+    return Plan(tokens, starts, ends, self.ids[mask_key])
 
   # -- objectives -------------------------------------------------------------------------------
-  def _token(self, window, rng):
-    S = self.seq_length
-    # Draw enough span lengths up front; the budget fixes how many raw tokens fit in S.
-    m = self._m
-    lengths = self.cdf.searchsorted(rng.random(m), side='right') + 1
-    cum = np.zeros(m + 1, np.int64)
-    cum[1:] = lengths.cumsum()
-    n_caps = np.minimum(window.shape[0], self._caps)
-    k_budget = int((cum >= (self.mask_ratio * n_caps).astype(np.int64)).argmax())
-    n = self._cut(window, int(n_caps[k_budget]))
+  def draw(self, rng: np.random.Generator, objective: str, batch_size: int):
+    """Pre-draws a batch's randomness for the token objective (None for the others).
+
+    One call per batch instead of several per sample: span lengths (`lengths`, `cum`), keys for
+    the order spans are placed in and for the Part-B order, and uniforms for span placement.
+    """
+    if objective != 'token':
+      return None
+    u = rng.random((4, batch_size, self._m))
+    lengths = self.cdf.searchsorted(u[0], side='right') + 1
+    cum = np.zeros((batch_size, self._m + 1), np.int64)
+    cum[:, 1:] = lengths.cumsum(axis=1)
+    # Span count whose budget fixes how many raw tokens fit, for windows of >= seq_length tokens.
+    k_full = (cum >= self._cap_targets).argmax(axis=1)
+    return {'lengths': lengths, 'cum': cum, 'k_full': k_full, 'place_keys': u[1],
+            'uniforms': u[2], 'order_keys': u[3]}
+
+  def _token(self, window, draws, b) -> Plan:
+    cum = draws['cum'][b]
+    if window.shape[0] >= self.seq_length:
+      k_budget = int(draws['k_full'][b])
+    else:
+      n_caps = np.minimum(window.shape[0], self._caps)
+      k_budget = int((cum >= (self.mask_ratio * n_caps).astype(np.int64)).argmax())
+    n = self._cut(window, min(window.shape[0], int(self._caps[k_budget])))
     tokens = window[:n]
-    k = int((cum >= int(self.mask_ratio * n)).argmax())
-    lengths = rng.permutation(lengths[:k])
+    k = int(cum.searchsorted(int(self.mask_ratio * n)))
     seg_starts, seg_lens = content_segments(tokens, self.ids['CLS'], self.ids['eos'], exclude_last=True)
-    if k == 0 or seg_lens.size == 0:
+    if k == 0 or not seg_lens:
       self.stats['too_short'] += int(k > 0)
-      return self._blocks(tokens, [], 'MASK'), n
+      return self._plan(tokens, (), (), 'MASK')
+    lengths = draws['lengths'][b, :k][draws['place_keys'][b, :k].argsort()].tolist()
     alloc, dropped = allocate_lengths(lengths, seg_lens, self.mask_ratio)
     self.stats['dropped_spans'] += dropped
-    spans = [place_spans(a, int(s), int(l), rng) for a, s, l in zip(alloc, seg_starts, seg_lens) if len(a)]
-    spans = np.concatenate(spans) if spans else np.zeros((0, 2), np.int64)
+    uniforms = draws['uniforms'][b].tolist()
+    starts, ends = [], []
+    for lens, seg_start, seg_len in zip(alloc, seg_starts, seg_lens):
+      if lens:
+        placed = place_spans(lens, seg_start, seg_len, uniforms[len(starts):len(starts) + len(lens)])
+        starts += placed
+        ends += [p + l for p, l in zip(placed, lens)]
     if self.shuffle_spans:
-      spans = spans[rng.permutation(len(spans))]
-    return self._blocks(tokens, spans, 'MASK'), n
+      order = draws['order_keys'][b, :len(starts)].argsort().tolist()
+      starts, ends = [starts[i] for i in order], [ends[i] for i in order]
+    return self._plan(tokens, starts, ends, 'MASK')
 
-  def _sentence(self, window, rng):
+  def _sentence(self, window, rng) -> Plan:
     S = self.seq_length
     guess = 2
     while True:
@@ -315,9 +370,9 @@ class BlankInfilling:
       guess = k
     if k == 0:
       self.stats['too_short'] += 1
-    return self._blocks(tokens, sents[:k], 'sMASK'), n
+    return self._plan(tokens, sents[:k, 0], sents[:k, 1], 'sMASK')
 
-  def _document(self, window, rng):
+  def _document(self, window, rng) -> Plan:
     S = self.seq_length
     suffix = rng.random() < self.gpt_infill_prob
     n = self._cut(window, S - 1 if suffix else S - 2)
@@ -326,31 +381,53 @@ class BlankInfilling:
     suffix = suffix or eos_at.size > 0  # several documents: always the suffix form
     if n < 3:
       self.stats['too_short'] += 1
-      return self._blocks(tokens, [], 'gMASK'), n
+      return self._plan(tokens, (), (), 'gMASK')
     low = max(1, int(self.gpt_min_ratio * n))
     gen = int(rng.integers(low, max(low, n - 2) + 1))
     if suffix:
-      sample = build_suffix_sample(tokens, n - gen, gmask_id=self.ids['gMASK'], sop_id=self.ids['sop'])
-      return pad_sample(sample, S, self.ids['eos']), n
+      return Plan(tokens, (), (), self.ids['gMASK'], division=n - gen)
     start = 1 + int(rng.integers(0, n - 2 - gen + 1))
-    return self._blocks(tokens, [(start, start + gen)], 'gMASK'), n
+    return self._plan(tokens, (start,), (start + gen,), 'gMASK')
 
   # -- public -----------------------------------------------------------------------------------
-  def fit(self, window, rng: np.random.Generator, objective: str):
-    """Builds a padded sample from the longest prefix of `window` that fits; returns (sample, n_used)."""
+  def plan(self, window, rng: np.random.Generator, objective: str, draws=None, b: int = 0) -> Plan:
+    """Chooses the longest prefix of `window` that fits and its spans; `len(plan.tokens)` is used.
+
+    `draws` (from `draw`) and row `b` supply the token objective's randomness.
+    """
     window = np.asarray(window)
     if window.ndim != 1 or window.shape[0] == 0 or window[0] != self.ids['CLS']:
       raise ValueError('tokens must be a non-empty 1-D array starting with [CLS] '
                        f'(id {self.ids["CLS"]})')
     if objective == 'token':
-      sample, n = self._token(window, rng)
-    elif objective == 'sentence':
-      sample, n = self._sentence(window, rng)
-    elif objective == 'document':
-      sample, n = self._document(window, rng)
-    else:
-      raise ValueError(f'objective must be one of {OBJECTIVES}, got {objective!r}')
-    return sample, n
+      return self._token(window, draws if draws is not None else self.draw(rng, objective, 1), b)
+    if objective == 'sentence':
+      return self._sentence(window, rng)
+    if objective == 'document':
+      return self._document(window, rng)
+    raise ValueError(f'objective must be one of {OBJECTIVES}, got {objective!r}')
+
+  def layout(self, plans: Sequence[Plan], batch_size: int | None = None) -> dict:
+    """`[batch_size, seq_length]` arrays (and `sep`) for `plans`; missing rows are padding."""
+    ids = self.ids
+    spans = [i for i, p in enumerate(plans) if not p.division]
+    out = layout_batch([plans[i] for i in spans], self.seq_length, sop_id=ids['sop'],
+                       eop_id=ids['eop'], pad_id=ids['eos'],
+                       batch_size=len(plans) if batch_size is None else batch_size, rows=spans)
+    for i, p in enumerate(plans):  # suffix-form rows (document objective), one by one
+      if p.division:
+        sample = pad_sample(build_suffix_sample(p.tokens, p.division, gmask_id=ids['gMASK'],
+                                                sop_id=ids['sop']), self.seq_length, ids['eos'])
+        for key in out:
+          out[key][i] = sample[key]
+    return out
+
+  def fit(self, window, rng: np.random.Generator, objective: str):
+    """Builds a padded sample from the longest prefix of `window` that fits; returns (sample, n_used)."""
+    plan = self.plan(window, rng, objective)
+    sample = {k: v[0] for k, v in self.layout([plan]).items()}
+    sample['sep'] = int(sample['sep'])
+    return sample, int(plan.tokens.shape[0])
 
   def __call__(self, tokens, rng: np.random.Generator, objective: str) -> dict:
     """One padded sample; tokens that do not fit in seq_length are cut (see `fit`)."""

@@ -203,7 +203,8 @@ class BatchIterator:
         self._offset += count
         count = 0
 
-  def _next_sample(self, rng, objective):
+  def _next_plan(self, rng, objective, draws, b):
+    """Plans the next sample from the stream head and consumes the tokens it uses (None at the end)."""
     S = self.seq_length
     self._refill(S)
     avail = self._buf.shape[0] - self._pos
@@ -215,11 +216,11 @@ class BatchIterator:
     if head[0] != cls_id:  # starts inside a document: give it its own [CLS]
       head = np.concatenate([[cls_id], head[:S - 1]]).astype(np.int32)
       extra = 1
-    sample, n = self.bi.fit(head, rng, objective)
-    used = n - extra
+    plan = self.bi.plan(head, rng, objective, draws, b)
+    used = plan.tokens.shape[0] - extra
     self._pos += used
     self._consume_segs(used)
-    return sample
+    return plan
 
   # -- iteration ------------------------------------------------------------------------------
   def __iter__(self):
@@ -230,22 +231,17 @@ class BatchIterator:
     split_id = 0 if self.split == 'train' else 1
     rng = np.random.default_rng([self.seed, self.process_index, split_id, self._step])
     objective = self.bi.choose_objective(rng)
-    out = {k: np.zeros((B, S), np.int32) for k in ('input_ids', 'target_ids', 'position_ids',
-                                                  'block_position_ids', 'loss_mask')}
-    out['input_ids'][:] = self.tok.special_ids['eos']
-    out['target_ids'][:] = self.tok.special_ids['eos']
-    sep = np.zeros(B, np.int32)
-    rows = 0
+    draws = self.bi.draw(rng, objective, B)
+    plans = []
     for b in range(B):
-      sample = self._next_sample(rng, objective)
-      if sample is None:
+      plan = self._next_plan(rng, objective, draws, b)
+      if plan is None:
         break
-      for k in out:
-        out[k][b] = sample[k]
-      sep[b] = sample['sep']
-      rows += 1
-    if rows == 0:
+      plans.append(plan)
+    if not plans:
       raise StopIteration
+    out = self.bi.layout(plans, batch_size=B)  # one vectorized layout for the whole batch
+    sep = out['sep']
     used = int(sep.sum() + out['loss_mask'].sum())
     self._pad_tokens += B * S - used
     self._total_tokens += B * S
