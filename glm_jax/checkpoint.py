@@ -55,7 +55,8 @@ class Checkpointer:
     self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
     self.data_directory = os.path.abspath(os.path.join(workdir, "data_state"))
     self.manager = ocp.CheckpointManager(
-        self.directory, options=ocp.CheckpointManagerOptions(
+        self.directory, item_handlers={"state": ocp.StandardCheckpointHandler()},
+        options=ocp.CheckpointManagerOptions(
             max_to_keep=int(keep), create=True, enable_async_checkpointing=True))
 
   def latest_step(self) -> int | None:

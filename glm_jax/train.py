@@ -254,5 +254,18 @@ def main(argv) -> None:
       sys.exit(2)
 
 
+def parse_flags(argv):
+  """absl parsing, plus a plain message for an override of a key the config does not have."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    print(f"FATAL Flags parsing error: {e}", file=sys.stderr)
+  except (AttributeError, KeyError) as e:
+    overrides = [a.split("=")[0] for a in argv if a.startswith("--config.")]
+    print(f"glm_jax.train: unknown config key {str(e).strip(chr(34) + chr(39))!r} in "
+          f"{overrides}; see configs/common.py for the keys.", file=sys.stderr)
+  sys.exit(2)
+
+
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

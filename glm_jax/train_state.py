@@ -128,7 +128,7 @@ def make_train_step(config, mesh, optimizer, shardings) -> Callable:
     grads, sums = _gradients(glm, state.params, batch, rng, accum, mesh)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = dict(objective.mean_metrics(sums), grad_norm=optax.global_norm(grads),
+    metrics = dict(objective.mean_metrics(sums), grad_norm=optax.tree.norm(grads),
                    learning_rate=schedule(state.step))
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
