@@ -21,6 +21,7 @@ import numpy as np
 from input_pipeline import blank_infilling, sources
 
 _STATE_VERSION = 1
+_FIRST_READ_DOCUMENTS = 16  # a small first read: the first batch need not wait for a full one
 _KNOBS = ('bert_prob', 'gap_sentence_prob', 'gpt_infill_prob', 'gpt_min_ratio', 'mask_ratio',
           'gap_sentence_ratio', 'poisson_lambda', 'max_span_length', 'shuffle_spans',
           'sentence_cut_slack')
@@ -43,6 +44,7 @@ class _Reader:
     self._args = (cfg, tok, split, seed, process_index, process_count)
     self._queue = queue.Queue(maxsize=max(2, cfg.prefetch))
     self._stop = threading.Event()
+    self._started = False
     self._thread = threading.Thread(target=self._run, args=(epoch, doc), daemon=True)
     self._thread.start()
 
@@ -65,8 +67,12 @@ class _Reader:
       order = np.arange(len(docs))
       if train and cfg.shuffle_buffer > 1:
         order = np.random.default_rng([seed, epoch]).permutation(len(docs))
-      for i in range(skip, len(docs), size):
-        yield [docs[j] for j in order[i:i + size]]
+      i = skip
+      while i < len(docs):
+        step = size if self._started else min(size, _FIRST_READ_DOCUMENTS)
+        self._started = True
+        yield [docs[j] for j in order[i:i + step]]
+        i += step
       return
     order_seed = [seed, epoch] if train else None
     ds = sources.documents(cfg, split, pi, pc, file_order_seed=order_seed)
