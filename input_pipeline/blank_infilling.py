@@ -51,13 +51,15 @@ def build_sample(tokens, spans, *, mask_id: int, sop_id: int, eop_id: int) -> di
 
 
 def layout_batch(plans: Sequence[Plan], seq_length: int, *, sop_id: int, eop_id: int, pad_id: int,
-                 batch_size: int | None = None, rows: Sequence[int] | None = None) -> dict:
+                 batch_size: int | None = None, rows: Sequence[int] | None = None,
+                 spans: tuple | None = None) -> dict:
   """`[batch_size, seq_length]` arrays for span plans: Part A, Part B, then padding.
 
   The whole batch is laid out with one set of numpy calls on the concatenated plans (per-sample
   numpy calls cost more in call overhead than in work). Plan i fills row `rows[i]` (default i);
   other rows are padding. Spans must not overlap (callers guarantee it); suffix-form plans are
-  not handled here.
+  not handled here. `spans`, if given, replaces the plans' own: `(starts, ends, counts)` with all
+  plans' spans concatenated (as `place_batch` returns them).
   """
   S, R = int(seq_length), len(plans)
   B = R if batch_size is None else int(batch_size)
@@ -68,12 +70,15 @@ def layout_batch(plans: Sequence[Plan], seq_length: int, *, sop_id: int, eop_id:
     return out
   row_of = np.arange(R) if rows is None else np.asarray(rows, np.int64)
   n = np.array([p.tokens.shape[0] for p in plans], np.int64)
-  k = np.array([len(p.starts) for p in plans], np.int64)
   tok = np.concatenate([p.tokens for p in plans]).astype(np.int32, copy=False)
   base = n.cumsum() - n  # where each sample starts in `tok`
+  if spans is None:
+    empty = [np.zeros(0, np.int64)]
+    spans = (np.concatenate([np.asarray(p.starts, np.int64) for p in plans] + empty),
+             np.concatenate([np.asarray(p.ends, np.int64) for p in plans] + empty),
+             [len(p.starts) for p in plans])
+  starts, ends, k = spans
   span_row = np.repeat(np.arange(R), k)
-  starts = np.concatenate([np.asarray(p.starts, np.int64) for p in plans] + [np.zeros(0, np.int64)])
-  ends = np.concatenate([np.asarray(p.ends, np.int64) for p in plans] + [np.zeros(0, np.int64)])
   starts, ends = starts + base[span_row], ends + base[span_row]
   lens = ends - starts
   # Part A: keep every token but the 2nd.. of each span; the span's first token becomes its mask.
@@ -224,8 +229,9 @@ def allocate_lengths(lengths: Sequence[int], seg_lengths: Sequence[int], ratio: 
   return alloc, total - i
 
 
-def place_batch(placements: Sequence[tuple]) -> list[tuple[np.ndarray, np.ndarray]]:
-  """Places the spans of many samples at once; returns `(starts, ends)` in Part-B order per sample.
+def place_batch(placements: Sequence[tuple]) -> tuple[np.ndarray, np.ndarray, list[int]]:
+  """Places the spans of many samples at once; returns `(starts, ends, counts)`: all samples'
+  spans concatenated, each sample's in Part-B order, `counts` spans per sample.
 
   Each placement is `(segments, uniforms, order_keys)`: `segments` lists `(start, length, span
   lengths)` of the documents that got spans; span j of the sample lands at `floor(u_j * (free + 1))`
@@ -246,7 +252,7 @@ def place_batch(placements: Sequence[tuple]) -> list[tuple[np.ndarray, np.ndarra
     u.append(uniforms[:k])
     keys.append(order_keys[:k] if order_keys is not None else np.arange(k, dtype=np.float64))
   if not lens:
-    return [(np.zeros(0, np.int64), np.zeros(0, np.int64)) for _ in placements]
+    return np.zeros(0, np.int64), np.zeros(0, np.int64), sample_k
   lens = np.asarray(lens, np.int64)
   seg_count = np.asarray(seg_count, np.int64)
   seg = np.repeat(np.arange(seg_count.shape[0]), seg_count)
@@ -260,8 +266,13 @@ def place_batch(placements: Sequence[tuple]) -> list[tuple[np.ndarray, np.ndarra
   ends = starts + lens
   row = np.repeat(np.arange(len(placements)), sample_k)
   order = np.lexsort((np.concatenate(keys), row))  # Part-B order within each sample
-  bounds = np.cumsum(sample_k)[:-1]
-  return list(zip(np.split(starts[order], bounds), np.split(ends[order], bounds)))
+  return starts[order], ends[order], sample_k
+
+
+def _placed(plan: Plan) -> Plan:
+  """`plan` with its pending spans placed (see `place_batch`)."""
+  starts, ends, _ = place_batch([plan.placement])
+  return plan._replace(starts=starts, ends=ends, placement=None)
 
 
 def sentence_spans(tokens: np.ndarray, is_end: np.ndarray, cls_id: int, eos_id: int) -> np.ndarray:
@@ -377,14 +388,14 @@ class BlankInfilling:
     tokens = window[:n]
     k = int(cum.searchsorted(int(self.mask_ratio * n)))
     seg_starts, seg_lens = content_segments(tokens, self.ids['CLS'], self.ids['eos'], exclude_last=True)
+    keys = draws['order_keys'][b] if self.shuffle_spans else None
     if k == 0 or not seg_lens:
       self.stats['too_short'] += int(k > 0)
-      return self._plan(tokens, (), (), 'MASK')
+      return Plan(tokens, (), (), self.ids['MASK'], placement=([], draws['uniforms'][b], keys))
     lengths = draws['lengths'][b, :k][draws['place_keys'][b, :k].argsort()].tolist()
     alloc, dropped = allocate_lengths(lengths, seg_lens, self.mask_ratio)
     self.stats['dropped_spans'] += dropped
     segments = [(st, ln, lens) for lens, st, ln in zip(alloc, seg_starts, seg_lens) if lens]
-    keys = draws['order_keys'][b] if self.shuffle_spans else None
     return Plan(tokens, (), (), self.ids['MASK'], placement=(segments, draws['uniforms'][b], keys))
 
   def _sentence(self, window, rng) -> Plan:
@@ -443,15 +454,16 @@ class BlankInfilling:
   def layout(self, plans: Sequence[Plan], batch_size: int | None = None) -> dict:
     """`[batch_size, seq_length]` arrays (and `sep`) for `plans`; missing rows are padding."""
     ids = self.ids
-    pending = [i for i, p in enumerate(plans) if p.placement is not None]
-    if pending:  # token objective: place all spans of the batch at once
-      plans = list(plans)
-      for i, (starts, ends) in zip(pending, place_batch([plans[i].placement for i in pending])):
-        plans[i] = plans[i]._replace(starts=starts, ends=ends, placement=None)
+    batch_size = len(plans) if batch_size is None else batch_size
+    pending = [p.placement for p in plans if p.placement is not None]
+    if pending and len(pending) == len(plans):  # token objective: place the whole batch at once
+      return layout_batch(plans, self.seq_length, sop_id=ids['sop'], eop_id=ids['eop'],
+                          pad_id=ids['eos'], batch_size=batch_size, spans=place_batch(pending))
+    if pending:  # mixed plans (not made by one `draw`): place each, then lay out as usual
+      plans = [p if p.placement is None else _placed(p) for p in plans]
     spans = [i for i, p in enumerate(plans) if not p.division]
     out = layout_batch([plans[i] for i in spans], self.seq_length, sop_id=ids['sop'],
-                       eop_id=ids['eop'], pad_id=ids['eos'],
-                       batch_size=len(plans) if batch_size is None else batch_size, rows=spans)
+                       eop_id=ids['eop'], pad_id=ids['eos'], batch_size=batch_size, rows=spans)
     for i, p in enumerate(plans):  # suffix-form rows (document objective), one by one
       if p.division:
         sample = pad_sample(build_suffix_sample(p.tokens, p.division, gmask_id=ids['gMASK'],
