@@ -172,13 +172,17 @@ def span_length_cdf(poisson_lambda: float, max_span_length: int) -> np.ndarray:
   return cdf
 
 
-def content_segments(tokens: np.ndarray, cls_id: int, eos_id: int, exclude_last: bool):
+def content_segments(tokens: np.ndarray, cls_id: int, eos_id: int, exclude_last: bool,
+                     boundaries: np.ndarray | None = None):
   """Runs of document tokens (no [CLS] / eos) as `(starts, lengths)` lists. Never the first token.
 
   Plain Python over the few document boundaries: cheaper than mask arithmetic on the window.
+  `boundaries`, if given, is the precomputed mask of [CLS] / eos tokens.
   """
   n = tokens.shape[0]
-  bounds = set(np.flatnonzero((tokens == cls_id) | (tokens == eos_id)).tolist())
+  if boundaries is None:
+    boundaries = (tokens == cls_id) | (tokens == eos_id)
+  bounds = set(boundaries.nonzero()[0].tolist())
   bounds.add(0)
   if exclude_last:
     bounds.add(n - 1)
@@ -324,10 +328,10 @@ class BlankInfilling:
     self.shuffle_spans = shuffle_spans
     self.cdf = span_length_cdf(poisson_lambda, max_span_length)
     self.slack = max(0, int(sentence_cut_slack * seq_length))
-    end_ids = np.asarray(sorted(set(int(i) for i in sentence_end_ids)), np.int64)
-    self._end_table = np.zeros(int(end_ids.max()) + 1 if end_ids.size else 1, bool)
-    self._end_table[end_ids] = True
-    self._end_table_ids = end_ids
+    end_ids = sorted(set(int(i) for i in sentence_end_ids))
+    self._end_table = self._id_table(end_ids)
+    self._cut_table = self._id_table(end_ids + [self.ids['eos']])
+    self._bound_table = self._id_table([self.ids['CLS'], self.ids['eos']])
     self.stats = {'dropped_spans': 0, 'too_short': 0}
     self._m = int(mask_ratio * seq_length) + 2  # enough span lengths to cover any budget
     self._caps = seq_length - 2 * np.arange(self._m + 1)
@@ -343,9 +347,15 @@ class BlankInfilling:
       return 'sentence'
     return 'document'
 
+  def _id_table(self, ids) -> np.ndarray:
+    """Membership table for token ids: `table.take(tokens, mode='clip')` is one numpy call; ids
+    past the table clip onto its last entry, which is always False."""
+    table = np.zeros(max(list(ids) + list(self.ids.values())) + 2, bool)
+    table[list(ids)] = True
+    return table
+
   def is_sentence_end(self, tokens: np.ndarray) -> np.ndarray:
-    table = self._end_table
-    return table[np.minimum(tokens, table.shape[0] - 1)] & (tokens < table.shape[0])
+    return self._end_table.take(tokens, mode='clip')
 
   def _cut(self, window: np.ndarray, n_cap: int) -> int:
     """Prefix length <= n_cap, ending at a sentence end or eos when one is within the slack."""
@@ -353,7 +363,7 @@ class BlankInfilling:
       return int(window.shape[0])
     lo = max(1, n_cap - self.slack)
     tail = window[lo:n_cap]
-    ends = np.flatnonzero(self.is_sentence_end(tail) | (tail == self.ids['eos']))
+    ends = self._cut_table.take(tail, mode='clip').nonzero()[0]
     return int(lo + ends[-1] + 1) if ends.size else int(n_cap)
 
   def _plan(self, tokens, starts, ends, mask_key) -> Plan:
@@ -387,7 +397,8 @@ class BlankInfilling:
     n = self._cut(window, min(window.shape[0], int(self._caps[k_budget])))
     tokens = window[:n]
     k = int(cum.searchsorted(int(self.mask_ratio * n)))
-    seg_starts, seg_lens = content_segments(tokens, self.ids['CLS'], self.ids['eos'], exclude_last=True)
+    seg_starts, seg_lens = content_segments(tokens, self.ids['CLS'], self.ids['eos'], exclude_last=True,
+                                            boundaries=self._bound_table.take(tokens, mode='clip'))
     keys = draws['order_keys'][b] if self.shuffle_spans else None
     if k == 0 or not seg_lens:
       self.stats['too_short'] += int(k > 0)
