@@ -195,20 +195,6 @@ def content_segments(tokens: np.ndarray, cls_id: int, eos_id: int, exclude_last:
   return starts, lengths
 
 
-def place_spans(lengths: Sequence[int], offset: int, length: int, uniforms: Sequence[float]):
-  """Places spans of `lengths` (in that order) uniformly in `[offset, offset+length)`, gaps >= 1.
-
-  `uniforms` are one U[0, 1) draw per span; returns the starts.
-  """
-  free = length - sum(lengths) - len(lengths) + 1
-  places = sorted(int(u * (free + 1)) for u in uniforms)
-  starts, shift = [], offset
-  for place, span in zip(places, lengths):
-    starts.append(shift + place)
-    shift += span + 1
-  return starts
-
-
 def allocate_lengths(lengths: Sequence[int], seg_lengths: Sequence[int], ratio: float):
   """Splits span lengths across documents as the original does; returns per-segment lists and drops.
 
@@ -238,8 +224,10 @@ def place_batch(placements: Sequence[tuple]) -> tuple[np.ndarray, np.ndarray, li
   spans concatenated, each sample's in Part-B order, `counts` spans per sample.
 
   Each placement is `(segments, uniforms, order_keys)`: `segments` lists `(start, length, span
-  lengths)` of the documents that got spans; span j of the sample lands at `floor(u_j * (free + 1))`
-  among its segment's free slots (as `place_spans`), and Part B follows `order_keys.argsort()`
+  lengths)` of the documents that got spans. In each segment the spans keep their order with gaps
+  >= 1, uniformly placed: span j of the sample draws `floor(u_j * (free + 1))` among the segment's
+  `free` spare tokens, the draws are sorted, and the i-th span is shifted by the i-th smallest draw.
+  Part B follows `order_keys.argsort()`
   (`order_keys` None: text order). Vectorized over the batch: per-sample Python loops over ~20
   spans cost more than the work.
   """
@@ -300,6 +288,8 @@ class BlankInfilling:
   `fit(window, rng, objective)` consumes the longest prefix of `window` whose sample fills
   `seq_length` (cutting at a sentence end when one lies within `sentence_cut_slack`), and returns
   `(sample, n_used)`; `__call__` returns only the sample. Counted skips live in `self.stats`.
+  Batches (the fast path): `draw` once, `plan` each sample (the prefix it uses is known at once,
+  so the next window can follow), then `layout` all plans in one vectorized pass.
   """
 
   def __init__(self, special_ids: dict, seq_length: int, *, bert_prob: float = 1.0,

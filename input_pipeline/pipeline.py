@@ -1,4 +1,7 @@
-"""Raw text -> fixed-shape GLM batches: read (tf.data) -> tokenize -> pack -> blank-infill -> batch.
+"""Raw text -> fixed-shape GLM batches: read -> tokenize -> pack -> blank-infill -> batch.
+
+Reading and sentencepiece run on a background thread (the embedded corpus straight from memory,
+streamed sources through tf.data); the main thread plans each sample and lays out whole batches.
 
 Packing: documents become one stream `[CLS] doc [eos] [CLS] doc [eos] ...`; each sample takes the
 longest prefix of the stream whose Part A + Part B fills `seq_length` (cut at a sentence end when

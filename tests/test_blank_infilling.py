@@ -201,3 +201,30 @@ def test_bad_input_raises_clear_errors():
     bi(np.array([1, 6, 7]), rng, 'bert')
   with pytest.raises(ValueError, match='special_ids'):
     bi_lib.BlankInfilling({'CLS': 1}, 32)
+
+
+@pytest.mark.parametrize('objective', ['token', 'sentence', 'document'])
+def test_batch_layout_equals_laying_out_each_sample_alone(objective):
+  bi = bi_lib.BlankInfilling(IDS, 128, sentence_end_ids=[999])
+  rng = np.random.default_rng(10)
+  docs = [np.concatenate([_doc(rng, int(k)), [IDS['eos']]]) for k in rng.integers(2, 150, 40)]
+  stream = np.concatenate(docs)
+  stream[rng.random(stream.shape[0]) < 0.05] = 999
+  stream[0] = IDS['CLS']
+  for _ in range(5):
+    draws = bi.draw(rng, objective, 8)
+    plans, pos = [], 0
+    for b in range(8):
+      window = stream[pos:pos + 128]
+      if window[0] != IDS['CLS']:
+        window = np.concatenate([[IDS['CLS']], window[:-1]])
+      plans.append(bi.plan(window, rng, objective, draws, b))
+      pos += int(rng.integers(1, 100))
+    batch = bi.layout(plans, batch_size=10)
+    for b, plan in enumerate(plans):
+      alone = bi.layout([plan])
+      for key in alone:
+        np.testing.assert_array_equal(batch[key][b], alone[key][0], err_msg=key)
+      if not plan.division:  # (the suffix form has no [eop] for `reconstruct` to drop)
+        assert reconstruct({k: batch[k][b] for k in batch})[0] == list(plan.tokens)
+    assert np.all(batch['input_ids'][8:] == IDS['eos']) and np.all(batch['sep'][8:] == 0)

@@ -161,3 +161,20 @@ def test_corpus_without_text_is_a_clear_error_not_a_hang(tmp_path, setup):
     next(_iter(empty, tok))
   with pytest.raises(StopIteration):
     next(_iter(empty, tok, split='eval'))
+
+
+def test_embedded_corpus_resumes_exactly_across_an_epoch(setup):
+  """The default corpus is read without tf.data; a shard of ~12 chapters makes epochs short."""
+  _, tok, _ = setup
+  cfg = config_lib.default_data_config()
+  shard = dict(process_index=3, process_count=100, seq_length=512)
+  it = _iter(cfg, tok, **shard)
+  for _ in range(3):
+    next(it)
+  state = json.loads(json.dumps(it.get_state()))
+  expected = [next(it) for _ in range(12)]
+  assert it.get_state()['epoch'] >= 1  # crossed an epoch boundary
+  restored = _iter(cfg, tok, **shard)
+  restored.set_state(state)
+  for want in expected:
+    assert _equal(want, next(restored))

@@ -69,3 +69,15 @@ def test_unknown_source_and_split_are_clear_errors():
   cfg.source = 'default'
   with pytest.raises(sources.DataSourceError, match='split'):
     sources.documents(cfg, 'test')
+
+
+def test_in_memory_documents_match_the_tf_data_source():
+  cfg = config_lib.default_data_config()
+  for split in ('train', 'eval'):
+    for index in (0, 1):
+      want = _texts(sources.documents(cfg, split, index, 2))
+      assert sources.in_memory_documents(cfg, split, index, 2) == want
+    assert not set(sources.in_memory_documents(cfg, split, 0, 2)) & set(
+        sources.in_memory_documents(cfg, split, 1, 2))
+  cfg.source = 'files'
+  assert sources.in_memory_documents(cfg, 'train') is None  # streamed sources go through tf.data
