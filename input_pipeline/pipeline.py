@@ -15,9 +15,11 @@ restoring re-reads from that document and yields exactly the batches the origina
 
 from __future__ import annotations
 
+import atexit
 import collections
 import queue
 import threading
+import weakref
 
 import numpy as np
 
@@ -32,6 +34,17 @@ _KNOBS = ('bert_prob', 'gap_sentence_prob', 'gpt_infill_prob', 'gpt_min_ratio', 
 
 class _Chunk(collections.namedtuple('_Chunk', 'epoch doc_ids lengths tokens skipped')):
   """Tokenized documents: `tokens` is `[CLS] doc [eos]` for each, concatenated."""
+
+
+_LIVE_READERS = weakref.WeakSet()
+
+
+@atexit.register
+def _close_live_readers():
+  """Stops reader threads before interpreter exit: a daemon thread killed inside sentencepiece's
+  C++ thread pool aborts the process ('terminate called without an active exception')."""
+  for reader in list(_LIVE_READERS):
+    reader.close()
 
 
 class _Reader:
@@ -50,6 +63,7 @@ class _Reader:
     self._started = False
     self._thread = threading.Thread(target=self._run, args=(epoch, doc), daemon=True)
     self._thread.start()
+    _LIVE_READERS.add(self)
 
   def _put(self, item) -> bool:
     while not self._stop.is_set():
