@@ -5,6 +5,7 @@ width 64, 32 tokens) so the whole file stays around two minutes on 2 CPU cores.
 """
 
 import json
+import math
 import os
 import signal
 import socket
@@ -140,3 +141,29 @@ def test_two_processes_of_four_devices_match_one_process_of_eight(tmp_path):
   assert checkpoint_steps(multi) == [3]
   assert sorted(os.listdir(os.path.join(multi, "data_state", "3"))) == [
       "process_0.json", "process_1.json"]
+
+
+def test_resume_on_the_real_input_pipeline_reproduces_losses(tmp_path):
+  real = ["--config.synthetic_data=False", "--config.vocab_from_tokenizer=True",
+          "--config.total_steps=12", "--config.log_every_steps=2"]
+  straight, split = str(tmp_path / "straight"), str(tmp_path / "split")
+  train(straight, *real)
+  train(split, *real, "--config.stop_at_step=6")
+  train(split, *real)
+  assert losses(split) == losses(straight)
+  assert sorted(losses(straight)) == list(range(2, 13, 2))
+
+
+def test_init_from_loads_converted_params_before_the_first_step(tmp_path):
+  import jax  # pylint: disable=g-import-not-at-top
+  from glm_jax import checkpoint, model  # pylint: disable=g-import-not-at-top
+  cfg = model.GLMConfig(vocab_size=256, num_layers=1, hidden_size=64, num_heads=2,
+                        max_sequence_length=32)
+  params = model.init_params(cfg, jax.random.PRNGKey(7))
+  params["final_layernorm"]["scale"] = params["final_layernorm"]["scale"] * 0  # logits all 0
+  checkpoint.save_params(str(tmp_path / "converted"), params)
+  workdir = str(tmp_path / "run")
+  proc = train(workdir, f"--config.init_from={tmp_path / 'converted'}", "--config.total_steps=1")
+  assert "Initialised params from" in proc.stdout
+  # Zero logits give exactly ln(vocab) on the first step: the loaded params were used.
+  assert abs(losses(workdir)[1] - math.log(256)) < 1e-4
