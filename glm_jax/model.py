@@ -300,9 +300,14 @@ def init_params(config, rng):
   return jax.jit(lambda key: nn.unbox(init_boxed_params(cfg, key)))(rng)
 
 
+def strip_boxes(tree):
+  """Drops flax `Partitioned` boxes without adding sharding constraints (safe under a mesh)."""
+  return nn.meta.map_axis_meta(lambda box: strip_boxes(box.unbox(apply_constraint=False)), tree)
+
+
 def param_shapes(config):
   """`jax.ShapeDtypeStruct` tree of the parameters, computed without allocating them."""
-  return nn.unbox(jax.eval_shape(lambda: init_boxed_params(config, jax.random.PRNGKey(0))))
+  return strip_boxes(jax.eval_shape(lambda: init_boxed_params(config, jax.random.PRNGKey(0))))
 
 
 def logical_axes(config):

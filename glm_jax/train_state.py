@@ -38,12 +38,6 @@ def _boxed_state(config, optimizer) -> TrainState:
                     opt_state=optimizer.init(params), rng=jax.random.PRNGKey(0))
 
 
-def strip_boxes(tree):
-  """The values inside flax `Partitioned` boxes (nn.unbox would also add sharding constraints)."""
-  return jax.tree_util.tree_map(lambda x: x.value if isinstance(x, nn.Partitioned) else x, tree,
-                                is_leaf=lambda x: isinstance(x, nn.Partitioned))
-
-
 def state_shardings(config, mesh, optimizer):
   """(abstract state of ShapeDtypeStructs, matching tree of NamedShardings).
 
@@ -51,7 +45,7 @@ def state_shardings(config, mesh, optimizer):
   inherit the params' logical axes; scalars (step, counts, the RNG key) are replicated.
   """
   boxed = jax.eval_shape(lambda: _boxed_state(config, optimizer))
-  shapes = strip_boxes(boxed)
+  shapes = model_lib.strip_boxes(boxed)
   specs = nn.get_partition_spec(boxed)
   shardings = sharding.logical_to_sharding(specs, shapes, mesh)
   abstract = jax.tree_util.tree_map(
