@@ -291,6 +291,8 @@ def export_checkpoint(checkpoint_dir: str, output_path: str, torch_output: str =
 
 def main(argv):
   from absl import flags
+  from glm_jax import cli
+  cli.quiet_logs()
   f = flags.FLAGS
   if len(argv) != 2 or argv[1] not in ("import", "export"):
     raise SystemExit("usage: python -m glm_jax.convert import --input=FILE --num_heads=N "

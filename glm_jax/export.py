@@ -103,6 +103,8 @@ def params_from_training_checkpoint(workdir: str, step: int | None = None):
 def main(argv):
   del argv
   from absl import flags
+  from glm_jax import cli
+  cli.quiet_logs()
   f = flags.FLAGS
   params = params_from_training_checkpoint(f.workdir, f.step)
   save_for_inference(f.output, params, f.dtype)

@@ -484,6 +484,8 @@ def main(argv):
   del argv
   from absl import flags
   from glm_jax import export
+  from glm_jax import cli
+  cli.quiet_logs()
   from input_pipeline import tokenizer as tokenizer_lib
   f = flags.FLAGS
   config, params = export.load_for_inference(f.checkpoint, f.dtype)

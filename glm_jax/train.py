@@ -9,18 +9,19 @@ SIGTERM (a preemption) saves a checkpoint and exits cleanly.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
 
 from absl import app
 from absl import flags
-from absl import logging
 import flax.linen as nn
 import jax
 import numpy as np
 from ml_collections import config_flags
 
 from glm_jax import checkpoint as checkpoint_lib
+from glm_jax import cli
 from glm_jax import metrics as metrics_lib
 from glm_jax import model as model_lib
 from glm_jax import objective
@@ -201,9 +202,20 @@ def print_sample(config, params, data) -> None:
   log(f"Sample: {left} [[{tok.decode(blanks[0])}]] {right}")
 
 
+def keep_tokenizer(data, workdir: str) -> None:
+  """Copies the sentencepiece model next to the checkpoints: generate and export need it."""
+  if data.tokenizer is None or jax.process_index() != 0:
+    return
+  target = os.path.join(workdir, "tokenizer.model")
+  if not os.path.exists(target):
+    os.makedirs(workdir, exist_ok=True)
+    shutil.copyfile(data.tokenizer.model_path, target)
+
+
 def train_and_evaluate(config, workdir: str, mesh) -> None:
   """Everything after the config is settled; runs inside the mesh and logical-rules context."""
   data = train_data.build(config, jax.process_index(), jax.process_count())
+  keep_tokenizer(data, workdir)
   optimizer = optim.make_optimizer(config)
   abstract, shardings = train_state.state_shardings(config, mesh, optimizer)
   checkpointer = checkpoint_lib.Checkpointer(workdir, config.keep_checkpoints)
@@ -233,8 +245,7 @@ def default_workdir() -> str:
 def main(argv) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)  # Orbax logs every save step at INFO
+  cli.quiet_logs()
   initialize_distributed()
   config = _CONFIG.value
   if config is None:
