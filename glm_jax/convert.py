@@ -87,6 +87,11 @@ def from_thudm(state_dict: Mapping[str, np.ndarray], num_attention_heads: int, d
 
   sd = _strip_prefix(state_dict)
   num_layers = _check_keys(sd)
+  try:
+    num_attention_heads = int(num_attention_heads)  # also a numpy scalar / 0-d array
+  except (TypeError, ValueError) as e:
+    raise ConversionError(f"num_attention_heads must be an integer, got "
+                          f"{num_attention_heads!r}.") from e
   vocab, hidden = sd["word_embeddings.weight"].shape
   if num_attention_heads <= 0 or hidden % num_attention_heads:
     raise ConversionError(f"num_attention_heads={num_attention_heads} does not divide the hidden "

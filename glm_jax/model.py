@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from typing import Any, Mapping
 
 import flax.linen as nn
@@ -41,10 +42,12 @@ class GLMConfig:
   attention_backend: str = "auto"  # auto | xla | cudnn
 
   def __post_init__(self):
-    for name in ("vocab_size", "num_layers", "hidden_size", "num_heads", "max_sequence_length"):
+    for name in ("vocab_size", "num_layers", "hidden_size", "num_heads", "max_sequence_length",
+                 "mlp_ratio"):
       value = getattr(self, name)
-      if not isinstance(value, int) or value <= 0:
+      if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
         raise ValueError(f"model.{name} must be a positive integer, got {value!r}.")
+      object.__setattr__(self, name, int(value))  # numpy integers hash and print as plain ints
     if self.hidden_size % self.num_heads:
       raise ValueError(
           f"model.num_heads={self.num_heads} does not divide model.hidden_size="
@@ -54,7 +57,7 @@ class GLMConfig:
         raise ValueError(f"model.{name} must be in [0, 1), got {getattr(self, name)!r}.")
     for name in ("dtype", "param_dtype"):
       try:
-        jnp.dtype(getattr(self, name))
+        object.__setattr__(self, name, jnp.dtype(getattr(self, name)).name)
       except TypeError as e:
         raise ValueError(f"model.{name}={getattr(self, name)!r} is not a dtype name "
                          "(use 'float32', 'bfloat16' or 'float16').") from e
@@ -224,6 +227,7 @@ class GLM(nn.Module):
     cfg = as_glm_config(self.config)
     dtype = jnp.dtype(cfg.dtype)
     param_dtype = jnp.dtype(cfg.param_dtype)
+    input_ids, position_ids = jnp.asarray(input_ids), jnp.asarray(position_ids)
     batch, length = input_ids.shape
     if position_ids.shape != (batch, 2, length):
       raise ValueError(f"position_ids must have shape {(batch, 2, length)} (row 0 position, "

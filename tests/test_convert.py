@@ -112,3 +112,9 @@ def test_torch_files_without_torch_installed_say_how_to_fix(tmp_path, monkeypatc
   monkeypatch.setattr(builtins, "__import__", no_torch)
   with pytest.raises(ImportError, match="needs PyTorch"):
     convert.load_state_dict(str(path))
+
+
+def test_head_count_may_be_a_numpy_scalar_as_read_from_a_file():
+  data = np.load(os.path.join(DATA, "forward_small.npz"))
+  cfg, _ = convert.from_thudm(_fixture_state_dict(), data["num_attention_heads"])
+  assert cfg.num_heads == 4 and type(cfg.num_heads) is int
