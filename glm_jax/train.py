@@ -30,6 +30,7 @@ from glm_jax import run_checks
 from glm_jax import sharding
 from glm_jax import train_data
 from glm_jax import train_state
+from input_pipeline.errors import DataSourceError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Run config file, e.g. configs/tiny.py.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints, metrics.jsonl and TensorBoard logs "
@@ -255,12 +256,15 @@ def main(argv) -> None:
   except run_checks.ConfigError as e:
     print(f"glm_jax.train: bad config: {e}", file=sys.stderr)
     sys.exit(2)
+  except DataSourceError as e:
+    print(f"glm_jax.train: bad data: {e}", file=sys.stderr)
+    sys.exit(2)
   workdir = _WORKDIR.value or default_workdir()
   mesh = sharding.make_mesh(config.mesh)
   with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.LOGICAL_RULES):
     try:
       train_and_evaluate(config, workdir, mesh)
-    except checkpoint_lib.CheckpointMismatchError as e:
+    except (checkpoint_lib.CheckpointMismatchError, DataSourceError) as e:
       print(f"glm_jax.train: {e}", file=sys.stderr)
       sys.exit(2)
 

@@ -15,13 +15,11 @@ from typing import Iterator
 
 import tensorflow as tf
 
+from input_pipeline.errors import DataSourceError  # noqa: F401  (re-exported)
+
 _HOLDOUT_BUCKETS = 10_000
 _VERSE_NUMBER = re.compile(r'^\s*\d+:\d+\s*')
 _INNER_VERSE_NUMBER = re.compile(r'\s\d+:\d+\s')
-
-
-class DataSourceError(ValueError):
-  """A data source that cannot be read; the message says what to change."""
 
 
 # ---------------------------------------------------------------------------------------------

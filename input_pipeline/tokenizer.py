@@ -10,6 +10,8 @@ from typing import Iterable, Sequence
 
 import sentencepiece as spm
 
+from input_pipeline.errors import DataSourceError
+
 # GLM command tokens, as user-defined pieces (ids follow <unk>=0 in this order).
 COMMAND_TOKENS = {
     'eos': '<|endoftext|>',  # end of document; also the padding id
@@ -83,8 +85,11 @@ def train(sentences: Iterable[str], model_path: str, *, vocab_size: int, model_t
           num_threads=num_threads, unk_id=0, bos_id=-1, eos_id=-1, pad_id=-1,
           user_defined_symbols=list(COMMAND_TOKENS.values()), minloglevel=2)
     except RuntimeError as e:
-      raise ValueError(f'sentencepiece training failed ({e}); with a small corpus lower '
-                       'vocab_size in the data config') from None
+      if 'sentences_.empty()' in str(e):
+        raise DataSourceError('the corpus holds no text to train the tokenizer on; check the '
+                              'source / files in the data config') from None
+      raise DataSourceError(f'sentencepiece training failed ({e}); with a small corpus lower '
+                            'vocab_size in the data config') from None
     os.replace(prefix + '.model', model_path)
   return model_path
 

@@ -167,3 +167,19 @@ def test_init_from_loads_converted_params_before_the_first_step(tmp_path):
   assert "Initialised params from" in proc.stdout
   # Zero logits give exactly ln(vocab) on the first step: the loaded params were used.
   assert abs(losses(workdir)[1] - math.log(256)) < 1e-4
+
+
+def test_unreadable_data_is_one_clear_message_not_a_traceback(tmp_path):
+  empty = tmp_path / "corpus"
+  empty.mkdir()
+  (empty / "a.txt").write_text("")
+  for override, message in [(f"--config.data.files={tmp_path}/missing/*.txt", "no files match"),
+                            (f"--config.data.files={empty}/*.txt", "no text")]:
+    result = subprocess.run(
+        [sys.executable, "-m", "glm_jax.train", "--config=configs/tiny.py",
+         f"--workdir={tmp_path / 'run'}", "--config.data.source=files",
+         f"--config.data.tokenizer_cache_dir={tmp_path / 'tok'}", override],
+        cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "glm_jax.train: bad data:" in result.stderr and message in result.stderr
+    assert "Traceback" not in result.stderr
