@@ -528,6 +528,8 @@ def _define_flags():
 
 
 if __name__ == "__main__":
+  from glm_jax import cli
   from absl import app
   _define_flags()
-  app.run(main)
+  from glm_jax import generate  # the module's own classes, not __main__'s copies
+  app.run(cli.exit_on_user_error(generate.main))
