@@ -7,6 +7,7 @@ Every mapping here is a transpose or a reshape, so import then export is bit-exa
 CLI:
   python -m glm_jax.convert import --input=mp_rank_00_model_states.pt --num_heads=16 --output=DIR
   python -m glm_jax.convert export --checkpoint=DIR --output=glm.safetensors [--torch_output=x.pt]
+    (the .pt is written beside the .safetensors by default when torch is installed)
 The import side writes an Orbax params checkpoint (`checkpoint.save_params`), the format that
 `--config.init_from`, `glm_jax.generate` and `glm_jax.export` read.
 """
@@ -277,6 +278,19 @@ def import_checkpoint(input_path: str, num_heads: int, output_dir: str, dtype=No
   return config
 
 
+def torch_available() -> bool:
+  try:
+    import torch  # noqa: F401
+  except ImportError:
+    return False
+  return True
+
+
+def default_torch_output(output_path: str) -> str:
+  """Where `export` writes the .pt by default: beside the .safetensors, when torch is present."""
+  return os.path.splitext(output_path)[0] + ".pt" if torch_available() else ""
+
+
 def export_checkpoint(checkpoint_dir: str, output_path: str, torch_output: str = "",
                       prefix: str = "") -> int:
   """Orbax params checkpoint -> THUDM-named .safetensors (and .pt). Returns the tensor count."""
@@ -285,11 +299,9 @@ def export_checkpoint(checkpoint_dir: str, output_path: str, torch_output: str =
   state_dict = to_thudm(params, prefix=prefix)
   save_safetensors(state_dict, output_path)
   if torch_output:
-    try:
-      import torch  # noqa: F401
-    except ImportError as e:
+    if not torch_available():
       raise ImportError("--torch_output needs PyTorch, which is not installed; the .safetensors "
-                        f"file {output_path} was written.") from e
+                        f"file {output_path} was written.")
     save_torch(state_dict, torch_output)
   return len(state_dict)
 
@@ -314,9 +326,10 @@ def main(argv):
     else:
       if not f.checkpoint or not f.output:
         raise SystemExit("export needs --checkpoint and --output.")
-      n = export_checkpoint(f.checkpoint, f.output, f.torch_output, f.prefix)
+      torch_output = default_torch_output(f.output) if f.torch_output == "auto" else f.torch_output
+      n = export_checkpoint(f.checkpoint, f.output, torch_output, f.prefix)
       print(f"Wrote {n} tensors in THUDM naming to {f.output}"
-            + (f" and {f.torch_output}" if f.torch_output else "") + ".")
+            + (f" and {torch_output}" if torch_output else "") + ".")
   except (ConversionError, FileNotFoundError, ImportError) as e:
     raise SystemExit(f"error: {e}") from None
 
@@ -328,7 +341,8 @@ def _define_flags():
   flags.DEFINE_string("dtype", "", "import: compute dtype of the model config (default float32).")
   flags.DEFINE_string("checkpoint", "", "export: params checkpoint directory.")
   flags.DEFINE_string("output", "", "import: checkpoint directory; export: .safetensors file.")
-  flags.DEFINE_string("torch_output", "", "export: also write a torch .pt state dict here.")
+  flags.DEFINE_string("torch_output", "auto", "export: also write a torch .pt state dict here; "
+                      "'auto' = beside --output when torch is installed, '' = never.")
   flags.DEFINE_string("prefix", "", "export: prefix for every name ('glm.' for Hugging Face).")
 
 
