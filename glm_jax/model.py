@@ -142,27 +142,33 @@ class SelfAttention(nn.Module):
   deterministic: bool
 
   @nn.compact
-  def __call__(self, x, mask, layer_cache=None, cache_index=None):
+  def __call__(self, x, mask, kv_cache=None, cache_index=None, layer_index=None):
     cfg = self.cfg
     qkv = _dense((3, cfg.num_heads, cfg.head_dim), 1, ("embed", "qkv", "heads", "kv"),
                  cfg.init_std, cfg, "query_key_value")(x)
     query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-    new_cache = None
-    if layer_cache is not None:
-      # Decode: write the new keys/values at cache_index, attend over the whole cache.
-      key = jax.lax.dynamic_update_slice_in_dim(
-          layer_cache["k"], key.astype(layer_cache["k"].dtype), cache_index, axis=1)
-      value = jax.lax.dynamic_update_slice_in_dim(
-          layer_cache["v"], value.astype(layer_cache["v"].dtype), cache_index, axis=1)
-      new_cache = {"k": key, "v": value}
-      key, value = key.astype(query.dtype), value.astype(query.dtype)
+    if kv_cache is not None:
+      # Decode: write only the new keys/values into this layer's rows of the whole-model cache
+      # (in place inside the decode loop), then attend over this layer's cached keys/values.
+      kv_cache = {name: _write_cache(kv_cache[name], new, layer_index, cache_index)
+                  for name, new in (("k", key), ("v", value))}
+      key, value = (jax.lax.dynamic_index_in_dim(kv_cache[n], layer_index, keepdims=False)
+                    .astype(query.dtype) for n in ("k", "v"))
     dropout_fn = None
     if not self.deterministic and cfg.attention_dropout > 0:
       dropout_fn = nn.Dropout(cfg.attention_dropout, deterministic=False)
     out = attention_lib.attend(self.backend, query, key, value, mask, dropout_fn=dropout_fn)
     out = _dense(cfg.hidden_size, 2, ("heads", "kv", "embed"),
                  cfg.init_std / math.sqrt(2.0 * cfg.num_layers), cfg, "dense")(out)
-    return out, new_cache
+    return out, kv_cache
+
+
+def _write_cache(cache, new, layer_index, cache_index):
+  """cache `[layers, b, T, h, d]` with `new` `[b, s, h, d]` written at (layer, :, cache_index)."""
+  zero = jnp.zeros((), jnp.int32)
+  start = (jnp.asarray(layer_index, jnp.int32), zero, jnp.asarray(cache_index, jnp.int32), zero,
+           zero)
+  return jax.lax.dynamic_update_slice(cache, new[None].astype(cache.dtype), start)
 
 
 class MLP(nn.Module):
@@ -187,18 +193,19 @@ class Block(nn.Module):
   deterministic: bool
 
   @nn.compact
-  def __call__(self, x, mask, cache_index, layer_cache):
+  def __call__(self, carry, mask, cache_index, layer_index):
+    x, kv_cache = carry
     cfg = self.cfg
     dtype = jnp.dtype(cfg.dtype)
     drop = nn.Dropout(cfg.hidden_dropout, deterministic=self.deterministic)
     h = _layernorm(cfg, "input_layernorm")(x).astype(dtype)
-    h, new_cache = SelfAttention(cfg, self.backend, self.deterministic, name="attention")(
-        h, mask, layer_cache, cache_index)
+    h, kv_cache = SelfAttention(cfg, self.backend, self.deterministic, name="attention")(
+        h, mask, kv_cache, cache_index, layer_index)
     x = x + drop(h)
     h = _layernorm(cfg, "post_attention_layernorm")(x).astype(dtype)
     x = x + drop(MLP(cfg, name="mlp")(h))
     x = nn.with_logical_constraint(x, ("act_batch", "act_length", "act_embed"))
-    return x, new_cache
+    return (x, kv_cache), None
 
 
 def _remat_policy(name: str):
@@ -267,7 +274,8 @@ class GLM(nn.Module):
         in_axes=(nn.broadcast, nn.broadcast, 0), length=cfg.num_layers,
         metadata_params={nn.PARTITION_NAME: "layers"})(
             cfg, backend, deterministic, name="layers")
-    x, new_cache = layers(x, mask, cache_index, kv_cache)
+    (x, new_cache), _ = layers((x, kv_cache), mask, cache_index,
+                               jnp.arange(cfg.num_layers, dtype=jnp.int32))
 
     x = _layernorm(cfg, "final_layernorm")(x).astype(dtype)
     logits = jnp.einsum("bsh,vh->bsv", x, word.embedding.astype(dtype),
