@@ -4,6 +4,9 @@ The fixture holds a dozen layouts from the original code; this covers the many i
 number of spans, spans touching [CLS]'s neighbour or the last token, every Part-B order.
 """
 
+import json
+import os
+
 import numpy as np
 import pytest
 
@@ -69,8 +72,6 @@ def test_build_sample_equals_the_original_rule_on_random_spans(seed):
 
 
 def test_the_transcription_agrees_with_the_original_fixture_layouts():
-  import json
-  import os
   with open(os.path.join(os.path.dirname(__file__), "data", "block_layouts.json")) as f:
     fixture = json.load(f)
   cases = [c for c in fixture["cases"] if c["mask_token"] == "MASK"]
