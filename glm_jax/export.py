@@ -19,16 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from glm_jax import checkpoint as checkpoint_lib
-from glm_jax.model import GLMConfig
-
-
-def _unbox(tree):
-  """Drops flax `Partitioned` boxes (restored as {'value': ..., 'names': ...} dicts)."""
-  if isinstance(tree, dict):
-    if "value" in tree and set(tree) <= {"value", "names", "mesh"}:
-      return _unbox(tree["value"])
-    return {k: _unbox(v) for k, v in tree.items()}
-  return getattr(tree, "value", tree)
+from glm_jax.model import GLMConfig, strip_boxes
 
 
 def infer_config(params, dtype: str | None = None) -> GLMConfig:
@@ -61,7 +52,7 @@ def cast_params(params, dtype):
 
 def save_for_inference(path: str, params, dtype: str | None = None) -> None:
   """Writes a params-only checkpoint, cast to `dtype` when given."""
-  params = _unbox(params)
+  params = strip_boxes(params)
   infer_config(params)  # refuse to write something generate could not read back
   if dtype is not None:
     params = cast_params(params, dtype)
@@ -70,7 +61,7 @@ def save_for_inference(path: str, params, dtype: str | None = None) -> None:
 
 def load_for_inference(path: str, dtype: str | None = None):
   """(GLMConfig, params) from a params-only checkpoint; `dtype` sets the compute dtype."""
-  params = _unbox(checkpoint_lib.load_params(path))
+  params = strip_boxes(checkpoint_lib.load_params(path))
   return infer_config(params, dtype), params
 
 
@@ -97,7 +88,7 @@ def params_from_training_checkpoint(workdir: str, step: int | None = None):
                             f"{os.path.join(workdir, 'checkpoints')}.")
   state = ocp.StandardCheckpointer().restore(path)
   params = state["params"] if isinstance(state, dict) else state.params
-  return jax.tree_util.tree_map(np.asarray, _unbox(params))
+  return jax.tree_util.tree_map(np.asarray, params)
 
 
 def main(argv):
@@ -108,7 +99,7 @@ def main(argv):
   f = flags.FLAGS
   params = params_from_training_checkpoint(f.workdir, f.step)
   save_for_inference(f.output, params, f.dtype)
-  cfg = infer_config(_unbox(params))
+  cfg = infer_config(params)
   print(f"Wrote inference params ({cfg.num_layers} layers, hidden {cfg.hidden_size}, "
         f"{f.dtype or cfg.param_dtype}) to {os.path.abspath(f.output)}")
 
