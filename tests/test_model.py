@@ -154,6 +154,7 @@ def test_dropout_is_active_only_when_not_deterministic():
                              atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("policy", ["full", "dots", "dots_no_batch"])
 def test_remat_policies_do_not_change_logits_or_gradients(policy):
   cfg, params = _tiny()
