@@ -498,13 +498,13 @@ class ReleasedTokenizer:
     if self.kind in ('gpt2', 'roberta'):
       decoder = _byte_decoder()
       data = bytearray()
-      for i in ids:
-        token = self.id_to_token(i)
-        if token is None:
-          raise KeyError(f'id {i} is outside the {self.kind!r} vocabulary of {self.vocab_size}')
-        data.extend(decoder.get(c, ord('?')) for c in token)
+      for token in (self.id_to_token(i) for i in ids):
+        if token is not None:  # ids past the vocabulary (embedding padding) print nothing
+          data.extend(decoder.get(c, ord('?')) for c in token)
       return data.decode('utf-8', errors='replace')
     text, run = [], []
+    pieces = len(self._id_to_text)
+    ids = [i for i in ids if i in self._id_to_command or 0 <= i < pieces]
     for i in ids + [None]:
       if i is None or i in self._id_to_command:
         if run:

@@ -166,12 +166,12 @@ def read_tokenizer_config(directory) -> dict | None:
 
 def load_tokenizer(path, kind: str | None = None, *, task_mask: bool | None = None,
                    fix_command_token: bool | None = None, num_threads: int = 2):
-  """Any tokenizer glm_jax can use, from one path: why one loader serves every command line.
+  """Any tokenizer glm_jax uses, from one path, so every command line takes the same flag.
 
   A `.model` file is our sentencepiece tokenizer (unless kind='chinese-sp'); a directory holds a
   released tokenizer whose kind / task_mask come from the arguments, else from its
-  `tokenizer_config.json` (written by `convert import --tokenizer` and by training); a directory
-  with only `tokenizer.model` is a training run's sentencepiece tokenizer.
+  `tokenizer_config.json` (written by `convert import --tokenizer` and by training); a checkpoint
+  or workdir directory holding `tokenizer/` or `tokenizer.model` gives the tokenizer stored there.
   """
   path = str(path)
   target = epath.Path(path)
@@ -179,8 +179,10 @@ def load_tokenizer(path, kind: str | None = None, *, task_mask: bool | None = No
     return Tokenizer(path, num_threads)
   saved = read_tokenizer_config(path) if target.is_dir() else None
   if kind is None and saved is None:
-    if (target / 'tokenizer.model').exists():
-      return Tokenizer(str(target / 'tokenizer.model'), num_threads)
+    beside = tokenizer_beside(path) if target.is_dir() else None
+    if beside is not None:  # a checkpoint directory with its tokenizer stored inside
+      return load_tokenizer(beside, task_mask=task_mask, fix_command_token=fix_command_token,
+                            num_threads=num_threads)
     raise released_tokenizers.TokenizerError(
         f'{path} is neither a sentencepiece .model file nor a directory with '
         f'{released_tokenizers.CONFIG_NAME}; pass the tokenizer kind (one of '

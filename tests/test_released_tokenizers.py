@@ -153,3 +153,20 @@ def test_blank_fallbacks_use_mask_without_task_masks():
   assert 'gMASK' not in tok.special_ids
   ids = tokenizer_lib.with_blank_fallbacks(tok.special_ids)
   assert ids['gMASK'] == ids['sMASK'] == ids['MASK'] == tok.special_ids['MASK']
+
+
+def test_load_tokenizer_finds_the_tokenizer_stored_in_a_checkpoint_directory(tmp_path):
+  tok = tokenizer_lib.load_pretrained(os.path.join(DATA, 'chinese-sp'), 'chinese-sp', task_mask=True,
+                                      fix_command_token=True)
+  tok.save(tmp_path / 'ckpt' / 'tokenizer')
+  assert tokenizer_lib.tokenizer_beside(tmp_path / 'ckpt') == str(tmp_path / 'ckpt' / 'tokenizer')
+  again = tokenizer_lib.load_tokenizer(tmp_path / 'ckpt')
+  assert (again.kind, again.task_mask, again.fix_command_token) == ('chinese-sp', True, True)
+  assert again.special_ids == tok.special_ids
+
+
+@pytest.mark.parametrize('kind', KINDS)
+def test_decode_skips_ids_past_the_vocabulary(kind):
+  tok = tokenizer_lib.load_pretrained(os.path.join(DATA, kind), kind, task_mask=True)
+  ids = tok.encode('In the beginning')
+  assert tok.decode(ids + [tok.vocab_size, tok.vocab_size + 50]) == tok.decode(ids)
