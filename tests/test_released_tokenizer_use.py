@@ -127,3 +127,14 @@ def test_import_refuses_a_model_whose_embedding_is_smaller_than_the_tokenizer(tm
   with pytest.raises(convert.ConversionError, match='1009 ids but .* has only 256 word embeddings'):
     convert.import_checkpoint(_thudm_file(tmp_path, 256), 2, str(tmp_path / 'out'), tokenizer=tok)
   assert not os.path.exists(tmp_path / 'out')
+
+
+def test_training_refuses_a_model_embedding_smaller_than_the_released_tokenizer():
+  from glm_jax import run_checks, train  # pylint: disable=g-import-not-at-top
+  config = importlib.import_module('configs.large').get_config()
+  config.data.tokenizer_path = os.path.join(DATA, 'bert-uncased')
+  config.global_batch_size = 8
+  assert train.prepare_config(config).model.vocab_size == 30592  # GLM-Large's embedding holds the 1212 ids
+  config.model.vocab_size = 1024
+  with pytest.raises(run_checks.ConfigError, match='tokenizer has 1212 tokens but model.vocab_size=1024'):
+    train.prepare_config(config)
