@@ -138,3 +138,17 @@ def test_training_refuses_a_model_embedding_smaller_than_the_released_tokenizer(
   config.model.vocab_size = 1024
   with pytest.raises(run_checks.ConfigError, match='tokenizer has 1212 tokens but model.vocab_size=1024'):
     train.prepare_config(config)
+
+
+def test_generate_cli_refuses_a_tokenizer_larger_than_the_model_embedding(tmp_path):
+  from glm_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  cfg = model.GLMConfig(vocab_size=256, num_layers=1, hidden_size=64, num_heads=2,
+                        max_sequence_length=32)
+  checkpoint.save_params(str(tmp_path / 'ckpt'), model.init_params(cfg, jax.random.PRNGKey(0)))
+  tokenizer_lib.load_pretrained(os.path.join(DATA, 'roberta'), 'roberta').save(tmp_path / 'ckpt' / 'tokenizer')
+  result = subprocess.run([sys.executable, '-m', 'glm_jax.generate', f'--checkpoint={tmp_path / "ckpt"}',
+                           '--prompt=A [MASK] b.'], cwd=ROOT, env=ENV, capture_output=True, text=True,
+                          timeout=600)
+  assert result.returncode != 0
+  assert 'has 1007 pieces but the model only 256 embeddings' in result.stderr
+  assert 'Traceback' not in result.stderr
