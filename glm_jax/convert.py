@@ -290,7 +290,8 @@ def import_checkpoint(input_path: str, num_heads: int, output_dir: str, dtype=No
   return config
 
 
-def load_import_tokenizer(path: str, kind: str, task_mask: bool, fix_command_token: bool):
+def load_import_tokenizer(path: str, kind: str, task_mask: bool | None,
+                          fix_command_token: bool | None):
   """The released tokenizer named on the import command line (errors name the fix)."""
   from input_pipeline import tokenizer as tokenizer_lib
   return tokenizer_lib.load_tokenizer(path, kind or None, task_mask=task_mask,
@@ -341,8 +342,10 @@ def main(argv):
         raise SystemExit("import needs --input, --num_heads and --output.")
       tokenizer = None
       if f.tokenizer:
-        tokenizer = load_import_tokenizer(f.tokenizer, f.tokenizer_kind, f.task_mask,
-                                          f.fix_command_token)
+        # Unset flags leave task_mask / fix_command_token to DIR's tokenizer_config.json, if any.
+        tokenizer = load_import_tokenizer(
+            f.tokenizer, f.tokenizer_kind, f.task_mask if f["task_mask"].present else None,
+            f.fix_command_token if f["fix_command_token"].present else None)
       elif f.tokenizer_kind:
         raise SystemExit("--tokenizer_kind needs --tokenizer=DIR (the released tokenizer's files).")
       cfg = import_checkpoint(f.input, f.num_heads, f.output, f.dtype or None, tokenizer)

@@ -234,7 +234,7 @@ class WordCache:
   """Pre-split words -> ids, each distinct word encoded once by `tokenizers` (the fast path:
   a corpus has few distinct words, so almost every word is one dict lookup)."""
 
-  def __init__(self, hf, max_words: int = 1 << 20):
+  def __init__(self, hf, max_words: int = 1 << 18):
     self.hf, self.max_words, self.ids = hf, max_words, {}
 
   def _learn(self, word_lists):
