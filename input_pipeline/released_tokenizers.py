@@ -33,8 +33,6 @@ KIND_FILES = {
     'chinese-sp': ('cog-pretrain.model',),
 }
 CONFIG_NAME = 'tokenizer_config.json'  # {"kind": ..., "task_mask": ..., "fix_command_token": ...}
-SPECIAL_KEYS = ('pad', 'eos', 'CLS', 'MASK', 'SEP', 'unk', 'sop', 'eop')
-TASK_MASK_KEYS = ('gMASK', 'sMASK')
 
 
 class TokenizerError(DataSourceError):
