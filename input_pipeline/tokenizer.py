@@ -1,4 +1,5 @@
-"""SentencePiece tokenizer with GLM's command tokens: train once on a corpus, cache, reload."""
+"""Tokenizers: our sentencepiece one (train once on a corpus, cache, reload) and the loaders of
+the released GLM tokenizers (`load_pretrained`, `load_tokenizer`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import tempfile
 from typing import Iterable, Sequence
 
 import sentencepiece as spm
+from etils import epath
+
+from input_pipeline import released_tokenizers
 
 from input_pipeline.errors import DataSourceError
 
@@ -126,3 +130,71 @@ def load_or_train(cfg, cache_dir: str | None = None) -> Tokenizer:
           vocab_size=cfg.vocab_size, model_type=cfg.tokenizer_model_type,
           input_sentence_size=cfg.tokenizer_train_sentences, num_threads=threads)
   return Tokenizer(path, threads)
+
+
+# ------------------------------------------------------------------- released GLM tokenizers
+
+TOKENIZER_KINDS = released_tokenizers.KINDS
+
+
+def load_pretrained(path, kind: str, *, task_mask: bool = False, fix_command_token: bool = False,
+                    num_threads: int = 2) -> released_tokenizers.ReleasedTokenizer:
+  """A released GLM tokenizer with exactly the original's ids, from the directory of its files.
+
+  `kind`: 'bert-uncased' | 'bert-cased' (vocab.txt), 'gpt2' | 'roberta' (vocab.json, merges.txt),
+  'chinese-sp' (cog-pretrain.model). `task_mask` adds [gMASK] / [sMASK] (GLM-10B, GLM-2B,
+  GLM-RoBERTa, the Chinese models); `fix_command_token` is GLM-Large-Chinese's id layout.
+  """
+  return released_tokenizers.load(path, kind, task_mask=task_mask,
+                                  fix_command_token=fix_command_token, num_threads=num_threads)
+
+
+def read_tokenizer_config(directory) -> dict | None:
+  """The `tokenizer_config.json` beside released tokenizer files (None when there is none)."""
+  path = epath.Path(directory) / released_tokenizers.CONFIG_NAME
+  if not path.exists():
+    return None
+  try:
+    return json.loads(path.read_text())
+  except json.JSONDecodeError as e:
+    raise released_tokenizers.TokenizerError(f'{path} is not JSON ({e}); rewrite it as '
+                                             '{"kind": ..., "task_mask": ...}') from None
+
+
+def load_tokenizer(path, kind: str | None = None, *, task_mask: bool | None = None,
+                   fix_command_token: bool | None = None, num_threads: int = 2):
+  """Any tokenizer glm_jax can use, from one path: why one loader serves every command line.
+
+  A `.model` file is our sentencepiece tokenizer (unless kind='chinese-sp'); a directory holds a
+  released tokenizer whose kind / task_mask come from the arguments, else from its
+  `tokenizer_config.json` (written by `convert import --tokenizer` and by training); a directory
+  with only `tokenizer.model` is a training run's sentencepiece tokenizer.
+  """
+  path = str(path)
+  target = epath.Path(path)
+  if kind is None and path.endswith('.model'):
+    return Tokenizer(path, num_threads)
+  saved = read_tokenizer_config(path) if target.is_dir() else None
+  if kind is None and saved is None:
+    if (target / 'tokenizer.model').exists():
+      return Tokenizer(str(target / 'tokenizer.model'), num_threads)
+    raise released_tokenizers.TokenizerError(
+        f'{path} is neither a sentencepiece .model file nor a directory with '
+        f'{released_tokenizers.CONFIG_NAME}; pass the tokenizer kind (one of '
+        f'{", ".join(TOKENIZER_KINDS)})')
+  saved = saved or {}
+  kind = kind if kind is not None else saved.get('kind')
+  task_mask = task_mask if task_mask is not None else bool(saved.get('task_mask', False))
+  if fix_command_token is None:
+    fix_command_token = bool(saved.get('fix_command_token', False))
+  return load_pretrained(path, kind, task_mask=task_mask, fix_command_token=fix_command_token,
+                         num_threads=num_threads)
+
+
+def with_blank_fallbacks(special_ids: dict) -> dict:
+  """special_ids with [sMASK] / [gMASK] set to [MASK] where the tokenizer has no task masks:
+  without --task-mask the original uses [MASK] for the sentence and document objectives too."""
+  ids = dict(special_ids)
+  ids.setdefault('sMASK', ids['MASK'])
+  ids.setdefault('gMASK', ids['MASK'])
+  return ids
