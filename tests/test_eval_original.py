@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from glm_jax import cloze, convert, lm_eval
+from glm_jax.eval_rows import EvaluationError
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 
@@ -131,3 +132,41 @@ def test_windowed_nll_matches_original(index):
                              seq_length=case["seq_length"], overlap=case["overlap"],
                              mask_token=case["mask_token"])
   assert len(rows) == case["num_windows"]
+
+
+def test_bfloat16_config_computes_in_bf16_and_stays_close_to_the_original():
+  cfg, params, cases = _fixture()
+  bf16 = cfg.replace(dtype="bfloat16")
+  case = cases["cloze"][0]
+  scores = cloze.multi_token_scores(bf16, params, case["text_a"], case["text_b"],
+                                    case["candidates"], special_ids=cases["special_ids"],
+                                    seq_length=case["seq_length"])
+  expected = np.asarray(case["multi_token_scores"])
+  assert not np.allclose(scores, expected, rtol=0, atol=1e-5)  # really ran in bf16
+  np.testing.assert_allclose(scores, expected, rtol=1e-2)
+  assert np.argsort(scores).tolist() == np.argsort(expected).tolist()
+  lm = cases["windowed_lm"][0]
+  nll, tokens = lm_eval.windowed_nll(bf16, params, lm["doc"], special_ids=cases["special_ids"],
+                                     seq_length=lm["seq_length"], overlap=lm["overlap"],
+                                     mask_token=lm["mask_token"])
+  assert tokens == lm["tokens"] and abs(nll - lm["nll"]) < 1e-2 * lm["nll"]
+
+
+def test_bad_arguments_get_one_clear_error():
+  cfg, params, cases = _fixture()
+  special = cases["special_ids"]
+  with pytest.raises(EvaluationError, match="overlap must be"):
+    lm_eval.windowed_nll(cfg, params, list(range(10, 40)), special_ids=special, seq_length=16,
+                         overlap=16)
+  with pytest.raises(EvaluationError, match="position table"):
+    lm_eval.windowed_nll(cfg, params, list(range(10, 100)) * 2, special_ids=special,
+                         seq_length=100, overlap=10)
+  with pytest.raises(EvaluationError, match="outside the model's vocabulary"):
+    cloze.multi_token_scores(cfg, params, [10, special["MASK"]], None, [[500]],
+                             special_ids=special, seq_length=16)
+  with pytest.raises(EvaluationError, match="special_ids lacks"):
+    lm_eval.lambada_correct(cfg, params, [([10, 11], [12])], special_ids={"eos": 0},
+                            seq_length=16)
+  with pytest.raises(EvaluationError, match="mask_token"):
+    lm_eval.lambada_correct(cfg, params, [([10, 11], [12])], special_ids=special, seq_length=16,
+                            mask_token="sMASK")
