@@ -41,10 +41,16 @@ def bucket_length(n: int) -> int:
   return -(-n // 128) * 128
 
 
+@functools.lru_cache(maxsize=None)
+def _logical_axes(cfg: model_lib.GLMConfig):
+  """The params' logical axis names (traced once per config, not per call)."""
+  return model_lib.logical_axes(cfg)
+
+
 def _param_shardings(cfg, params, mesh):
   shapes = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype), params)
   try:
-    return sharding.logical_to_sharding(model_lib.logical_axes(cfg), shapes, mesh)
+    return sharding.logical_to_sharding(_logical_axes(cfg), shapes, mesh)
   except ValueError as e:
     raise EvaluationError(f"The params do not have the structure of a GLM of this config ({e}); "
                           "load them with glm_jax.export.load_for_inference or "
@@ -74,23 +80,42 @@ def _batch_multiple(mesh) -> int:
   return int(mesh.shape["data"] * mesh.shape["fsdp"])
 
 
+def _is_final_layernorm(module, method_name) -> bool:
+  return module.name == "final_layernorm" and method_name == "__call__"
+
+
+def slot_bucket(n: int) -> int:
+  """Padded number of scored slots per row: a power of two up to 256, then a multiple of 128."""
+  if n <= 256:
+    return 1 << max(n - 1, 0).bit_length()
+  return -(-n // 128) * 128
+
+
 @functools.lru_cache(maxsize=None)
 def _row_stats_fn(cfg: model_lib.GLMConfig, mesh, num_gather: int):
   """Jitted `(params, batch) -> {logprob, correct[, gathered]}` for one (config, mesh, #gather)."""
   glm = model_lib.GLM(cfg)
+  dtype = jnp.dtype(cfg.dtype)
 
   def stats(params, batch):
-    logits = glm.apply({"params": params}, batch["ids"], batch["position_ids"], batch["sep"],
-                       deterministic=True).astype(jnp.float32)
-    targets, scored = batch["targets"], batch["loss_mask"] > 0
+    # Only the scored slots go through the vocabulary projection: the model's own logits (all
+    # positions) are left unused, so jit drops them; the head below is the model's (final
+    # LayerNorm output in the compute dtype, tied embedding, fp32 accumulation).
+    _, state = glm.apply({"params": params}, batch["ids"], batch["position_ids"], batch["sep"],
+                         deterministic=True, capture_intermediates=_is_final_layernorm)
+    hidden = state["intermediates"]["final_layernorm"]["__call__"][0].astype(dtype)
+    hidden = jnp.take_along_axis(hidden, batch["slots"][..., None], axis=1)
+    embedding = params["word_embeddings"]["embedding"].astype(dtype)
+    logits = jnp.einsum("bkh,vh->bkv", hidden, embedding, preferred_element_type=jnp.float32)
+    logits = nn.with_logical_constraint(logits, ("act_batch", "act_length", "act_vocab"))
+    targets, scored = batch["slot_targets"], batch["slot_valid"] > 0
     log_norm = jax.nn.logsumexp(logits, axis=-1)
     target_logits = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
     logprob = jnp.sum(jnp.where(scored, target_logits - log_norm, 0.0), axis=-1)
     hits = (jnp.argmax(logits, axis=-1) == targets) | ~scored
     out = {"logprob": logprob, "correct": jnp.all(hits, axis=-1)}
-    if num_gather:
-      at = logits[jnp.arange(logits.shape[0]), batch["gather_pos"]]
-      out["gathered"] = jnp.take_along_axis(at, batch["gather_ids"], axis=-1)
+    if num_gather:  # single-token rows: their one scored slot is the [sop]
+      out["gathered"] = jnp.take_along_axis(logits[:, 0], batch["gather_ids"], axis=-1)
     return out
 
   replicated = NamedSharding(mesh, P())
@@ -123,26 +148,33 @@ def _check_rows(cfg, rows: Sequence[Row], gather_ids):
 
 
 def _pack(rows: Sequence[Row], order, length: int, batch: int, eos: int, gather_ids):
+  """Numpy batch of `rows[order]`, padded to [batch, length]; `slots` [batch, K] index each
+  row's scored positions (K = slot_bucket of the most in the batch), with their targets."""
+  order = list(order)
+  scored = [[i for i, m in enumerate(rows[index].loss_mask) if m] for index in order]
+  width = slot_bucket(max([len(s) for s in scored] + [1]))
   arrays = {
       "ids": np.full((batch, length), eos, np.int32),
       "position_ids": np.zeros((batch, 2, length), np.int32),
       "sep": np.ones((batch,), np.int32),
-      "targets": np.zeros((batch, length), np.int32),
-      "loss_mask": np.zeros((batch, length), np.int32),
+      "slots": np.zeros((batch, width), np.int32),
+      "slot_targets": np.zeros((batch, width), np.int32),
+      "slot_valid": np.zeros((batch, width), np.int32),
   }
   if gather_ids is not None:
-    arrays["gather_pos"] = np.zeros((batch,), np.int32)
     arrays["gather_ids"] = np.zeros((batch, gather_ids.shape[-1]), np.int32)
-  for slot, index in enumerate(order):
-    row, n = rows[index], len(rows[index])
+  for slot, (index, positions) in enumerate(zip(order, scored)):
+    row, n, k = rows[index], len(rows[index]), len(positions)
     arrays["ids"][slot, :n] = row.ids
     arrays["position_ids"][slot, 0, :n] = row.positions
     arrays["position_ids"][slot, 1, :n] = row.block_positions
     arrays["sep"][slot] = row.sep
-    arrays["targets"][slot, :n] = row.targets
-    arrays["loss_mask"][slot, :n] = row.loss_mask
+    arrays["slots"][slot, :k] = positions
+    arrays["slot_targets"][slot, :k] = [row.targets[i] for i in positions]
+    arrays["slot_valid"][slot, :k] = 1
     if gather_ids is not None:
-      arrays["gather_pos"][slot] = row.sop_index
+      if positions != [row.sop_index]:
+        raise EvaluationError("single-token rows must score exactly their [sop] slot.")
       arrays["gather_ids"][slot] = gather_ids[index]
   return arrays
 

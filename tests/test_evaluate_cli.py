@@ -82,9 +82,9 @@ def _train(cfg, params, tokenizer):
 
   def loss_fn(p):
     logits = glm.apply({"params": p}, batch["ids"], batch["position_ids"], batch["sep"])
-    logp = jax.nn.log_softmax(logits)
-    picked = jnp.take_along_axis(logp, batch["targets"][..., None], -1)[..., 0]
-    return -jnp.sum(picked * batch["loss_mask"]) / jnp.sum(batch["loss_mask"])
+    logp = jnp.take_along_axis(jax.nn.log_softmax(logits), batch["slots"][..., None], axis=1)
+    picked = jnp.take_along_axis(logp, batch["slot_targets"][..., None], -1)[..., 0]
+    return -jnp.sum(picked * batch["slot_valid"]) / jnp.sum(batch["slot_valid"])
 
   optimizer = optax.adam(3e-3)
 
