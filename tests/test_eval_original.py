@@ -14,7 +14,7 @@ import os
 import numpy as np
 import pytest
 
-from glm_jax import cloze, convert, lm_eval
+from glm_jax import cloze, convert, lm_eval, scoring
 from glm_jax.eval_rows import EvaluationError
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
@@ -170,3 +170,20 @@ def test_bad_arguments_get_one_clear_error():
   with pytest.raises(EvaluationError, match="mask_token"):
     lm_eval.lambada_correct(cfg, params, [([10, 11], [12])], special_ids=special, seq_length=16,
                             mask_token="sMASK")
+
+
+def test_a_dataset_compiles_a_handful_of_shapes_not_one_per_example():
+  cfg, params, cases = _fixture()
+  rng = np.random.default_rng(0)
+  examples = [(rng.integers(10, 128, rng.integers(3, 60)).tolist(),
+               rng.integers(10, 128, rng.integers(1, 4)).tolist()) for _ in range(40)]
+  lengths = {len(r) for r in lm_eval.lambada_rows(examples, special_ids=cases["special_ids"],
+                                                  seq_length=64)[0]}
+  assert len(lengths) > 20
+  step = scoring._row_stats_fn(cfg, scoring.default_mesh(), 0)
+  before = step._cache_size()
+  for example in examples:  # one call per example: the worst case for recompiles
+    lm_eval.lambada_correct(cfg, params, [example], special_ids=cases["special_ids"],
+                            seq_length=64, batch_size=1)
+  # row lengths bucket to {16, 32, 64} and scored slots to {1, 2, 4}
+  assert step._cache_size() - before <= 9
