@@ -84,7 +84,11 @@ def evaluate_wikitext(config, params, tokenizer, path, *, seq_length, overlap, m
                       batch_size, mesh) -> dict:
   """Token-level and adjusted (per original word) perplexity of the whole file."""
   text = eval_data.read_wikitext(path, tokenizer.encode)
-  overlap = seq_length - 1 if overlap is None else min(int(overlap), seq_length - 1)
+  if overlap is None or int(overlap) > seq_length - 1:
+    if overlap is not None:
+      print(f"note: --overlap={overlap} exceeds seq_length - 1 = {seq_length - 1}; windows do not "
+            f"overlap (overlap {seq_length - 1}).", file=sys.stderr)
+    overlap = seq_length - 1
   rows = lm_eval.window_rows(text.ids, special_ids=tokenizer.special_ids, seq_length=seq_length,
                              overlap=overlap, mask_token=mask_token)
   start = time.perf_counter()
@@ -153,6 +157,8 @@ def run(task: str, data: str, checkpoint: str, tokenizer_path: str, *, tokenizer
   from input_pipeline import tokenizer as tokenizer_lib
   if task not in TASKS:
     raise EvaluationError(f"--task={task!r} is not one of {TASKS}.")
+  if not epath.Path(data).exists():  # before loading a large checkpoint
+    raise FileNotFoundError(f"Evaluation data {data} does not exist; pass --data=FILE.")
   config, params = export.load_for_inference(checkpoint, dtype)
   tokenizer = tokenizer_lib.load_tokenizer(tokenizer_path, tokenizer_kind)
   scoring.check_vocab(config, tokenizer.vocab_size)
