@@ -14,4 +14,7 @@ def get_config():
   config.model.remat_policy = "dots_no_batch"
   config.mesh.data = 1
   config.mesh.fsdp = -1
+  # Released tokenizer: GPT-2's byte-level BPE with [gMASK]/[sMASK]; files from --config.data.tokenizer_path=DIR.
+  config.data.tokenizer_kind = "gpt2"
+  config.data.task_mask = True
   return config

@@ -11,4 +11,8 @@ def get_config():
   config.model.vocab_size = 50048
   config.model.max_sequence_length = 1024
   config.learning_rate = 2e-4
+  # Released tokenizer: cog-pretrain SentencePiece, fixed command ids; files from --config.data.tokenizer_path=DIR.
+  config.data.tokenizer_kind = "chinese-sp"
+  config.data.task_mask = True
+  config.data.fix_command_token = True
   return config

@@ -11,4 +11,7 @@ def get_config():
   config.model.vocab_size = 30592
   config.model.max_sequence_length = 512
   config.learning_rate = 2e-4
+  # Released tokenizer: BERT uncased WordPiece (bert-large-uncased vocab.txt); files from --config.data.tokenizer_path=DIR.
+  config.data.tokenizer_kind = "bert-uncased"
+  config.data.task_mask = False
   return config

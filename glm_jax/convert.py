@@ -270,12 +270,31 @@ def save_torch(state_dict: Mapping[str, np.ndarray], path: str) -> None:
 # ----------------------------------------------------------------------------- CLI
 
 
-def import_checkpoint(input_path: str, num_heads: int, output_dir: str, dtype=None):
-  """File in THUDM naming -> Orbax params checkpoint. Returns the model config."""
+def import_checkpoint(input_path: str, num_heads: int, output_dir: str, dtype=None,
+                      tokenizer=None):
+  """File in THUDM naming -> Orbax params checkpoint. Returns the model config.
+
+  With `tokenizer` (a released GLM tokenizer), its files and kind are stored in
+  `output_dir/tokenizer/`, so generation needs no tokenizer flags.
+  """
   from glm_jax import checkpoint
   config, params = from_thudm(load_state_dict(input_path), num_heads, dtype=dtype)
+  if tokenizer is not None and tokenizer.vocab_size > config.vocab_size:
+    raise ConversionError(
+        f"the tokenizer ({tokenizer.kind}, task_mask={tokenizer.task_mask}) has "
+        f"{tokenizer.vocab_size} ids but {input_path} has only {config.vocab_size} word "
+        "embeddings; pass the tokenizer (kind, --task_mask) this checkpoint was trained with.")
   checkpoint.save_params(output_dir, params)
+  if tokenizer is not None:
+    tokenizer.save(os.path.join(output_dir, "tokenizer"))
   return config
+
+
+def load_import_tokenizer(path: str, kind: str, task_mask: bool, fix_command_token: bool):
+  """The released tokenizer named on the import command line (errors name the fix)."""
+  from input_pipeline import tokenizer as tokenizer_lib
+  return tokenizer_lib.load_tokenizer(path, kind or None, task_mask=task_mask,
+                                      fix_command_token=fix_command_token)
 
 
 def torch_available() -> bool:
@@ -313,16 +332,26 @@ def main(argv):
   f = flags.FLAGS
   if len(argv) != 2 or argv[1] not in ("import", "export"):
     raise SystemExit("usage: python -m glm_jax.convert import --input=FILE --num_heads=N "
-                     "--output=DIR\n       python -m glm_jax.convert export --checkpoint=DIR "
+                     "--output=DIR [--tokenizer=DIR --tokenizer_kind=KIND [--task_mask]]\n"
+                     "       python -m glm_jax.convert export --checkpoint=DIR "
                      "--output=FILE.safetensors [--torch_output=FILE.pt] [--prefix=glm.]")
   try:
     if argv[1] == "import":
       if not f.input or not f.output or not f.num_heads:
         raise SystemExit("import needs --input, --num_heads and --output.")
-      cfg = import_checkpoint(f.input, f.num_heads, f.output, f.dtype or None)
+      tokenizer = None
+      if f.tokenizer:
+        tokenizer = load_import_tokenizer(f.tokenizer, f.tokenizer_kind, f.task_mask,
+                                          f.fix_command_token)
+      elif f.tokenizer_kind:
+        raise SystemExit("--tokenizer_kind needs --tokenizer=DIR (the released tokenizer's files).")
+      cfg = import_checkpoint(f.input, f.num_heads, f.output, f.dtype or None, tokenizer)
       print(f"Wrote params to {f.output}: {cfg.num_layers} layers, hidden {cfg.hidden_size}, "
             f"{cfg.num_heads} heads, vocab {cfg.vocab_size}, positions "
-            f"{cfg.max_sequence_length + 1}.")
+            f"{cfg.max_sequence_length + 1}."
+            + (f" Tokenizer ({tokenizer.kind}, task_mask={tokenizer.task_mask}, "
+               f"{tokenizer.vocab_size} ids) in {os.path.join(f.output, 'tokenizer')}."
+               if tokenizer is not None else ""))
     else:
       if not f.checkpoint or not f.output:
         raise SystemExit("export needs --checkpoint and --output.")
@@ -330,7 +359,7 @@ def main(argv):
       n = export_checkpoint(f.checkpoint, f.output, torch_output, f.prefix)
       print(f"Wrote {n} tensors in THUDM naming to {f.output}"
             + (f" and {torch_output}" if torch_output else "") + ".")
-  except (ConversionError, FileNotFoundError, ImportError) as e:
+  except (ConversionError, FileNotFoundError, ImportError, ValueError) as e:
     raise SystemExit(f"error: {e}") from None
 
 
@@ -344,6 +373,14 @@ def _define_flags():
   flags.DEFINE_string("torch_output", "auto", "export: also write a torch .pt state dict here; "
                       "'auto' = beside --output when torch is installed, '' = never.")
   flags.DEFINE_string("prefix", "", "export: prefix for every name ('glm.' for Hugging Face).")
+  flags.DEFINE_string("tokenizer", "", "import: directory with the released model's tokenizer "
+                      "files (vocab.txt / vocab.json + merges.txt / cog-pretrain.model), copied "
+                      "to OUTPUT/tokenizer/ with its kind.")
+  flags.DEFINE_string("tokenizer_kind", "", "import: bert-uncased | bert-cased | gpt2 | roberta | "
+                      "chinese-sp (see the README's table of released models).")
+  flags.DEFINE_boolean("task_mask", False, "import: the tokenizer has [gMASK]/[sMASK] (GLM-2B, "
+                       "GLM-10B, GLM-RoBERTa, the Chinese models).")
+  flags.DEFINE_boolean("fix_command_token", False, "import: chinese-sp ids of GLM-Large-Chinese.")
 
 
 if __name__ == "__main__":

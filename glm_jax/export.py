@@ -99,6 +99,10 @@ def main(argv):
   f = flags.FLAGS
   params = params_from_training_checkpoint(f.workdir, f.step)
   save_for_inference(f.output, params, f.dtype)
+  from input_pipeline import tokenizer as tokenizer_lib  # the run's tokenizer goes along
+  tokenizer = tokenizer_lib.tokenizer_beside(f.workdir)
+  if tokenizer is not None:
+    tokenizer_lib.store_beside(tokenizer, f.output)
   cfg = infer_config(params)
   print(f"Wrote inference params ({cfg.num_layers} layers, hidden {cfg.hidden_size}, "
         f"{f.dtype or cfg.param_dtype}) to {os.path.abspath(f.output)}")

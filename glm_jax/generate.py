@@ -15,6 +15,7 @@ prompt (`j < len_b`, padding excluded) and every decode slot up to its own.
 
 CLI:
   python -m glm_jax.generate --checkpoint=DIR --tokenizer=MODEL --prompt="Text with a [MASK]."
+  (--tokenizer may be omitted when DIR came from `convert import --tokenizer=...`.)
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ class GenerationError(ValueError):
 
 
 def _check_special_ids(special_ids: Mapping[str, int]) -> dict[str, int]:
+  special_ids = dict(special_ids)
+  if "MASK" in special_ids:  # a tokenizer without task masks (GLM-Base/Large): [MASK] is every blank
+    special_ids.setdefault("sMASK", special_ids["MASK"])
+    special_ids.setdefault("gMASK", special_ids["MASK"])
   missing = [k for k in REQUIRED_SPECIAL_KEYS if k not in special_ids]
   if missing:
     raise GenerationError(
@@ -450,7 +455,7 @@ def build_prompt(tokenizer, text: str) -> list[int]:
 def fill_text(tokenizer, prompt: list[int], blanks: list[list[int]]) -> str:
   """The prompt's text with each blank replaced by what was generated for it."""
   special = tokenizer.special_ids
-  blank_ids = {special[k] for k in BLANK_KEYS}
+  blank_ids = {special[k] for k in BLANK_KEYS if k in special}
   drop = {special["CLS"], special["eos"]}
   answers, out = iter(blanks), []
   for t in prompt:
@@ -489,10 +494,16 @@ def main(argv):
   from input_pipeline import tokenizer as tokenizer_lib
   f = flags.FLAGS
   config, params = export.load_for_inference(f.checkpoint, f.dtype)
-  tokenizer = tokenizer_lib.Tokenizer(f.tokenizer)
+  tokenizer_path = f.tokenizer or tokenizer_lib.tokenizer_beside(f.checkpoint)
+  if tokenizer_path is None:
+    raise GenerationError(
+        f"No tokenizer is stored with {f.checkpoint}; pass --tokenizer=FILE.model (ours) or "
+        "--tokenizer=DIR (a released GLM tokenizer, with --tokenizer_kind if DIR has no "
+        "tokenizer_config.json).")
+  tokenizer = tokenizer_lib.load_tokenizer(tokenizer_path, f.tokenizer_kind or None)
   if tokenizer.vocab_size > config.vocab_size:
     raise GenerationError(
-        f"The tokenizer has {tokenizer.vocab_size} pieces but the model only "
+        f"The tokenizer ({tokenizer_path}) has {tokenizer.vocab_size} pieces but the model only "
         f"{config.vocab_size} embeddings; pass the tokenizer the checkpoint was trained with.")
   texts = _read_prompts(f.prompt, f.prompt_file)
   kwargs = dict(max_new_tokens=f.max_new_tokens, strategy=f.strategy, temperature=f.temperature,
@@ -509,7 +520,10 @@ def _define_flags():
   from absl import flags
   flags.DEFINE_string("checkpoint", None, "Params-only checkpoint directory (glm_jax.export, "
                       "`convert import`, or checkpoint.save_params).")
-  flags.DEFINE_string("tokenizer", None, "sentencepiece .model file the model was trained with.")
+  flags.DEFINE_string("tokenizer", None, "Our sentencepiece .model file, or a directory with a "
+                      "released GLM tokenizer; default: the one stored with --checkpoint.")
+  flags.DEFINE_string("tokenizer_kind", None, "Released tokenizer kind (bert-uncased, bert-cased, "
+                      "gpt2, roberta, chinese-sp) when --tokenizer has no tokenizer_config.json.")
   flags.DEFINE_multi_string("prompt", [], "Prompt text with [MASK] / [sMASK] / [gMASK] blanks; "
                             "repeat the flag for several.")
   flags.DEFINE_string("prompt_file", None, "File with one prompt per line (a batch).")
@@ -524,7 +538,7 @@ def _define_flags():
   flags.DEFINE_integer("no_repeat_ngram_size", 0, "Never repeat an n-gram inside a blank; 0 = off.")
   flags.DEFINE_integer("seed", 0, "Sampling seed.")
   flags.DEFINE_string("dtype", None, "Compute dtype (float32 / bfloat16); default the params'.")
-  flags.mark_flags_as_required(["checkpoint", "tokenizer"])
+  flags.mark_flags_as_required(["checkpoint"])
 
 
 if __name__ == "__main__":

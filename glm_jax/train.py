@@ -204,8 +204,12 @@ def print_sample(config, params, data) -> None:
 
 
 def keep_tokenizer(data, workdir: str) -> None:
-  """Copies the sentencepiece model next to the checkpoints: generate and export need it."""
+  """Copies the tokenizer next to the checkpoints (a released one as workdir/tokenizer/ with
+  its kind recorded): generate and export need it."""
   if data.tokenizer is None or jax.process_index() != 0:
+    return
+  if hasattr(data.tokenizer, "save"):  # a released GLM tokenizer
+    data.tokenizer.save(os.path.join(workdir, "tokenizer"))
     return
   target = os.path.join(workdir, "tokenizer.model")
   if not os.path.exists(target):

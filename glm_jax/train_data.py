@@ -89,4 +89,5 @@ def build(config, process_index: int, process_count: int) -> TrainData:
   def make(split):
     return pipeline.make_iterator(config.data, tok, split=split, per_host_batch=per_host,
                                   seed=int(config.seed), **common)
-  return TrainData(make("train"), lambda: make("eval"), dict(tok.special_ids), tok.vocab_size, tok)
+  return TrainData(make("train"), lambda: make("eval"),
+                   tokenizer_lib.with_blank_fallbacks(tok.special_ids), tok.vocab_size, tok)

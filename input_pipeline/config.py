@@ -25,6 +25,10 @@ def default_data_config() -> ml_collections.ConfigDict:
   c.tokenizer_train_sentences = 200_000  # max sentences sampled for tokenizer training (keeps it < 1 min)
   c.tokenizer_train_max_chars = 50_000_000  # max characters of corpus text read for tokenizer training
   c.tokenizer_threads = 2               # threads used by sentencepiece (training and batched encoding)
+  c.tokenizer_kind = ''                  # released GLM tokenizer: bert-uncased | bert-cased | gpt2 | roberta | chinese-sp ('' = our sentencepiece)
+  c.tokenizer_path = ''                  # directory with the released tokenizer's files (vocab.txt / vocab.json + merges.txt / cog-pretrain.model)
+  c.task_mask = False                    # released tokenizer has [gMASK] / [sMASK] (GLM-2B/10B/RoBERTa/Chinese); without, all objectives use [MASK]
+  c.fix_command_token = False            # chinese-sp: GLM-Large-Chinese's command-token ids (GLM-10B-Chinese: False)
 
   # --- Blank infilling (GLM objective; released GLM-Base/Large mix) --------------------------
   c.bert_prob = 1.0                     # P(token-level [MASK] objective) per batch

@@ -24,6 +24,7 @@ import weakref
 import numpy as np
 
 from input_pipeline import blank_infilling, sources
+from input_pipeline import tokenizer as tokenizer_lib
 
 _STATE_VERSION = 1
 _FIRST_READ_DOCUMENTS = 16  # a small first read: the first batch need not wait for a full one
@@ -173,7 +174,7 @@ class BatchIterator:
     self.seq_length, self.batch_size = int(seq_length), int(per_host_batch)
     self.seed, self.process_index, self.process_count = int(seed), int(process_index), int(process_count)
     self.bi = blank_infilling.BlankInfilling(
-        tok.special_ids, seq_length, sentence_end_ids=tok.sentence_end_ids,
+        tokenizer_lib.with_blank_fallbacks(tok.special_ids), seq_length, sentence_end_ids=tok.sentence_end_ids,
         **{k: cfg[k] for k in _KNOBS})
     self.stats = collections.Counter()
     self._pad_tokens = 0

@@ -6,12 +6,13 @@ adds what GLM puts around them: command tokens written in the text are cut out f
 token after another in the original's order (`[MASK]` and the task masks drop the whitespace on
 their left for the BPE and SentencePiece kinds), blank text encodes to nothing, and the command
 tokens get ids after the text vocabulary. Where `tokenizers` would differ from the original's
-Python (Greek capital sigma's final form, one CJK extension block), the text is prepared in Python.
+Python (see `WordPieceBackend`), that text is split into words in Python.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import re
 import unicodedata
@@ -171,57 +172,175 @@ class _HFBackend:
   def __init__(self, hf):
     self.hf = hf
 
-  def prepare(self, text: str) -> str:
-    return text
-
-  def encode_many(self, texts: Sequence[str]) -> list[list[int]]:
-    texts = [self.prepare(t) for t in texts]
-    return [e.ids for e in self.hf.encode_batch_fast(texts, add_special_tokens=False)]
+  def encode_many(self, texts: Sequence[str], numpy: bool = False) -> list:
+    ids = [e.ids for e in self.hf.encode_batch_fast(texts, add_special_tokens=False)]
+    return [np.asarray(i, np.int32) for i in ids] if numpy else ids
 
 
-# Greek capital sigma lowercases to the final form by context in Python (Rust's per-character
-# lowercase never does); the original spaces out 0x2B820-0x2B91F as CJK, `tokenizers` does not.
-_SIGMA = '\u03a3'
-_CJK_GAP = re.compile('([\U0002B820-\U0002B91F])')
-_ORIGINAL_CJK = re.compile('([\u4e00-\u9fff\u3400-\u4dbf\U00020000-\U0002a6df\U0002a700-\U0002b73f'
-                           '\U0002b740-\U0002b81f\U0002b820-\U0002ceaf\uf900-\ufaff\U0002f800-\U0002fa1f])')
+_CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
+               (0x2B740, 0x2B81F), (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
 
 
-def _bert_clean(text: str) -> str:
-  """The original BasicTokenizer's cleaning: drop NUL, U+FFFD and controls; whitespace -> space."""
-  out = []
+def _is_cjk(cp: int) -> bool:
+  return any(lo <= cp <= hi for lo, hi in _CJK_RANGES)
+
+
+def _is_punctuation(ch: str) -> bool:
+  cp = ord(ch)
+  return (33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126
+          or unicodedata.category(ch).startswith('P'))
+
+
+def bert_words(text: str, lowercase: bool) -> list[str]:
+  """The original BERT basic tokenization in Python: drop controls, whitespace to spaces, space
+  out CJK, split on whitespace, lowercase and strip accents per word, cut out punctuation."""
+  chars = []
   for ch in text:
-    if ch in ' \t\n\r':
-      out.append(' ')
-    elif ord(ch) == 0 or ord(ch) == 0xFFFD or unicodedata.category(ch).startswith('C'):
+    cp = ord(ch)
+    if ch in ' \t\n\r' or unicodedata.category(ch) == 'Zs':
+      chars.append(' ')
+    elif cp == 0 or cp == 0xFFFD or unicodedata.category(ch).startswith('C'):
       continue
-    elif unicodedata.category(ch) == 'Zs':
-      out.append(' ')
+    elif _is_cjk(cp):
+      chars += (' ', ch, ' ')
     else:
-      out.append(ch)
-  return ''.join(out)
+      chars.append(ch)
+  words = []
+  for word in ''.join(chars).split():
+    if lowercase:
+      word = ''.join(c for c in unicodedata.normalize('NFD', word.lower())
+                     if unicodedata.category(c) != 'Mn')
+    current = ''
+    for ch in word:
+      if _is_punctuation(ch):
+        if current:
+          words.append(current)
+          current = ''
+        words.append(ch)
+      else:
+        current += ch
+    if current:
+      words.append(current)
+  return ' '.join(words).split()
+
+
+# ASCII text: controls (but \t \n \r) vanish, every other non-alphanumeric character is punctuation.
+_ASCII_CONTROL = re.compile('[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]')
+_DROP_ASCII_CONTROL = {c: None for c in [*range(0, 9), 11, 12, *range(14, 32), 127]}
+_ASCII_WORD = re.compile('[A-Za-z0-9]+|[!-/:-@\\[-`{-~]')
+
+
+class WordCache:
+  """Pre-split words -> ids, each distinct word encoded once by `tokenizers` (the fast path:
+  a corpus has few distinct words, so almost every word is one dict lookup)."""
+
+  def __init__(self, hf, max_words: int = 1 << 20):
+    self.hf, self.max_words, self.ids = hf, max_words, {}
+
+  def _learn(self, word_lists):
+    ids = self.ids
+    missing = {w for words in word_lists for w in words if w not in ids}
+    if len(ids) + len(missing) > self.max_words:
+      ids.clear()
+      missing = {w for words in word_lists for w in words}
+    missing = list(missing)
+    for word, enc in zip(missing, self.hf.encode_batch_fast([[w] for w in missing],
+                                                            is_pretokenized=True,
+                                                            add_special_tokens=False)):
+      ids[word] = enc.ids
+
+  def encode(self, word_lists: Sequence[Sequence[str]], numpy: bool = False) -> list:
+    """Ids of each list of words (int32 arrays when `numpy`)."""
+    for attempt in range(2):
+      get = self.ids.__getitem__
+      chain = itertools.chain.from_iterable
+      try:
+        if numpy:
+          return [np.fromiter(chain(map(get, words)), np.int32) for words in word_lists]
+        return [list(chain(map(get, words))) for words in word_lists]
+      except KeyError:
+        if attempt:
+          raise
+        self._learn(word_lists)
 
 
 class WordPieceBackend(_HFBackend):
-  """BERT: clean, space out CJK, (lowercase + strip accents), split punctuation, WordPiece."""
+  """BERT: clean, space out CJK, (lowercase + strip accents), split punctuation, WordPiece.
+
+  `tokenizers` runs all of it in Rust, but its Unicode tables are newer than Python's (the
+  original's), its CJK table has one block shifted, and it lowercases Greek capital sigma
+  without Python's final-form rule. Each non-ASCII character is therefore probed once (both
+  ways on `a<c>a`); a text holding a character on which they disagree is split into words in
+  Python (`bert_words`) and only the WordPiece step runs in Rust.
+  """
 
   def __init__(self, vocab: dict[str, int], lowercase: bool):
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
-    hf = Tokenizer(models.WordPiece(vocab=vocab, unk_token='[UNK]', max_input_chars_per_word=100))
+    def wordpiece():
+      return models.WordPiece(vocab=vocab, unk_token='[UNK]', max_input_chars_per_word=100)
+    hf = Tokenizer(wordpiece())
     hf.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True,
                                                strip_accents=lowercase, lowercase=lowercase)
     hf.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     super().__init__(hf)
+    self.words_hf = Tokenizer(wordpiece())  # WordPiece alone, on words split in Python
+    self.cache = WordCache(self.words_hf)
     self.lowercase = lowercase
+    self._agree: set[str] = set()
+    self._disagree: set[str] = {'\u03a3'} if lowercase else set()  # sigma: context-dependent
 
-  def prepare(self, text: str) -> str:
-    if _CJK_GAP.search(text):
-      text = _CJK_GAP.sub(r' \1 ', text)
-    if self.lowercase and _SIGMA in text:
-      # Lowercase each whitespace-separated word in Python, as the original does.
-      spaced = _ORIGINAL_CJK.sub(r' \1 ', _bert_clean(text))
-      text = ' '.join(word.lower() for word in spaced.split())
-    return text
+  def _probe(self, chars):
+    """Sorts new characters into agree / disagree (Rust vs the original's Python rules)."""
+    for ch in chars:
+      probe = f'a{ch}a'
+      rust = [w for w, _ in self.hf.pre_tokenizer.pre_tokenize_str(self.hf.normalizer.normalize_str(probe))]
+      (self._agree if rust == bert_words(probe, self.lowercase) else self._disagree).add(ch)
+
+  def _needs_python(self, text: str) -> bool:
+    if text.isascii():
+      return False
+    chars = set(text)
+    chars -= self._agree
+    if not chars:
+      return False
+    new = chars - self._disagree
+    if new:
+      self._probe(new)
+    return not chars.isdisjoint(self._disagree)
+
+  def _ascii_words(self, text: str) -> list[str]:
+    """`bert_words` for ASCII text, in C: controls dropped, lowercased, alnum runs / punctuation."""
+    if _ASCII_CONTROL.search(text):
+      text = text.translate(_DROP_ASCII_CONTROL)
+    if self.lowercase:
+      text = text.lower()
+    return _ASCII_WORD.findall(text)
+
+  def encode_many(self, texts: Sequence[str], numpy: bool = False) -> list:
+    ascii_texts = [i for i, t in enumerate(texts) if t.isascii()]
+    if len(ascii_texts) == len(texts):
+      return self.cache.encode([self._ascii_words(t) for t in texts], numpy)
+    out = list(texts)
+    other = [i for i, t in enumerate(texts) if not t.isascii()]
+    for i, ids in zip(ascii_texts, self.cache.encode([self._ascii_words(texts[i]) for i in ascii_texts],
+                                                     numpy)):
+      out[i] = ids
+    slow = [i for i in other if self._needs_python(texts[i])]
+    slow_set = set(slow)
+    fast = [i for i in other if i not in slow_set]
+    for i, ids in zip(fast, super().encode_many([texts[i] for i in fast], numpy)):
+      out[i] = ids
+    words = [bert_words(texts[i], self.lowercase) for i in slow]
+    nonempty = [w for w in words if w]
+    encoded = iter(self.words_hf.encode_batch_fast(nonempty, is_pretokenized=True,
+                                                   add_special_tokens=False) if nonempty else ())
+    for i, w in zip(slow, words):
+      ids = next(encoded).ids if w else []
+      out[i] = np.asarray(ids, np.int32) if numpy else ids
+    return out
+
+
+GPT2_SPLIT = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 
 
 class ByteBPEBackend(_HFBackend):
@@ -236,8 +355,28 @@ class ByteBPEBackend(_HFBackend):
       unk = '\u0000<glm-missing-byte>'
       vocab[unk] = 0
     hf = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token=unk, fuse_unk=False))
-    hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    # Pieces come split by GPT-2's regex (the `regex` module, as in the original); Rust maps
+    # their bytes to characters and applies the merges, once per distinct piece.
+    hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     super().__init__(hf)
+    import regex  # pylint: disable=g-import-not-at-top
+    self._split = regex.compile(GPT2_SPLIT).findall
+    self._split_ascii = _ascii_gpt2_split(regex)
+    self.cache = WordCache(hf)
+
+  def encode_many(self, texts: Sequence[str], numpy: bool = False) -> list:
+    split, split_ascii = self._split, self._split_ascii
+    return self.cache.encode([split_ascii(t) if t.isascii() else split(t) for t in texts], numpy)
+
+
+def _ascii_gpt2_split(regex):
+  """GPT-2's split for ASCII text in the faster `re`, its classes read from `regex` itself."""
+  ascii_chars = [chr(c) for c in range(128)]
+  def cls(pattern):
+    return re.escape(''.join(c for c in ascii_chars if regex.match(pattern, c)))
+  space, letter, number = cls(r'\s'), cls(r'\p{L}'), cls(r'\p{N}')
+  return re.compile(rf"'s|'t|'re|'ve|'m|'ll|'d| ?[{letter}]+| ?[{number}]+| ?[^{space}{letter}{number}]+"
+                    rf"|[{space}]+(?![^{space}])|[{space}]+").findall
 
 
 class SentencePieceBackend:
@@ -248,7 +387,9 @@ class SentencePieceBackend:
     self.sp = spm.SentencePieceProcessor(model_proto=model_proto)
     self.num_threads = num_threads
 
-  def encode_many(self, texts: Sequence[str]) -> list[list[int]]:
+  def encode_many(self, texts: Sequence[str], numpy: bool = False) -> list:
+    if numpy:
+      return self.sp.encode(list(texts), num_threads=self.num_threads, out_type='numpy')
     return self.sp.encode(list(texts), num_threads=self.num_threads)
 
 
@@ -303,31 +444,33 @@ class ReleasedTokenizer:
       parts = out
     return parts
 
-  def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
-    """Encodes many texts with one call into the Rust / C++ encoder (the fast path)."""
+  def _encode(self, texts: Sequence[str], numpy: bool) -> list:
     splits = [self.split_commands(t) for t in texts]
+    if all(len(s) == 1 and isinstance(s[0], str) for s in splits):  # no command tokens, none blank
+      return self.backend.encode_many(texts, numpy)
     pieces = [p for s in splits for p in s if isinstance(p, str)]
     encoded = iter(self.backend.encode_many(pieces) if pieces else ())
     out = []
     for s in splits:
-      if len(s) == 1 and isinstance(s[0], str):
-        out.append(list(next(encoded)))
-        continue
       ids = []
       for p in s:
         if isinstance(p, int):
           ids.append(p)
         else:
           ids.extend(next(encoded))
-      out.append(ids)
+      out.append(np.asarray(ids, np.int32) if numpy else ids)
     return out
+
+  def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+    """Encodes many texts with one call into the Rust / C++ encoder (the fast path)."""
+    return [list(ids) for ids in self._encode(texts, numpy=False)]
 
   def encode(self, text: str) -> list[int]:
     return self.encode_batch([text])[0]
 
   def encode_batch_numpy(self, texts: Sequence[str]) -> list:
     """Like `encode_batch`, but int32 numpy arrays (what the input pipeline packs)."""
-    return [np.asarray(ids, np.int32) for ids in self.encode_batch(texts)]
+    return self._encode(texts, numpy=True)
 
   # -- decoding -------------------------------------------------------------------------------
   def id_to_token(self, token_id: int) -> str | None:
@@ -355,13 +498,13 @@ class ReleasedTokenizer:
     if self.kind in ('gpt2', 'roberta'):
       decoder = _byte_decoder()
       data = bytearray()
-      for i in ids:
-        token = self.id_to_token(i)
-        if token is None:
-          raise KeyError(f'id {i} is outside the {self.kind!r} vocabulary of {self.vocab_size}')
-        data.extend(decoder.get(c, ord('?')) for c in token)
+      for token in (self.id_to_token(i) for i in ids):
+        if token is not None:  # ids past the vocabulary (embedding padding) print nothing
+          data.extend(decoder.get(c, ord('?')) for c in token)
       return data.decode('utf-8', errors='replace')
     text, run = [], []
+    pieces = len(self._id_to_text)
+    ids = [i for i in ids if i in self._id_to_command or 0 <= i < pieces]
     for i in ids + [None]:
       if i is None or i in self._id_to_command:
         if run:

@@ -111,10 +111,13 @@ def _training_sentences(docs: Iterable[str], max_chars: int):
       return
 
 
-def load_or_train(cfg, cache_dir: str | None = None) -> Tokenizer:
-  """Loads cfg.tokenizer_model_path, or trains on the configured corpus once and caches it."""
+def load_or_train(cfg, cache_dir: str | None = None):
+  """The configured tokenizer: a released one (cfg.tokenizer_kind), cfg.tokenizer_model_path, or
+  a sentencepiece model trained on the configured corpus once and cached."""
   from input_pipeline import sources  # local: keeps `tokenizer` importable without TF
   threads = cfg.get('tokenizer_threads', 2)
+  if cfg.get('tokenizer_kind', ''):
+    return load_configured_pretrained(cfg)
   if cfg.tokenizer_model_path:
     return Tokenizer(cfg.tokenizer_model_path, threads)
   cache_dir = cache_dir or cfg.tokenizer_cache_dir or os.path.expanduser('~/.cache/glm_jax/tokenizers')
@@ -163,12 +166,12 @@ def read_tokenizer_config(directory) -> dict | None:
 
 def load_tokenizer(path, kind: str | None = None, *, task_mask: bool | None = None,
                    fix_command_token: bool | None = None, num_threads: int = 2):
-  """Any tokenizer glm_jax can use, from one path: why one loader serves every command line.
+  """Any tokenizer glm_jax uses, from one path, so every command line takes the same flag.
 
   A `.model` file is our sentencepiece tokenizer (unless kind='chinese-sp'); a directory holds a
   released tokenizer whose kind / task_mask come from the arguments, else from its
-  `tokenizer_config.json` (written by `convert import --tokenizer` and by training); a directory
-  with only `tokenizer.model` is a training run's sentencepiece tokenizer.
+  `tokenizer_config.json` (written by `convert import --tokenizer` and by training); a checkpoint
+  or workdir directory holding `tokenizer/` or `tokenizer.model` gives the tokenizer stored there.
   """
   path = str(path)
   target = epath.Path(path)
@@ -176,8 +179,10 @@ def load_tokenizer(path, kind: str | None = None, *, task_mask: bool | None = No
     return Tokenizer(path, num_threads)
   saved = read_tokenizer_config(path) if target.is_dir() else None
   if kind is None and saved is None:
-    if (target / 'tokenizer.model').exists():
-      return Tokenizer(str(target / 'tokenizer.model'), num_threads)
+    beside = tokenizer_beside(path) if target.is_dir() else None
+    if beside is not None:  # a checkpoint directory with its tokenizer stored inside
+      return load_tokenizer(beside, task_mask=task_mask, fix_command_token=fix_command_token,
+                            num_threads=num_threads)
     raise released_tokenizers.TokenizerError(
         f'{path} is neither a sentencepiece .model file nor a directory with '
         f'{released_tokenizers.CONFIG_NAME}; pass the tokenizer kind (one of '
@@ -189,6 +194,44 @@ def load_tokenizer(path, kind: str | None = None, *, task_mask: bool | None = No
     fix_command_token = bool(saved.get('fix_command_token', False))
   return load_pretrained(path, kind, task_mask=task_mask, fix_command_token=fix_command_token,
                          num_threads=num_threads)
+
+
+def load_configured_pretrained(cfg) -> released_tokenizers.ReleasedTokenizer:
+  """The released tokenizer a data config names (tokenizer_kind, tokenizer_path, task_mask)."""
+  kind = released_tokenizers.check_kind(cfg.tokenizer_kind)
+  if not cfg.get('tokenizer_path', ''):
+    needs = ' and '.join(released_tokenizers.KIND_FILES[kind])
+    raise released_tokenizers.TokenizerError(
+        f'this config uses the released {kind!r} tokenizer: pass --config.data.tokenizer_path=DIR '
+        f"(a directory with {needs}), or --config.data.tokenizer_kind='' to train a "
+        'sentencepiece tokenizer on the corpus')
+  return load_pretrained(cfg.tokenizer_path, kind, task_mask=bool(cfg.get('task_mask', False)),
+                         fix_command_token=bool(cfg.get('fix_command_token', False)),
+                         num_threads=cfg.get('tokenizer_threads', 2))
+
+
+def tokenizer_beside(checkpoint_dir) -> str | None:
+  """The tokenizer stored with a checkpoint (`convert import --tokenizer`, training), or None."""
+  base = epath.Path(checkpoint_dir)
+  for candidate in (base / 'tokenizer', base / 'tokenizer.model'):
+    if candidate.exists():
+      return str(candidate)
+  return None
+
+
+def store_beside(tokenizer_path, checkpoint_dir) -> str:
+  """Copies a tokenizer (our .model file, or a released tokenizer's directory with its
+  tokenizer_config.json) into a checkpoint directory, where `tokenizer_beside` finds it."""
+  source, target = epath.Path(tokenizer_path), epath.Path(checkpoint_dir)
+  target.mkdir(parents=True, exist_ok=True)
+  if source.is_dir():
+    (target / 'tokenizer').mkdir(exist_ok=True)
+    for f in source.iterdir():
+      if f.is_file():
+        (target / 'tokenizer' / f.name).write_bytes(f.read_bytes())
+    return str(target / 'tokenizer')
+  (target / 'tokenizer.model').write_bytes(source.read_bytes())
+  return str(target / 'tokenizer.model')
 
 
 def with_blank_fallbacks(special_ids: dict) -> dict:
