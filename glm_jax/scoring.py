@@ -5,7 +5,8 @@ per row, three statistics of the teacher-forced logits: the summed log-probabili
 targets, whether the argmax equals the target at every scored slot, and (single-token cloze) the
 raw logits at the `[sop]` slot gathered at given ids. Rows are sorted by length and cut into
 batches of `batch_size` padded to a bucket length (powers of two up to 256, then multiples of 128),
-so a dataset compiles a handful of shapes. The step is one `jax.jit` with the params sharded by
+so a dataset compiles a handful of shapes. Only the scored slots go through the vocabulary
+projection. The step is one `jax.jit` with the params sharded by
 their logical axes and the batch split over data x fsdp, traced under the project's mesh and
 logical-axis rules (no ambient context needed).
 """
@@ -204,7 +205,9 @@ def score_rows(config, params, rows: Sequence[Row], *, eos_id: int, gather_ids=N
     return out
   _check_rows(cfg, rows, gather_ids)
   multiple = _batch_multiple(mesh)
-  batch = -(-int(batch_size) // multiple) * multiple
+  # Fewer rows than a batch (one cloze question): the next power of two, not a full batch.
+  batch = min(int(batch_size), 1 << (num - 1).bit_length())
+  batch = -(-batch // multiple) * multiple
   params = place_params(cfg, params, mesh)
   step = _row_stats_fn(cfg, mesh, 0 if gather_ids is None else gather_ids.shape[-1])
   by_length = sorted(range(num), key=lambda i: len(rows[i]))
