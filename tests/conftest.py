@@ -7,8 +7,8 @@ SLOW_MODULES = frozenset({
     "test_train_cli.py",
     "test_train_sharding.py",
     "test_evaluate_cli.py",
-
 })
+
 
 def pytest_collection_modifyitems(config, items):
   del config
