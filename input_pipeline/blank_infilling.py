@@ -298,7 +298,7 @@ class BlankInfilling:
                gap_sentence_ratio: float = 0.15, poisson_lambda: float = 3.0,
                max_span_length: int = 40, shuffle_spans: bool = True,
                sentence_end_ids: Iterable[int] = (), sentence_cut_slack: float = 0.05,
-               **unused_knobs):
+               task_mask: bool = True, **unused_knobs):
     missing = [k for k in SPECIAL_KEYS if k not in special_ids]
     if missing:
       raise ValueError(f'special_ids lacks {missing}; pass a dict with keys {SPECIAL_KEYS}')
@@ -316,6 +316,9 @@ class BlankInfilling:
     self.mask_ratio = mask_ratio
     self.gap_sentence_ratio = gap_sentence_ratio
     self.shuffle_spans = shuffle_spans
+    # Without the original's --task-mask, sentence and document blanks are [MASK] too.
+    self.sentence_mask = 'sMASK' if task_mask else 'MASK'
+    self.generation_mask = 'gMASK' if task_mask else 'MASK'
     self.cdf = span_length_cdf(poisson_lambda, max_span_length)
     self.slack = max(0, int(sentence_cut_slack * seq_length))
     end_ids = sorted(set(int(i) for i in sentence_end_ids))
@@ -415,7 +418,7 @@ class BlankInfilling:
       guess = k
     if k == 0:
       self.stats['too_short'] += 1
-    return self._plan(tokens, sents[:k, 0], sents[:k, 1], 'sMASK')
+    return self._plan(tokens, sents[:k, 0], sents[:k, 1], self.sentence_mask)
 
   def _document(self, window, rng) -> Plan:
     S = self.seq_length
@@ -426,13 +429,13 @@ class BlankInfilling:
     suffix = suffix or eos_at.size > 0  # several documents: always the suffix form
     if n < 3:
       self.stats['too_short'] += 1
-      return self._plan(tokens, (), (), 'gMASK')
+      return self._plan(tokens, (), (), self.generation_mask)
     low = max(1, int(self.gpt_min_ratio * n))
     gen = int(rng.integers(low, max(low, n - 2) + 1))
     if suffix:
-      return Plan(tokens, (), (), self.ids['gMASK'], division=n - gen)
+      return Plan(tokens, (), (), self.ids[self.generation_mask], division=n - gen)
     start = 1 + int(rng.integers(0, n - 2 - gen + 1))
-    return self._plan(tokens, (start,), (start + gen,), 'gMASK')
+    return self._plan(tokens, (start,), (start + gen,), self.generation_mask)
 
   # -- public -----------------------------------------------------------------------------------
   def plan(self, window, rng: np.random.Generator, objective: str, draws=None, b: int = 0) -> Plan:
@@ -467,7 +470,7 @@ class BlankInfilling:
                        eop_id=ids['eop'], pad_id=ids['eos'], batch_size=batch_size, rows=spans)
     for i, p in enumerate(plans):  # suffix-form rows (document objective), one by one
       if p.division:
-        sample = pad_sample(build_suffix_sample(p.tokens, p.division, gmask_id=ids['gMASK'],
+        sample = pad_sample(build_suffix_sample(p.tokens, p.division, gmask_id=p.mask_id,
                                                 sop_id=ids['sop']), self.seq_length, ids['eos'])
         for key in out:
           out[key][i] = sample[key]

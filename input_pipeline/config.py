@@ -36,6 +36,7 @@ def default_data_config() -> ml_collections.ConfigDict:
   c.gpt_min_ratio = 0.5                 # document objective: span length >= gpt_min_ratio * n
   c.gpt_infill_prob = 0.5               # document objective: P(suffix form src [gMASK] [sop] tgt)
   c.shuffle_spans = True                # shuffle the order of spans in Part B
+  c.task_mask = False                  # True: sentence blanks are [sMASK], document blanks [gMASK]; False: both [MASK] (original --task-mask, off by default)
   c.sentence_cut_slack = 0.05           # packing cuts at a sentence end within this fraction of seq_length, else hard cut
 
   # --- Reading and ordering -----------------------------------------------------------------

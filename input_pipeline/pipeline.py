@@ -29,7 +29,7 @@ _STATE_VERSION = 1
 _FIRST_READ_DOCUMENTS = 16  # a small first read: the first batch need not wait for a full one
 _KNOBS = ('bert_prob', 'gap_sentence_prob', 'gpt_infill_prob', 'gpt_min_ratio', 'mask_ratio',
           'gap_sentence_ratio', 'poisson_lambda', 'max_span_length', 'shuffle_spans',
-          'sentence_cut_slack')
+          'sentence_cut_slack', 'task_mask')
 
 
 class _Chunk(collections.namedtuple('_Chunk', 'epoch doc_ids lengths tokens skipped')):
