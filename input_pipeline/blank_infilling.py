@@ -261,12 +261,6 @@ def place_batch(placements: Sequence[tuple]) -> tuple[np.ndarray, np.ndarray, li
   return starts[order], ends[order], sample_k
 
 
-def _placed(plan: Plan) -> Plan:
-  """`plan` with its pending spans placed (see `place_batch`)."""
-  starts, ends, _ = place_batch([plan.placement])
-  return plan._replace(starts=starts, ends=ends, placement=None)
-
-
 def sentence_spans(tokens: np.ndarray, is_end: np.ndarray, cls_id: int, eos_id: int) -> np.ndarray:
   """Whole sentences inside documents as `[start, end)`; a sentence ends at an end token or the doc end."""
   content = (tokens != cls_id) & (tokens != eos_id)
@@ -463,8 +457,13 @@ class BlankInfilling:
     if pending and len(pending) == len(plans):  # token objective: place the whole batch at once
       return layout_batch(plans, self.seq_length, sop_id=ids['sop'], eop_id=ids['eop'],
                           pad_id=ids['eos'], batch_size=batch_size, spans=place_batch(pending))
-    if pending:  # mixed plans (not made by one `draw`): place each, then lay out as usual
-      plans = [p if p.placement is None else _placed(p) for p in plans]
+    if pending:  # objectives mixed within the batch: place all pending spans in one call
+      starts, ends, counts = place_batch(pending)
+      bounds = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+      plans = list(plans)
+      pending_rows = [i for i, p in enumerate(plans) if p.placement is not None]
+      for i, lo, hi in zip(pending_rows, bounds[:-1], bounds[1:]):
+        plans[i] = plans[i]._replace(starts=starts[lo:hi], ends=ends[lo:hi], placement=None)
     spans = [i for i, p in enumerate(plans) if not p.division]
     out = layout_batch([plans[i] for i in spans], self.seq_length, sop_id=ids['sop'],
                        eop_id=ids['eop'], pad_id=ids['eos'], batch_size=batch_size, rows=spans)

@@ -37,6 +37,7 @@ def default_data_config() -> ml_collections.ConfigDict:
   c.gpt_infill_prob = 0.5               # document objective: P(suffix form src [gMASK] [sop] tgt)
   c.shuffle_spans = True                # shuffle the order of spans in Part B
   c.task_mask = False                  # True: sentence blanks are [sMASK], document blanks [gMASK]; False: both [MASK] (original --task-mask, off by default)
+  c.objective_batch_size = 0            # samples that share one objective draw (original: one per data-parallel micro-batch); 0 = the per-device micro-batch
   c.sentence_cut_slack = 0.05           # packing cuts at a sentence end within this fraction of seq_length, else hard cut
 
   # --- Reading and ordering -----------------------------------------------------------------

@@ -164,13 +164,22 @@ class BatchIterator:
   """Yields dicts of numpy `[per_host_batch, seq_length]` arrays; see the module docstring."""
 
   def __init__(self, cfg, tok, *, split, seq_length, per_host_batch, seed, process_index,
-               process_count):
+               process_count, objective_batch_size=None, objective_interleave=1):
     if split not in ('train', 'eval'):
       raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
     if per_host_batch < 1:
       raise ValueError(f'per_host_batch must be >= 1, got {per_host_batch}')
     self.cfg, self.tok, self.split = cfg, tok, split
     self.seq_length, self.batch_size = int(seq_length), int(per_host_batch)
+    # Samples that share one objective draw (the original: one collate call = one data-parallel
+    # micro-batch); None = the whole host batch. With `objective_interleave` = A micro-batches
+    # per step, a group is every A-th row of a block of size * A rows (how the train step splits
+    # a device's rows into accumulation micro-batches).
+    self.objective_batch_size = int(objective_batch_size or per_host_batch)
+    self.objective_interleave = int(objective_interleave)
+    if self.objective_batch_size < 1 or self.objective_interleave < 1:
+      raise ValueError(f'objective_batch_size and objective_interleave must be >= 1, got '
+                       f'{objective_batch_size}, {objective_interleave}')
     self.seed, self.process_index, self.process_count = int(seed), int(process_index), int(process_count)
     self.bi = blank_infilling.BlankInfilling(
         tok.special_ids, seq_length, sentence_end_ids=tok.sentence_end_ids,
@@ -253,14 +262,20 @@ class BatchIterator:
     S, B = self.seq_length, self.batch_size
     split_id = 0 if self.split == 'train' else 1
     rng = np.random.default_rng([self.seed, self.process_index, split_id, self._step])
-    objective = self.bi.choose_objective(rng)
-    draws = self.bi.draw(rng, objective, B)
-    plans = []
+    plans, objectives = [], []
+    size, interleave = self.objective_batch_size, self.objective_interleave
+    groups = {}  # group -> (objective, draws): one objective per micro-batch, drawn in row order
     for b in range(B):
-      plan = self._next_plan(rng, objective, draws, b)
+      group = (b // (size * interleave)) * interleave + b % interleave
+      if group not in groups:
+        objective = self.bi.choose_objective(rng)
+        groups[group] = (objective, self.bi.draw(rng, objective, size))
+      objective, draws = groups[group]
+      plan = self._next_plan(rng, objective, draws, (b % (size * interleave)) // interleave)
       if plan is None:
         break
       plans.append(plan)
+      objectives.append(objective)
     if not plans:
       raise StopIteration
     out = self.bi.layout(plans, batch_size=B)  # one vectorized layout for the whole batch
@@ -269,6 +284,7 @@ class BatchIterator:
     self._pad_tokens += B * S - used
     self._total_tokens += B * S
     self._step += 1
+    self.last_objectives = objectives  # per row of the batch just returned (rows past it: padding)
     return {
         'input_ids': out['input_ids'],
         'target_ids': out['target_ids'],
@@ -326,8 +342,14 @@ class BatchIterator:
 
 
 def make_iterator(cfg, tok, *, split='train', seq_length, per_host_batch, seed=0,
-                  process_index=0, process_count=1) -> BatchIterator:
-  """The training loop's data: infinite for 'train' (epochs reshuffled), finite for 'eval'."""
+                  process_index=0, process_count=1, objective_batch_size=None,
+                  objective_interleave=1) -> BatchIterator:
+  """The training loop's data: infinite for 'train' (epochs reshuffled), finite for 'eval'.
+
+  `objective_batch_size`: samples per objective draw (None: the whole host batch);
+  `objective_interleave`: accumulation micro-batches per step (see `BatchIterator`).
+  """
   return BatchIterator(cfg, tok, split=split, seq_length=seq_length,
                        per_host_batch=per_host_batch, seed=seed, process_index=process_index,
-                       process_count=process_count)
+                       process_count=process_count, objective_batch_size=objective_batch_size,
+                       objective_interleave=objective_interleave)

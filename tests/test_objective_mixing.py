@@ -1,0 +1,92 @@
+"""Objective mixing as the original: one objective per data-parallel micro-batch (so one step
+mixes objectives), and [MASK]-only sentence/document blanks without the task mask."""
+
+import jax
+import numpy as np
+import pytest
+
+from configs import tiny
+from glm_jax import train_data
+from input_pipeline import pipeline
+
+from tests.test_pipeline import setup  # pylint: disable=unused-import  (the shared corpus fixture)
+
+SEQ = 128
+
+
+def _mixed(cfg, task_mask):
+  cfg = cfg.copy_and_resolve_references()
+  cfg.bert_prob, cfg.gap_sentence_prob, cfg.task_mask = 0.4, 0.3, task_mask
+  return cfg
+
+
+def _blank_ids(batch, row):
+  """The mask tokens in the row's Part A."""
+  return batch['input_ids'][row, :batch['sep'][row]]
+
+
+def _batches(cfg, tok, steps, **kw):
+  it = pipeline.make_iterator(cfg, tok, split='train', seq_length=SEQ, per_host_batch=8, seed=3, **kw)
+  out = []
+  for _ in range(steps):
+    batch = next(it)
+    out.append((batch, list(it.last_objectives)))
+  it.close()
+  return out
+
+
+def test_each_micro_batch_draws_its_own_objective_so_a_step_mixes_them(setup):
+  cfg, tok, _ = setup
+  special = tok.special_ids
+  mask_of = {'token': special['MASK'], 'sentence': special['sMASK'], 'document': special['gMASK']}
+  mixed_steps = 0
+  for batch, objectives in _batches(_mixed(cfg, True), tok, 12, objective_batch_size=2):
+    assert len(objectives) == 8
+    for g in range(0, 8, 2):
+      assert objectives[g] == objectives[g + 1]
+    mixed_steps += len(set(objectives)) > 1
+    for row, objective in enumerate(objectives):
+      part_a = _blank_ids(batch, row)
+      others = set(mask_of.values()) - {mask_of[objective]}
+      assert not np.isin(part_a, list(others)).any(), (row, objective)
+      if batch['loss_mask'][row].sum():
+        assert (part_a == mask_of[objective]).any()
+  assert mixed_steps >= 6  # P(all 4 groups agree) = 0.4^4 + 0.3^4 + 0.3^4 ~ 4%
+
+
+def test_accumulation_micro_batches_take_every_interleave_th_row(setup):
+  cfg, tok, _ = setup
+  for _, objectives in _batches(_mixed(cfg, True), tok, 6, objective_batch_size=2,
+                                objective_interleave=2):
+    for first in (0, 1, 4, 5):  # block of 4 rows per device: micro-batch i = rows i, i + 2
+      assert objectives[first] == objectives[first + 2]
+
+
+def test_without_task_mask_sentence_and_document_blanks_are_mask(setup):
+  cfg, tok, _ = setup
+  special = tok.special_ids
+  seen = set()
+  for batch, objectives in _batches(_mixed(cfg, False), tok, 12, objective_batch_size=2):
+    assert not np.isin(batch['input_ids'], [special['sMASK'], special['gMASK']]).any()
+    assert not np.isin(batch['target_ids'], [special['sMASK'], special['gMASK']]).any()
+    for row, objective in enumerate(objectives):
+      if batch['loss_mask'][row].sum():
+        assert (_blank_ids(batch, row) == special['MASK']).any()
+        seen.add(objective)
+  assert seen == {'token', 'sentence', 'document'}
+
+
+def test_objective_draw_defaults_to_the_per_device_micro_batch():
+  config = tiny.get_config()
+  config.global_batch_size, config.grad_accum_steps = 16, 2
+  config.mesh.data, config.mesh.fsdp = -1, 1
+  assert train_data.objective_batch_size(config) == 16 // (2 * jax.device_count())
+  config.data.objective_batch_size = 3
+  assert train_data.objective_batch_size(config) == 3
+
+
+def test_bad_objective_batch_size_is_named(setup):
+  cfg, tok, _ = setup
+  with pytest.raises(ValueError, match='objective_batch_size'):
+    pipeline.make_iterator(cfg, tok, split='train', seq_length=SEQ, per_host_batch=8,
+                           objective_batch_size=-1)
