@@ -262,14 +262,20 @@ def place_batch(placements: Sequence[tuple]) -> tuple[np.ndarray, np.ndarray, li
 
 
 def sentence_spans(tokens: np.ndarray, is_end: np.ndarray, cls_id: int, eos_id: int) -> np.ndarray:
-  """Whole sentences inside documents as `[start, end)`; a sentence ends at an end token or the doc end."""
-  content = (tokens != cls_id) & (tokens != eos_id)
-  content[0] = False
-  nxt = np.concatenate([content[1:], [False]])
-  prev_end = np.concatenate([[True], ~content[:-1] | is_end[:-1]])
-  starts = np.flatnonzero(content & prev_end)
-  ends = np.flatnonzero(content & (is_end | ~nxt)) + 1
-  return np.stack([starts, ends], axis=1)
+  """Sentences as `[start, end)`, by the original's rule (`construct_blocks`, sentence branch).
+
+  A sentence ends at a sentence-end token; an eos ends a fragment that is dropped (text after
+  the last sentence end of a document); what follows an eos, the next document's [CLS]
+  included, starts the next sentence; the text after the last end token is a sentence. A
+  leading [CLS] is never part of one.
+  """
+  n = tokens.shape[0]
+  bounds = np.flatnonzero(is_end | (tokens == eos_id))
+  first = 1 if n and tokens[0] == cls_id else 0
+  starts = np.concatenate([[first], bounds + 1])
+  ends = np.concatenate([bounds + 1, [n]])
+  keep = np.concatenate([is_end[bounds], [True]]) & (starts < ends)
+  return np.stack([starts[keep], ends[keep]], axis=1).astype(np.int64)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -406,13 +412,15 @@ class BlankInfilling:
       sents = sents[rng.permutation(len(sents))]
       covered = np.cumsum(sents[:, 1] - sents[:, 0])
       target = int(self.gap_sentence_ratio * n)
-      k = min(len(sents), int(np.searchsorted(covered, target, side='left')) + 1) if target > 0 else 0
+      # As the original: sentences are taken until they cover the target, at least one.
+      k = min(len(sents), int(np.searchsorted(covered, target, side='left')) + 1)
       if n + 2 * k <= S:
         break
       guess = k
     if k == 0:
       self.stats['too_short'] += 1
-    return self._plan(tokens, sents[:k, 0], sents[:k, 1], self.sentence_mask)
+    chosen = sents[:k] if self.shuffle_spans else sents[:k][sents[:k, 0].argsort()]
+    return self._plan(tokens, chosen[:, 0], chosen[:, 1], self.sentence_mask)
 
   def _document(self, window, rng) -> Plan:
     S = self.seq_length
