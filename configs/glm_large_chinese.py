@@ -24,4 +24,5 @@ def get_config():
   config.data.gpt_min_ratio = 0.25      # ds_block_large_chinese.sh: --gpt-min-ratio 0.25
   config.data.poisson_lambda = 3.0      # ds_block_large_chinese.sh: --avg-block-length 3
   config.data.task_mask = True          # ds_block_large_chinese.sh: --task-mask
+  config.data.block_mask_prob = 0.1     # ds_block_large_chinese.sh: --block-mask-prob 0.1 (the tokenizer needs [dBLOCK])
   return config

@@ -298,7 +298,7 @@ class BlankInfilling:
                gap_sentence_ratio: float = 0.15, poisson_lambda: float = 3.0,
                max_span_length: int = 40, shuffle_spans: bool = True,
                sentence_end_ids: Iterable[int] = (), sentence_cut_slack: float = 0.05,
-               task_mask: bool = True, **unused_knobs):
+               task_mask: bool = True, block_mask_prob: float = 0.0, **unused_knobs):
     missing = [k for k in SPECIAL_KEYS if k not in special_ids]
     if missing:
       raise ValueError(f'special_ids lacks {missing}; pass a dict with keys {SPECIAL_KEYS}')
@@ -308,6 +308,13 @@ class BlankInfilling:
       raise ValueError(f'need 0 <= bert_prob, gap_sentence_prob and their sum <= 1; got '
                        f'{bert_prob}, {gap_sentence_prob}')
     self.ids = {k: int(special_ids[k]) for k in SPECIAL_KEYS}
+    if not 0 <= block_mask_prob < 1:
+      raise ValueError(f'block_mask_prob must be in [0, 1), got {block_mask_prob}')
+    if block_mask_prob > 0 and 'dBLOCK' not in special_ids:
+      raise ValueError(f'block_mask_prob={block_mask_prob} needs a [dBLOCK] token, which this '
+                       'tokenizer lacks; use a tokenizer with [dBLOCK] or set block_mask_prob=0')
+    self.block_mask_prob = block_mask_prob
+    self.dblock_id = int(special_ids['dBLOCK']) if block_mask_prob > 0 else None
     self.seq_length = int(seq_length)
     self.bert_prob = bert_prob
     self.gap_sentence_prob = gap_sentence_prob
@@ -483,10 +490,24 @@ class BlankInfilling:
           out[key][i] = sample[key]
     return out
 
+  def block_mask(self, out: dict, rows: Sequence[int], rng: np.random.Generator) -> None:
+    """The original's `block_mask_prob` (token objective only): each Part-B input token but the
+    sop becomes [dBLOCK] with that probability; targets stay. In place on `layout`'s arrays."""
+    if not self.block_mask_prob or not len(rows):
+      return
+    rows = np.asarray(rows, np.int64)
+    inputs = out['input_ids'][rows]
+    span_tokens = (out['loss_mask'][rows] > 0) & (out['block_position_ids'][rows] > 1)
+    hit = span_tokens & (rng.random(inputs.shape) < self.block_mask_prob)
+    out['input_ids'][rows] = np.where(hit, self.dblock_id, inputs)
+
   def fit(self, window, rng: np.random.Generator, objective: str):
     """Builds a padded sample from the longest prefix of `window` that fits; returns (sample, n_used)."""
     plan = self.plan(window, rng, objective)
-    sample = {k: v[0] for k, v in self.layout([plan]).items()}
+    out = self.layout([plan])
+    if objective == 'token':
+      self.block_mask(out, [0], rng)
+    sample = {k: v[0] for k, v in out.items()}
     sample['sep'] = int(sample['sep'])
     return sample, int(plan.tokens.shape[0])
 

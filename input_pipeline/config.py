@@ -38,6 +38,7 @@ def default_data_config() -> ml_collections.ConfigDict:
   c.shuffle_spans = True                # shuffle the order of spans in Part B
   c.task_mask = False                  # True: sentence blanks are [sMASK], document blanks [gMASK]; False: both [MASK] (original --task-mask, off by default)
   c.objective_batch_size = 0            # samples that share one objective draw (original: one per data-parallel micro-batch); 0 = the per-device micro-batch
+  c.block_mask_prob = 0.0               # token objective: P(a Part-B input token, not sop, becomes [dBLOCK]); needs a tokenizer with [dBLOCK]
   c.sentence_cut_slack = 0.05           # packing cuts at a sentence end within this fraction of seq_length, else hard cut
 
   # --- Reading and ordering -----------------------------------------------------------------

@@ -1,0 +1,78 @@
+"""The token objective and `block_mask_prob` against THUDM/GLM's ConstructBlockStrategy
+(4f61ed7): statistics over 10,000 windows (the random streams cannot be aligned). Fixture:
+tests/data/original_token_stats.json, see tests/data/README.md."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from input_pipeline import blank_infilling as bi_lib
+from tests import original_windows as w
+
+DATA = os.path.join(os.path.dirname(__file__), 'data', 'original_token_stats.json')
+
+
+@pytest.fixture(scope='module')
+def ours_and_original():
+  with open(DATA) as f:
+    stats = json.load(f)
+  bi = bi_lib.BlankInfilling(w.IDS, 1024 + 16, block_mask_prob=stats['block_mask_prob'],
+                             mask_ratio=stats['mask_ratio'],
+                             poisson_lambda=float(stats['average_block_length']))
+  rng = np.random.default_rng(0)
+  counts, lengths, fractions, dblock, span_tokens = [], [], [], 0, 0
+  for seed in range(20000, 20000 + stats['samples'] + len(stats['dropped_seeds'])):
+    if seed in stats['dropped_seeds']:  # the original dropped these samples (spans did not fit)
+      continue
+    tokens = w.window(seed, max_length=500)
+    sample, used = bi.fit(tokens, rng, 'token')
+    assert used == len(tokens)
+    sep, block = sample['sep'], sample['block_position_ids']
+    part_b = np.arange(block.shape[0]) >= sep
+    starts = np.flatnonzero(part_b & (block == 1))
+    span_len = np.diff(np.append(starts, sep + int(sample['loss_mask'].sum()))) - 1
+    counts.append(len(starts))
+    lengths += span_len.tolist()
+    fractions.append(span_len.sum() / len(tokens))
+    inner = sample['input_ids'][part_b & (block > 1) & (sample['loss_mask'] > 0)]
+    dblock += int((inner == w.IDS['dBLOCK']).sum())
+    span_tokens += inner.size
+  ours = dict(mean_spans=np.mean(counts), mean_span_length=np.mean(lengths),
+              mean_masked_fraction=np.mean(fractions), dblock_fraction=dblock / span_tokens)
+  return ours, stats
+
+
+@pytest.mark.parametrize('key', ['mean_spans', 'mean_span_length', 'mean_masked_fraction'])
+def test_token_span_statistics_match_the_original_over_10000_windows(ours_and_original, key):
+  ours, original = ours_and_original
+  assert abs(ours[key] / original[key] - 1) < 0.01, (ours[key], original[key])
+
+
+def test_dblock_fraction_matches_the_original_over_10000_windows(ours_and_original):
+  ours, original = ours_and_original
+  assert abs(ours['dblock_fraction'] - original['dblock_fraction']) < 0.01 * original['dblock_fraction'] + 0.001
+
+
+def test_block_masking_leaves_targets_sop_and_part_a_alone():
+  bi = bi_lib.BlankInfilling(w.IDS, 256, block_mask_prob=0.5)
+  plain = bi_lib.BlankInfilling(w.IDS, 256)
+  tokens = w.window(3, max_length=200)
+  masked, _ = bi.fit(tokens, np.random.default_rng(1), 'token')
+  clean, _ = plain.fit(tokens, np.random.default_rng(1), 'token')
+  changed = masked['input_ids'] != clean['input_ids']
+  assert changed.any()
+  assert (masked['input_ids'][changed] == w.IDS['dBLOCK']).all()
+  assert (masked['block_position_ids'][changed] > 1).all() and (np.flatnonzero(changed) >= clean['sep']).all()
+  for key in ('target_ids', 'loss_mask', 'position_ids', 'block_position_ids'):
+    np.testing.assert_array_equal(masked[key], clean[key])
+  for objective in ('sentence', 'document'):  # the original masks blocks of the token objective only
+    s, _ = bi.fit(tokens, np.random.default_rng(2), objective)
+    assert w.IDS['dBLOCK'] not in s['input_ids']
+
+
+def test_block_mask_prob_without_a_dblock_token_is_named():
+  ids = {k: v for k, v in w.IDS.items() if k != 'dBLOCK'}
+  with pytest.raises(ValueError, match=r'block_mask_prob=0.1 needs a \[dBLOCK\]'):
+    bi_lib.BlankInfilling(ids, 64, block_mask_prob=0.1)
