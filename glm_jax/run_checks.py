@@ -71,10 +71,14 @@ def validate(config, num_devices: int, process_count: int) -> None:
     model_cfg = model_lib.as_glm_config(config)
   except (TypeError, ValueError) as e:
     raise ConfigError(str(e)) from None
-  _require(config.seq_length <= model_cfg.max_sequence_length + 1,
-           f"seq_length={config.seq_length} exceeds the position tables "
+  # Positions count raw tokens: the row in length_mode 'fit', data.raw_length in 'raw'.
+  raw_mode = config.data.get("length_mode", "fit") == "raw"
+  key = "data.raw_length" if raw_mode else "seq_length"
+  positions = config.data.raw_length if raw_mode else config.seq_length
+  _require(positions <= model_cfg.max_sequence_length + 1,
+           f"{key}={positions} exceeds the position tables "
            f"(model.max_sequence_length + 1 = {model_cfg.max_sequence_length + 1} rows); lower "
-           "seq_length or raise model.max_sequence_length.")
+           f"{key} or raise model.max_sequence_length.")
   _require(model_cfg.dtype != "float16",
            "model.dtype='float16' is refused: training here has no dynamic loss scaling, so "
            "float16 gradients underflow or overflow; use --config.model.dtype=bfloat16 (float32's "

@@ -171,6 +171,19 @@ class BatchIterator:
       raise ValueError(f'per_host_batch must be >= 1, got {per_host_batch}')
     self.cfg, self.tok, self.split = cfg, tok, split
     self.seq_length, self.batch_size = int(seq_length), int(per_host_batch)
+    # Raw tokens a sample may take: `seq_length` ('fit': Part A + Part B fill the row), or the
+    # original's `raw_length` ('raw': the sample grows to n + 2k inside the longer row).
+    mode = cfg.get('length_mode', 'fit')
+    if mode not in ('fit', 'raw'):
+      raise ValueError(f"length_mode must be 'fit' or 'raw', got {mode!r}")
+    self.window_length = self.seq_length
+    if mode == 'raw':
+      raw = int(cfg.raw_length)
+      if not 8 <= raw < self.seq_length:
+        raise ValueError(f'length_mode=raw needs 8 <= raw_length ({raw}) < seq_length '
+                         f'({self.seq_length}): the row must hold the raw tokens plus 2 per span '
+                         '(e.g. raw_length 512 in rows of 640)')
+      self.window_length = raw
     # Samples that share one objective draw (the original: one collate call = one data-parallel
     # micro-batch); None = the whole host batch. With `objective_interleave` = A micro-batches
     # per step, a group is every A-th row of a block of size * A rows (how the train step splits
@@ -237,7 +250,7 @@ class BatchIterator:
 
   def _next_plan(self, rng, objective, draws, b):
     """Plans the next sample from the stream head and consumes the tokens it uses (None at the end)."""
-    S = self.seq_length
+    S = self.window_length
     self._refill(S)
     avail = self._buf.shape[0] - self._pos
     if avail == 0:

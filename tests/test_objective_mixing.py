@@ -9,6 +9,7 @@ from configs import tiny
 from glm_jax import train_data
 from input_pipeline import pipeline
 
+from tests.test_blank_infilling import reconstruct
 from tests.test_pipeline import setup  # pylint: disable=unused-import  (the shared corpus fixture)
 
 SEQ = 128
@@ -90,3 +91,32 @@ def test_bad_objective_batch_size_is_named(setup):
   with pytest.raises(ValueError, match='objective_batch_size'):
     pipeline.make_iterator(cfg, tok, split='train', seq_length=SEQ, per_host_batch=8,
                            objective_batch_size=-1)
+
+
+def test_raw_length_mode_takes_raw_length_tokens_and_grows_by_two_per_span(setup):
+  """The original's sample length: raw_length raw tokens become n + 2k in a longer row."""
+  cfg, tok, _ = setup
+  cfg = cfg.copy_and_resolve_references()
+  cfg.length_mode, cfg.raw_length = 'raw', 64
+  it = pipeline.make_iterator(cfg, tok, split='train', seq_length=96, per_host_batch=8, seed=0)
+  lengths, grown = [], []
+  for _ in range(4):
+    batch = next(it)
+    for row in range(8):
+      sample = {k: v[row] for k, v in batch.items() if k != 'position_ids'}
+      sample['position_ids'], sample['block_position_ids'] = batch['position_ids'][row]
+      tokens, spans = reconstruct(sample)
+      lengths.append(len(tokens))
+      grown.append(sample['sep'] + int(sample['loss_mask'].sum()) - len(tokens) == 2 * len(spans))
+  it.close()
+  assert all(grown)
+  assert np.mean(np.array(lengths) == 64) > 0.9  # only a stream's end or a too-long sample is shorter
+  assert max(lengths) <= 64
+
+
+def test_raw_length_must_leave_room_in_the_row(setup):
+  cfg, tok, _ = setup
+  cfg = cfg.copy_and_resolve_references()
+  cfg.length_mode, cfg.raw_length = 'raw', 128
+  with pytest.raises(ValueError, match='raw_length'):
+    pipeline.make_iterator(cfg, tok, split='train', seq_length=128, per_host_batch=2)

@@ -29,3 +29,12 @@ def test_bad_schedule_values_are_named(key, value, message):
   config[key] = value
   with pytest.raises(run_checks.ConfigError, match=message):
     _validate(config)
+
+
+def test_raw_length_mode_checks_positions_against_raw_length_not_the_row():
+  config = tiny.get_config()  # position tables of 129 rows
+  config.data.length_mode, config.data.raw_length, config.seq_length = "raw", 128, 160
+  _validate(config)
+  config.data.raw_length = 150
+  with pytest.raises(run_checks.ConfigError, match="data.raw_length=150 exceeds the position tables"):
+    _validate(config)
