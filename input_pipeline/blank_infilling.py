@@ -370,11 +370,12 @@ class BlankInfilling:
     return Plan(tokens, starts, ends, self.ids[mask_key])
 
   # -- objectives -------------------------------------------------------------------------------
-  def draw(self, rng: np.random.Generator, objective: str, batch_size: int):
+  def draw(self, rng: np.random.Generator, objective: str, batch_size: int, single_span: bool = False):
     """Pre-draws a batch's randomness for the token objective (None for the others).
 
     One call per batch instead of several per sample: span lengths (`lengths`, `cum`), keys for
     the order spans are placed in and for the Part-B order, and uniforms for span placement.
+    `single_span`: one span per sample (the original's `single_span_prob` batches).
     """
     if objective != 'token':
       return None
@@ -385,18 +386,20 @@ class BlankInfilling:
     # Span count whose budget fixes how many raw tokens fit, for windows of >= seq_length tokens.
     k_full = (cum >= self._cap_targets).argmax(axis=1)
     return {'lengths': lengths, 'cum': cum, 'k_full': k_full, 'place_keys': u[1],
-            'uniforms': u[2], 'order_keys': u[3]}
+            'uniforms': u[2], 'order_keys': u[3], 'single_span': single_span}
 
   def _token(self, window, draws, b) -> Plan:
     cum = draws['cum'][b]
-    if window.shape[0] >= self.seq_length:
+    if draws.get('single_span'):
+      k_budget = 1
+    elif window.shape[0] >= self.seq_length:
       k_budget = int(draws['k_full'][b])
     else:
       n_caps = np.minimum(window.shape[0], self._caps)
       k_budget = int((cum >= (self.mask_ratio * n_caps).astype(np.int64)).argmax())
     n = self._cut(window, min(window.shape[0], int(self._caps[k_budget])))
     tokens = window[:n]
-    k = int(cum.searchsorted(int(self.mask_ratio * n)))
+    k = 1 if draws.get('single_span') else int(cum.searchsorted(int(self.mask_ratio * n)))
     seg_starts, seg_lens = content_segments(tokens, self.ids['CLS'], self.ids['eos'], exclude_last=True,
                                             boundaries=self._bound_table.take(tokens, mode='clip'))
     keys = draws['order_keys'][b] if self.shuffle_spans else None

@@ -176,6 +176,7 @@ class BatchIterator:
     mode = cfg.get('length_mode', 'fit')
     if mode not in ('fit', 'raw'):
       raise ValueError(f"length_mode must be 'fit' or 'raw', got {mode!r}")
+    self.single_span_prob = float(cfg.get('single_span_prob', 0.0))
     self.window_length = self.seq_length
     if mode == 'raw':
       raw = int(cfg.raw_length)
@@ -281,8 +282,10 @@ class BatchIterator:
     for b in range(B):
       group = (b // (size * interleave)) * interleave + b % interleave
       if group not in groups:
-        objective = self.bi.choose_objective(rng)
-        groups[group] = (objective, self.bi.draw(rng, objective, size))
+        # The original: with single_span_prob, a token batch of one span per sample.
+        single = self.single_span_prob > 0 and rng.random() < self.single_span_prob
+        objective = 'token' if single else self.bi.choose_objective(rng)
+        groups[group] = (objective, self.bi.draw(rng, objective, size, single_span=single))
       objective, draws = groups[group]
       plan = self._next_plan(rng, objective, draws, (b % (size * interleave)) // interleave)
       if plan is None:

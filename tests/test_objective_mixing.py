@@ -120,3 +120,16 @@ def test_raw_length_must_leave_room_in_the_row(setup):
   cfg.length_mode, cfg.raw_length = 'raw', 128
   with pytest.raises(ValueError, match='raw_length'):
     pipeline.make_iterator(cfg, tok, split='train', seq_length=128, per_host_batch=2)
+
+
+def test_single_span_prob_makes_whole_micro_batches_of_one_span(setup):
+  cfg, tok, _ = setup
+  cfg = _mixed(cfg, True)
+  cfg.single_span_prob = 0.5
+  single = 0
+  for batch, objectives in _batches(cfg, tok, 8, objective_batch_size=2):
+    for g in range(0, 8, 2):
+      spans = [int((batch['position_ids'][r, 1, batch['sep'][r]:] == 1).sum()) for r in (g, g + 1)]
+      if objectives[g] == 'token' and spans == [1, 1]:
+        single += 1
+  assert single >= 8  # about half of the 32 micro-batches (a 15% budget is never one span here)

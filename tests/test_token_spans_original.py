@@ -76,3 +76,25 @@ def test_block_mask_prob_without_a_dblock_token_is_named():
   ids = {k: v for k, v in w.IDS.items() if k != 'dBLOCK'}
   with pytest.raises(ValueError, match=r'block_mask_prob=0.1 needs a \[dBLOCK\]'):
     bi_lib.BlankInfilling(ids, 64, block_mask_prob=0.1)
+
+
+def test_single_span_batches_match_the_original_over_10000_windows():
+  with open(os.path.join(os.path.dirname(__file__), 'data', 'original_single_span_stats.json')) as f:
+    stats = json.load(f)
+  bi = bi_lib.BlankInfilling(w.IDS, 512)
+  rng = np.random.default_rng(0)
+  counts, lengths = [], []
+  for seed in range(40000, 50000):
+    tokens = w.window(seed, max_length=200)
+    draws = bi.draw(rng, 'token', 1, single_span=True)
+    out = bi.layout([bi.plan(tokens, rng, 'token', draws, 0)])
+    sep = int(out['sep'][0])
+    counts.append(int((out['block_position_ids'][0, sep:] == 1).sum()))
+    if counts[-1]:
+      lengths.append(int(out['loss_mask'][0].sum()) - 1)
+  counts = np.array(counts)
+  assert set(counts.tolist()) <= {0, 1} and stats['span_counts'] == [1]
+  # Where the drawn span does not fit, the original returns no sample and we one without spans.
+  lost = np.mean(counts == 0)
+  assert abs(lost - len(stats['dropped_seeds']) / 10000) < 0.005, lost
+  assert abs(np.mean(lengths) / stats['mean_span_length'] - 1) < 0.01, (np.mean(lengths), stats)
