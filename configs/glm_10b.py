@@ -26,6 +26,7 @@ def get_config():
   config.data.poisson_lambda = 3.0      # ds_block_10B.sh: --avg-block-length 3
   config.data.task_mask = True          # ds_block_10B.sh: --task-mask
   config.data.block_mask_prob = 0.1     # ds_block_10B.sh: --block-mask-prob 0.1 (the tokenizer needs [dBLOCK])
+  config.data.short_seq_prob = 0.02     # ds_block_10B.sh: --short-seq-prob 0.02
   config.model.remat_policy = "full"
   config.mesh.data = 1
   config.mesh.fsdp = -1

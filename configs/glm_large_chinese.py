@@ -25,4 +25,5 @@ def get_config():
   config.data.poisson_lambda = 3.0      # ds_block_large_chinese.sh: --avg-block-length 3
   config.data.task_mask = True          # ds_block_large_chinese.sh: --task-mask
   config.data.block_mask_prob = 0.1     # ds_block_large_chinese.sh: --block-mask-prob 0.1 (the tokenizer needs [dBLOCK])
+  config.data.short_seq_prob = 0.02     # ds_block_large_chinese.sh: --short-seq-prob 0.02
   return config

@@ -177,6 +177,7 @@ class BatchIterator:
     if mode not in ('fit', 'raw'):
       raise ValueError(f"length_mode must be 'fit' or 'raw', got {mode!r}")
     self.single_span_prob = float(cfg.get('single_span_prob', 0.0))
+    self.short_seq_prob = float(cfg.get('short_seq_prob', 0.0))
     self.window_length = self.seq_length
     if mode == 'raw':
       raw = int(cfg.raw_length)
@@ -249,8 +250,19 @@ class BatchIterator:
         self._offset += count
         count = 0
 
-  def _next_plan(self, rng, objective, draws, b):
-    """Plans the next sample from the stream head and consumes the tokens it uses (None at the end)."""
+  def _short_window(self, head, target: int):
+    """The original's short_seq_prob pieces: `target` + 1 tokens, ending at the last sentence end
+    or eos when that keeps at least half of them."""
+    head = head[:target + 1]
+    ends = np.flatnonzero(self.bi.is_sentence_end(head[1:]) | (head[1:] == self.tok.special_ids['eos']))
+    if ends.size and ends[-1] + 1 >= target // 2:
+      head = head[:ends[-1] + 2]
+    return head
+
+  def _next_plan(self, rng, objective, draws, b, short_target=0):
+    """Plans the next sample from the stream head and consumes the tokens it uses (None at the end).
+
+    `short_target` > 0: a short piece of about that many tokens (see `_short_window`)."""
     S = self.window_length
     self._refill(S)
     avail = self._buf.shape[0] - self._pos
@@ -262,6 +274,8 @@ class BatchIterator:
     if head[0] != cls_id:  # starts inside a document: give it its own [CLS]
       head = np.concatenate([[cls_id], head[:S - 1]]).astype(np.int32)
       extra = 1
+    if short_target:
+      head = self._short_window(head, short_target)
     plan = self.bi.plan(head, rng, objective, draws, b)
     used = plan.tokens.shape[0] - extra
     self._pos += used
@@ -276,22 +290,27 @@ class BatchIterator:
     S, B = self.seq_length, self.batch_size
     split_id = 0 if self.split == 'train' else 1
     rng = np.random.default_rng([self.seed, self.process_index, split_id, self._step])
-    plans, objectives = [], []
+    plans, objectives, shorts = [], [], []
     size, interleave = self.objective_batch_size, self.objective_interleave
     groups = {}  # group -> (objective, draws): one objective per micro-batch, drawn in row order
     for b in range(B):
       group = (b // (size * interleave)) * interleave + b % interleave
       if group not in groups:
-        # The original: with single_span_prob, a token batch of one span per sample.
+        # The original's order: short pieces (short_seq_prob), then one-span token batches
+        # (single_span_prob), then the objective.
+        short = 0
+        if self.short_seq_prob > 0 and rng.random() < self.short_seq_prob:
+          short = int(rng.integers(32, max(33, self.window_length - 1)))
         single = self.single_span_prob > 0 and rng.random() < self.single_span_prob
         objective = 'token' if single else self.bi.choose_objective(rng)
-        groups[group] = (objective, self.bi.draw(rng, objective, size, single_span=single))
-      objective, draws = groups[group]
-      plan = self._next_plan(rng, objective, draws, (b % (size * interleave)) // interleave)
+        groups[group] = (objective, self.bi.draw(rng, objective, size, single_span=single), short)
+      objective, draws, short = groups[group]
+      plan = self._next_plan(rng, objective, draws, (b % (size * interleave)) // interleave, short)
       if plan is None:
         break
       plans.append(plan)
       objectives.append(objective)
+      shorts.append(short)
     if not plans:
       raise StopIteration
     out = self.bi.layout(plans, batch_size=B)  # one vectorized layout for the whole batch
@@ -302,6 +321,7 @@ class BatchIterator:
     self._total_tokens += B * S
     self._step += 1
     self.last_objectives = objectives  # per row of the batch just returned (rows past it: padding)
+    self.last_short_targets = shorts  # per row: the short piece's target length, 0 = a full window
     return {
         'input_ids': out['input_ids'],
         'target_ids': out['target_ids'],

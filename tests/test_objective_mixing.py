@@ -133,3 +133,30 @@ def test_single_span_prob_makes_whole_micro_batches_of_one_span(setup):
       if objectives[g] == 'token' and spans == [1, 1]:
         single += 1
   assert single >= 8  # about half of the 32 micro-batches (a 15% budget is never one span here)
+
+
+def test_short_seq_prob_makes_micro_batches_of_short_sentence_aligned_pieces(setup):
+  cfg, tok, _ = setup
+  cfg = cfg.copy_and_resolve_references()
+  cfg.short_seq_prob = 0.5
+  ends = set(tok.sentence_end_ids) | {tok.special_ids['eos']}
+  it = pipeline.make_iterator(cfg, tok, split='train', seq_length=SEQ, per_host_batch=8, seed=0,
+                              objective_batch_size=4)
+  targets, short_rows, aligned = [], 0, 0
+  for _ in range(10):
+    batch = next(it)
+    for g in (0, 4):
+      assert len(set(it.last_short_targets[g:g + 4])) == 1  # one draw per micro-batch
+      targets.append(it.last_short_targets[g])
+    for r, target in enumerate(it.last_short_targets):
+      if not target:
+        continue
+      sample = {k: v[r] for k, v in batch.items() if k != 'position_ids'}
+      sample['position_ids'], sample['block_position_ids'] = batch['position_ids'][r]
+      tokens = reconstruct(sample)[0]
+      assert len(tokens) <= target + 1 and 32 <= target < SEQ - 1
+      short_rows += 1
+      aligned += tokens[-1] in ends
+  it.close()
+  assert 5 <= sum(t > 0 for t in targets) <= 15  # of 20 micro-batches, P = 0.5
+  assert aligned >= 0.7 * short_rows
