@@ -531,7 +531,7 @@ def _define_flags():
   flags.DEFINE_integer("seed", 0, "Sampling seed.")
   flags.DEFINE_string("dtype", None, "Compute dtype (float32 / bfloat16); default the params'.")
   flags.DEFINE_bool("task_mask", False, "The model was pretrained with [sMASK]/[gMASK] (the original's "
-                    "--task-mask: GLM-2B/10B/RoBERTa/Large-Chinese): a prompt without a blank gets "
+                    "--task-mask in config_tasks/model_blocklm_*.sh: GLM-2B/10B/Large-Chinese): a prompt without a blank gets "
                     "' [gMASK]' appended instead of ' [MASK]'.")
   flags.mark_flags_as_required(["checkpoint", "tokenizer"])
 
