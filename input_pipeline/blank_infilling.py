@@ -504,6 +504,18 @@ class BlankInfilling:
     hit = span_tokens & (rng.random(inputs.shape) < self.block_mask_prob)
     out['input_ids'][rows] = np.where(hit, self.dblock_id, inputs)
 
+  def random_positions(self, out: dict, plans: Sequence[Plan], rng: np.random.Generator,
+                       max_positions: int) -> None:
+    """The original's `random_position`: each sample's positions (Part A and B) shift by a
+    uniform bias in [0, max_positions - sep), so training reaches every position row. Not for
+    the document objective's suffix form (the original shifts only `make_block_data` layouts)."""
+    for row, plan in enumerate(plans):
+      last = int(out['sep'][row]) - 1
+      if plan.division or last >= max_positions - 1:
+        continue
+      length = int(out['sep'][row] + out['loss_mask'][row].sum())
+      out['position_ids'][row, :length] += int(rng.integers(0, max_positions - last))
+
   def fit(self, window, rng: np.random.Generator, objective: str):
     """Builds a padded sample from the longest prefix of `window` that fits; returns (sample, n_used)."""
     plan = self.plan(window, rng, objective)

@@ -41,6 +41,7 @@ def default_data_config() -> ml_collections.ConfigDict:
   c.block_mask_prob = 0.0               # token objective: P(a Part-B input token, not sop, becomes [dBLOCK]); needs a tokenizer with [dBLOCK]
   c.single_span_prob = 0.0              # P(a micro-batch is token-objective with one span per sample) (original --single-span-prob)
   c.short_seq_prob = 0.0                # P(a micro-batch takes short pieces: 32..seq_length-2 tokens, sentence-aligned, one per row) (original --short-seq-prob)
+  c.random_position = False            # shift each sample's positions by a random bias so all position rows train (original --random-position)
   c.length_mode = 'fit'                 # 'fit': raw text shrinks so Part A + Part B fill seq_length; 'raw': the original's, raw_length raw tokens grow to n + 2k
   c.raw_length = 512                    # length_mode='raw': raw tokens per sample (the original's --seq-length); seq_length is the row that holds n + 2k
   c.sentence_cut_slack = 0.05           # packing cuts at a sentence end within this fraction of seq_length, else hard cut

@@ -178,6 +178,7 @@ class BatchIterator:
       raise ValueError(f"length_mode must be 'fit' or 'raw', got {mode!r}")
     self.single_span_prob = float(cfg.get('single_span_prob', 0.0))
     self.short_seq_prob = float(cfg.get('short_seq_prob', 0.0))
+    self.random_position = bool(cfg.get('random_position', False))
     self.window_length = self.seq_length
     if mode == 'raw':
       raw = int(cfg.raw_length)
@@ -315,6 +316,8 @@ class BatchIterator:
       raise StopIteration
     out = self.bi.layout(plans, batch_size=B)  # one vectorized layout for the whole batch
     self.bi.block_mask(out, [r for r, o in enumerate(objectives) if o == 'token'], rng)
+    if self.random_position:
+      self.bi.random_positions(out, plans, rng, self.window_length)
     sep = out['sep']
     used = int(sep.sum() + out['loss_mask'].sum())
     self._pad_tokens += B * S - used

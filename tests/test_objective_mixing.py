@@ -160,3 +160,26 @@ def test_short_seq_prob_makes_micro_batches_of_short_sentence_aligned_pieces(set
   it.close()
   assert 5 <= sum(t > 0 for t in targets) <= 15  # of 20 micro-batches, P = 0.5
   assert aligned >= 0.7 * short_rows
+
+
+def test_random_position_shifts_whole_samples_within_the_position_range(setup):
+  cfg, tok, _ = setup
+  plain_cfg = _mixed(cfg, True)
+  shifted_cfg = _mixed(cfg, True)
+  shifted_cfg.random_position = True
+  plain = _batches(plain_cfg, tok, 4, objective_batch_size=2)
+  shifted = _batches(shifted_cfg, tok, 4, objective_batch_size=2)
+  biases = []
+  for (a, _), (b, _) in zip(plain, shifted):
+    for key in ('input_ids', 'target_ids', 'loss_mask', 'sep'):
+      np.testing.assert_array_equal(a[key], b[key])
+    for row in range(8):
+      length = int(a['sep'][row] + a['loss_mask'][row].sum())
+      delta = b['position_ids'][row, 0, :length] - a['position_ids'][row, 0, :length]
+      assert (delta == delta[0]).all() and (b['position_ids'][row, 0, length:] == 0).all()
+      np.testing.assert_array_equal(b['position_ids'][row, 1], a['position_ids'][row, 1])
+      assert b['position_ids'][row, 0].max() <= SEQ - 1
+      if a['loss_mask'][row].sum() and a['target_ids'][row, length - 1] != tok.special_ids['eop']:
+        assert delta[0] == 0  # the document objective's suffix form (no eop) keeps its positions
+      biases.append(int(delta[0]))
+  assert len(set(biases)) > 5
