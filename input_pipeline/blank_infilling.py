@@ -298,7 +298,8 @@ class BlankInfilling:
                gap_sentence_ratio: float = 0.15, poisson_lambda: float = 3.0,
                max_span_length: int = 40, shuffle_spans: bool = True,
                sentence_end_ids: Iterable[int] = (), sentence_cut_slack: float = 0.05,
-               task_mask: bool = True, block_mask_prob: float = 0.0, **unused_knobs):
+               task_mask: bool = True, block_mask_prob: float = 0.0,
+               context_mask_ratio: float = 0.0, **unused_knobs):
     missing = [k for k in SPECIAL_KEYS if k not in special_ids]
     if missing:
       raise ValueError(f'special_ids lacks {missing}; pass a dict with keys {SPECIAL_KEYS}')
@@ -310,11 +311,15 @@ class BlankInfilling:
     self.ids = {k: int(special_ids[k]) for k in SPECIAL_KEYS}
     if not 0 <= block_mask_prob < 1:
       raise ValueError(f'block_mask_prob must be in [0, 1), got {block_mask_prob}')
-    if block_mask_prob > 0 and 'dBLOCK' not in special_ids:
-      raise ValueError(f'block_mask_prob={block_mask_prob} needs a [dBLOCK] token, which this '
-                       'tokenizer lacks; use a tokenizer with [dBLOCK] or set block_mask_prob=0')
+    for name, value in (('block_mask_prob', block_mask_prob), ('context_mask_ratio', context_mask_ratio)):
+      if not 0 <= value < 1:
+        raise ValueError(f'{name} must be in [0, 1), got {value}')
+      if value > 0 and 'dBLOCK' not in special_ids:
+        raise ValueError(f'{name}={value} needs a [dBLOCK] token, which this tokenizer lacks; '
+                         f'use a tokenizer with [dBLOCK] or set {name}=0')
     self.block_mask_prob = block_mask_prob
-    self.dblock_id = int(special_ids['dBLOCK']) if block_mask_prob > 0 else None
+    self.context_mask_ratio = context_mask_ratio
+    self.dblock_id = int(special_ids['dBLOCK']) if block_mask_prob or context_mask_ratio else None
     self.seq_length = int(seq_length)
     self.bert_prob = bert_prob
     self.gap_sentence_prob = gap_sentence_prob
@@ -503,6 +508,29 @@ class BlankInfilling:
     span_tokens = (out['loss_mask'][rows] > 0) & (out['block_position_ids'][rows] > 1)
     hit = span_tokens & (rng.random(inputs.shape) < self.block_mask_prob)
     out['input_ids'][rows] = np.where(hit, self.dblock_id, inputs)
+
+  def context_mask(self, out: dict, rows: Sequence[int], rng: np.random.Generator,
+                   mask_range: int = 3) -> None:
+    """The original's `context_mask_ratio` (token objective only): `int(ratio * n)` Part-A inputs,
+    drawn among the first and last `mask_range` tokens of each text run between blanks (not the
+    start of the first run), become [dBLOCK]; targets stay. In place on `layout`'s arrays."""
+    if not self.context_mask_ratio:
+      return
+    mask_id = self.ids['MASK']
+    for row in rows:
+      sep = int(out['sep'][row])
+      blanks = np.flatnonzero(out['input_ids'][row, :sep] == mask_id)
+      n = sep + int(out['loss_mask'][row].sum()) - 2 * blanks.shape[0]  # the raw tokens
+      edges = np.concatenate([[-1], blanks, [sep]])
+      candidates = set()
+      for start, end in zip(edges[:-1] + 1, edges[1:]):  # the text runs between blanks
+        if start != 0:
+          candidates.update(range(start, min(end, start + mask_range)))
+        candidates.update(range(max(start, end - mask_range), end))
+      count = min(len(candidates), int(self.context_mask_ratio * n))
+      if count:
+        picked = rng.choice(np.array(sorted(candidates)), count, replace=False)
+        out['input_ids'][row, picked] = self.dblock_id
 
   def random_positions(self, out: dict, plans: Sequence[Plan], rng: np.random.Generator,
                        max_positions: int) -> None:

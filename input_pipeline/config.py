@@ -39,6 +39,7 @@ def default_data_config() -> ml_collections.ConfigDict:
   c.task_mask = False                  # True: sentence blanks are [sMASK], document blanks [gMASK]; False: both [MASK] (original --task-mask, off by default)
   c.objective_batch_size = 0            # samples that share one objective draw (original: one per data-parallel micro-batch); 0 = the per-device micro-batch
   c.block_mask_prob = 0.0               # token objective: P(a Part-B input token, not sop, becomes [dBLOCK]); needs a tokenizer with [dBLOCK]
+  c.context_mask_ratio = 0.0            # token objective: this fraction of n, Part-A tokens within 3 of a blank, becomes [dBLOCK] (original --context-mask-ratio)
   c.single_span_prob = 0.0              # P(a micro-batch is token-objective with one span per sample) (original --single-span-prob)
   c.short_seq_prob = 0.0                # P(a micro-batch takes short pieces: 32..seq_length-2 tokens, sentence-aligned, one per row) (original --short-seq-prob)
   c.random_position = False            # shift each sample's positions by a random bias so all position rows train (original --random-position)

@@ -29,7 +29,7 @@ _STATE_VERSION = 1
 _FIRST_READ_DOCUMENTS = 16  # a small first read: the first batch need not wait for a full one
 _KNOBS = ('bert_prob', 'gap_sentence_prob', 'gpt_infill_prob', 'gpt_min_ratio', 'mask_ratio',
           'gap_sentence_ratio', 'poisson_lambda', 'max_span_length', 'shuffle_spans',
-          'sentence_cut_slack', 'task_mask', 'block_mask_prob')
+          'sentence_cut_slack', 'task_mask', 'block_mask_prob', 'context_mask_ratio')
 
 
 class _Chunk(collections.namedtuple('_Chunk', 'epoch doc_ids lengths tokens skipped')):
@@ -315,7 +315,9 @@ class BatchIterator:
     if not plans:
       raise StopIteration
     out = self.bi.layout(plans, batch_size=B)  # one vectorized layout for the whole batch
-    self.bi.block_mask(out, [r for r, o in enumerate(objectives) if o == 'token'], rng)
+    token_rows = [r for r, o in enumerate(objectives) if o == 'token']
+    self.bi.block_mask(out, token_rows, rng)
+    self.bi.context_mask(out, token_rows, rng)
     if self.random_position:
       self.bi.random_positions(out, plans, rng, self.window_length)
     sep = out['sep']

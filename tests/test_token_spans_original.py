@@ -98,3 +98,23 @@ def test_single_span_batches_match_the_original_over_10000_windows():
   lost = np.mean(counts == 0)
   assert abs(lost - len(stats['dropped_seeds']) / 10000) < 0.005, lost
   assert abs(np.mean(lengths) / stats['mean_span_length'] - 1) < 0.01, (np.mean(lengths), stats)
+
+
+def test_context_mask_hits_part_a_tokens_at_the_edges_of_text_runs_only():
+  bi = bi_lib.BlankInfilling(w.IDS, 600, context_mask_ratio=0.05)
+  plain = bi_lib.BlankInfilling(w.IDS, 600)
+  for seed in range(20):
+    tokens = w.window(100 + seed, max_length=500)
+    rng_a, rng_b = np.random.default_rng(seed), np.random.default_rng(seed)
+    clean = plain.layout([plain.plan(tokens, rng_a, 'token')])
+    out = bi.layout([bi.plan(tokens, rng_b, 'token')])
+    bi.context_mask(out, [0], rng_b)
+    changed = np.flatnonzero(out['input_ids'][0] != clean['input_ids'][0])
+    sep = int(clean['sep'][0])
+    blanks = np.flatnonzero(clean['input_ids'][0, :sep] == w.IDS['MASK'])
+    n = sep + int(clean['loss_mask'][0].sum()) - 2 * len(blanks)
+    assert len(changed) == int(0.05 * n)
+    assert (out['input_ids'][0, changed] == w.IDS['dBLOCK']).all() and (changed < sep).all()
+    # next to a blank, or among Part A's last 3 tokens (the original's last text run counts too)
+    assert all(np.abs(blanks - c).min() <= 3 or c >= sep - 3 for c in changed)
+    np.testing.assert_array_equal(out['target_ids'], clean['target_ids'])
