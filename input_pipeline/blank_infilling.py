@@ -550,6 +550,7 @@ class BlankInfilling:
     out = self.layout([plan])
     if objective == 'token':
       self.block_mask(out, [0], rng)
+      self.context_mask(out, [0], rng)
     sample = {k: v[0] for k, v in out.items()}
     sample['sep'] = int(sample['sep'])
     return sample, int(plan.tokens.shape[0])
