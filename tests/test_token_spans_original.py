@@ -118,3 +118,29 @@ def test_context_mask_hits_part_a_tokens_at_the_edges_of_text_runs_only():
     # next to a blank, or among Part A's last 3 tokens (the original's last text run counts too)
     assert all(np.abs(blanks - c).min() <= 3 or c >= sep - 3 for c in changed)
     np.testing.assert_array_equal(out['target_ids'], clean['target_ids'])
+
+
+def test_document_objective_without_task_mask_matches_the_original_over_10000_windows():
+  with open(os.path.join(os.path.dirname(__file__), 'data', 'original_document_stats.json')) as f:
+    stats = json.load(f)
+  ids = {k: v for k, v in w.IDS.items() if k != 'dBLOCK'}
+  bi = bi_lib.BlankInfilling(ids, 512, bert_prob=0.0, gpt_min_ratio=stats['gpt_min_ratio'],
+                             gpt_infill_prob=stats['gpt_infill_prob'], task_mask=stats['task_mask'])
+  rng = np.random.default_rng(0)
+  suffix, fractions, masks = [], [], set()
+  for seed in range(60000, 70000):
+    tokens = w.window(seed, max_length=200)
+    if len(tokens) < 4:
+      continue
+    sample, used = bi.fit(tokens, rng, 'document')
+    assert used == len(tokens)
+    sep, loss = sample['sep'], int(sample['loss_mask'].sum())
+    is_suffix = sample['target_ids'][sep + loss - 1] != w.IDS['eop']
+    suffix.append(is_suffix)
+    fractions.append((loss if is_suffix else loss - 1) / len(tokens))
+    part_a = sample['input_ids'][:sep]
+    masks.update(part_a[np.isin(part_a, [ids['MASK'], ids['sMASK'], ids['gMASK']])].tolist())
+  assert len(suffix) == stats['samples']
+  assert sorted(masks) == stats['part_a_mask_ids'] == [ids['MASK']]
+  assert abs(np.mean(suffix) - stats['suffix_fraction']) < 0.01
+  assert abs(np.mean(fractions) / stats['mean_generated_fraction'] - 1) < 0.01
