@@ -24,6 +24,7 @@ import weakref
 import numpy as np
 
 from input_pipeline import blank_infilling, sources
+from input_pipeline.errors import DataSourceError
 
 _STATE_VERSION = 1
 _FIRST_READ_DOCUMENTS = 16  # a small first read: the first batch need not wait for a full one
@@ -175,7 +176,7 @@ class BatchIterator:
     # original's `raw_length` ('raw': the sample grows to n + 2k inside the longer row).
     mode = cfg.get('length_mode', 'fit')
     if mode not in ('fit', 'raw'):
-      raise ValueError(f"length_mode must be 'fit' or 'raw', got {mode!r}")
+      raise DataSourceError(f"config.data.length_mode must be 'fit' or 'raw', got {mode!r}")
     self.single_span_prob = float(cfg.get('single_span_prob', 0.0))
     self.short_seq_prob = float(cfg.get('short_seq_prob', 0.0))
     self.random_position = bool(cfg.get('random_position', False))
@@ -183,7 +184,7 @@ class BatchIterator:
     if mode == 'raw':
       raw = int(cfg.raw_length)
       if not 8 <= raw < self.seq_length:
-        raise ValueError(f'length_mode=raw needs 8 <= raw_length ({raw}) < seq_length '
+        raise DataSourceError(f'length_mode=raw needs 8 <= raw_length ({raw}) < seq_length '
                          f'({self.seq_length}): the row must hold the raw tokens plus 2 per span '
                          '(e.g. raw_length 512 in rows of 640)')
       self.window_length = raw
@@ -194,12 +195,15 @@ class BatchIterator:
     self.objective_batch_size = int(objective_batch_size or per_host_batch)
     self.objective_interleave = int(objective_interleave)
     if self.objective_batch_size < 1 or self.objective_interleave < 1:
-      raise ValueError(f'objective_batch_size and objective_interleave must be >= 1, got '
+      raise DataSourceError(f'objective_batch_size and objective_interleave must be >= 1, got '
                        f'{objective_batch_size}, {objective_interleave}')
     self.seed, self.process_index, self.process_count = int(seed), int(process_index), int(process_count)
-    self.bi = blank_infilling.BlankInfilling(
-        tok.special_ids, seq_length, sentence_end_ids=tok.sentence_end_ids,
-        **{k: cfg[k] for k in _KNOBS})
+    try:
+      self.bi = blank_infilling.BlankInfilling(
+          tok.special_ids, seq_length, sentence_end_ids=tok.sentence_end_ids,
+          **{k: cfg[k] for k in _KNOBS})
+    except ValueError as e:  # a knob that cannot work: one line for the trainer, no traceback
+      raise DataSourceError(f'config.data: {e}') from None
     self.stats = collections.Counter()
     self._pad_tokens = 0
     self._total_tokens = 0
