@@ -8,6 +8,7 @@ import pytest
 from configs import tiny
 from glm_jax import train_data
 from input_pipeline import pipeline
+from input_pipeline.errors import DataSourceError
 
 from tests.test_blank_infilling import reconstruct
 from tests.test_pipeline import setup  # pylint: disable=unused-import  (the shared corpus fixture)
@@ -183,3 +184,11 @@ def test_random_position_shifts_whole_samples_within_the_position_range(setup):
         assert delta[0] == 0  # the document objective's suffix form (no eop) keeps its positions
       biases.append(int(delta[0]))
   assert len(set(biases)) > 5
+
+
+def test_block_masking_with_a_tokenizer_without_dblock_is_one_data_error(setup):
+  cfg, tok, _ = setup
+  cfg = cfg.copy_and_resolve_references()
+  cfg.block_mask_prob = 0.1
+  with pytest.raises(DataSourceError, match=r'config.data: block_mask_prob=0.1 needs a \[dBLOCK\]'):
+    pipeline.make_iterator(cfg, tok, split='train', seq_length=SEQ, per_host_batch=2)
