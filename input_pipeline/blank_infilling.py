@@ -309,8 +309,6 @@ class BlankInfilling:
       raise ValueError(f'need 0 <= bert_prob, gap_sentence_prob and their sum <= 1; got '
                        f'{bert_prob}, {gap_sentence_prob}')
     self.ids = {k: int(special_ids[k]) for k in SPECIAL_KEYS}
-    if not 0 <= block_mask_prob < 1:
-      raise ValueError(f'block_mask_prob must be in [0, 1), got {block_mask_prob}')
     for name, value in (('block_mask_prob', block_mask_prob), ('context_mask_ratio', context_mask_ratio)):
       if not 0 <= value < 1:
         raise ValueError(f'{name} must be in [0, 1), got {value}')
@@ -535,7 +533,7 @@ class BlankInfilling:
   def random_positions(self, out: dict, plans: Sequence[Plan], rng: np.random.Generator,
                        max_positions: int) -> None:
     """The original's `random_position`: each sample's positions (Part A and B) shift by a
-    uniform bias in [0, max_positions - sep), so training reaches every position row. Not for
+    uniform bias in [0, max_positions - sep], so training reaches every position row. Not for
     the document objective's suffix form (the original shifts only `make_block_data` layouts)."""
     for row, plan in enumerate(plans):
       last = int(out['sep'][row]) - 1
