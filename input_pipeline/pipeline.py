@@ -185,8 +185,8 @@ class BatchIterator:
       raw = int(cfg.raw_length)
       if not 8 <= raw < self.seq_length:
         raise DataSourceError(f'length_mode=raw needs 8 <= raw_length ({raw}) < seq_length '
-                         f'({self.seq_length}): the row must hold the raw tokens plus 2 per span '
-                         '(e.g. raw_length 512 in rows of 640)')
+                              f'({self.seq_length}): the row must hold the raw tokens plus 2 per '
+                              'span (e.g. raw_length 512 in rows of 640)')
       self.window_length = raw
     # Samples that share one objective draw (the original: one collate call = one data-parallel
     # micro-batch); None = the whole host batch. With `objective_interleave` = A micro-batches
@@ -196,7 +196,7 @@ class BatchIterator:
     self.objective_interleave = int(objective_interleave)
     if self.objective_batch_size < 1 or self.objective_interleave < 1:
       raise DataSourceError(f'objective_batch_size and objective_interleave must be >= 1, got '
-                       f'{objective_batch_size}, {objective_interleave}')
+                            f'{objective_batch_size}, {objective_interleave}')
     self.seed, self.process_index, self.process_count = int(seed), int(process_index), int(process_count)
     try:
       self.bi = blank_infilling.BlankInfilling(
@@ -297,7 +297,7 @@ class BatchIterator:
     rng = np.random.default_rng([self.seed, self.process_index, split_id, self._step])
     plans, objectives, shorts = [], [], []
     size, interleave = self.objective_batch_size, self.objective_interleave
-    groups = {}  # group -> (objective, draws): one objective per micro-batch, drawn in row order
+    groups = {}  # group -> (objective, draws, short target): one draw per micro-batch, in row order
     for b in range(B):
       group = (b // (size * interleave)) * interleave + b % interleave
       if group not in groups:
