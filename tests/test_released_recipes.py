@@ -83,6 +83,15 @@ RELEASED_FACTS = [
     ("glm_roberta", "warmup_ratio", 0.06, "ds_blockta_large.sh: --warmup .06"),
     ("glm_roberta", "data.bert_prob", 1.0, "ds_blockta_large.sh: --bert-prob 1.0"),
     ("glm_roberta", "data.task_mask", True, "ds_blockta_large.sh: --task-mask"),
+    # No pretraining script released: README objectives and config_tasks/model_blocklm_*.sh.
+    ("glm_2b", "data.task_mask", True, "config_tasks/model_blocklm_2B.sh: --task-mask"),
+    ("glm_2b", "data.gap_sentence_prob", 0.3, "README: Token+Sent+Doc (mix as ds_block_10B.sh)"),
+    ("glm_410m", "data.task_mask", False, "config_tasks/model_blocklm_1.25_generation.sh: no --task-mask"),
+    ("glm_410m", "data.bert_prob", 0.5, "README: Token+Doc; arguments.py: --bert-prob default 0.5"),
+    ("glm_410m", "data.gap_sentence_prob", 0.0, "README: Token+Doc (no sentence objective)"),
+    ("glm_515m", "data.task_mask", False, "config_tasks/model_blocklm_1.5_generation.sh: no --task-mask"),
+    ("glm_515m", "data.bert_prob", 0.5, "README: Token+Doc; arguments.py: --bert-prob default 0.5"),
+    ("glm_515m", "data.gap_sentence_prob", 0.0, "README: Token+Doc (no sentence objective)"),
 ]
 
 # Our config for each released script whose schedule it reproduces.
