@@ -144,3 +144,24 @@ def test_document_objective_without_task_mask_matches_the_original_over_10000_wi
   assert sorted(masks) == stats['part_a_mask_ids'] == [ids['MASK']]
   assert abs(np.mean(suffix) - stats['suffix_fraction']) < 0.01
   assert abs(np.mean(fractions) / stats['mean_generated_fraction'] - 1) < 0.01
+
+
+def test_random_position_bias_matches_the_original_over_10000_windows():
+  with open(os.path.join(os.path.dirname(__file__), 'data', 'original_random_position_stats.json')) as f:
+    stats = json.load(f)
+  bi = bi_lib.BlankInfilling(w.IDS, 512)
+  rng = np.random.default_rng(0)
+  dropped = set(stats['dropped_seeds'])
+  biases, top = [], 0
+  for seed in range(80000, 90000):
+    if seed in dropped:
+      continue
+    tokens = w.window(seed, max_length=200)
+    plan = bi.plan(tokens, rng, 'token')
+    out = bi.layout([plan])
+    bi.random_positions(out, [plan], rng, stats['max_seq_length'])
+    biases.append(int(out['position_ids'][0, 0]))  # [CLS] sits at position 0 before the shift
+    top = max(top, int(out['position_ids'][0].max()))
+  assert len(biases) == stats['samples']
+  assert abs(np.mean(biases) / stats['mean_bias'] - 1) < 0.01, (np.mean(biases), stats['mean_bias'])
+  assert top == stats['max_position'] == stats['max_seq_length'] - 1
