@@ -378,8 +378,12 @@ class BlankInfilling:
 
     One call per batch instead of several per sample: span lengths (`lengths`, `cum`), keys for
     the order spans are placed in and for the Part-B order, and uniforms for span placement.
-    `single_span`: one span per sample (the original's `single_span_prob` batches).
+    `single_span`: one span per sample (the original's `single_span_prob` batches). The document
+    objective draws one uniform for the whole batch: the original draws one generation length
+    per micro-batch.
     """
+    if objective == 'document':
+      return {'generation_u': float(rng.random())}
     if objective != 'token':
       return None
     u = rng.random((4, batch_size, self._m))
@@ -435,7 +439,7 @@ class BlankInfilling:
     chosen = sents[:k] if self.shuffle_spans else sents[:k][sents[:k, 0].argsort()]
     return self._plan(tokens, chosen[:, 0], chosen[:, 1], self.sentence_mask)
 
-  def _document(self, window, rng) -> Plan:
+  def _document(self, window, rng, draws=None) -> Plan:
     S = self.seq_length
     suffix = rng.random() < self.gpt_infill_prob
     n = self._cut(window, S - 1 if suffix else S - 2)
@@ -446,7 +450,11 @@ class BlankInfilling:
       self.stats['too_short'] += 1
       return self._plan(tokens, (), (), self.generation_mask)
     low = max(1, int(self.gpt_min_ratio * n))
-    gen = int(rng.integers(low, max(low, n - 2) + 1))
+    high = max(low, n - 2)
+    if draws is not None:  # shared by the micro-batch: equal lengths give equal generation lengths
+      gen = low + min(int(draws['generation_u'] * (high - low + 1)), high - low)
+    else:
+      gen = int(rng.integers(low, high + 1))
     if suffix:
       return Plan(tokens, (), (), self.ids[self.generation_mask], division=n - gen)
     start = 1 + int(rng.integers(0, n - 2 - gen + 1))
@@ -456,7 +464,8 @@ class BlankInfilling:
   def plan(self, window, rng: np.random.Generator, objective: str, draws=None, b: int = 0) -> Plan:
     """Chooses the longest prefix of `window` that fits and its spans; `len(plan.tokens)` is used.
 
-    `draws` (from `draw`) and row `b` supply the token objective's randomness.
+    `draws` (from `draw`) and row `b` supply the token objective's randomness, and the
+    document objective's generation length shared by the batch.
     """
     window = np.asarray(window)
     if window.ndim != 1 or window.shape[0] == 0 or window[0] != self.ids['CLS']:
@@ -467,7 +476,7 @@ class BlankInfilling:
     if objective == 'sentence':
       return self._sentence(window, rng)
     if objective == 'document':
-      return self._document(window, rng)
+      return self._document(window, rng, draws)
     raise ValueError(f'objective must be one of {OBJECTIVES}, got {objective!r}')
 
   def layout(self, plans: Sequence[Plan], batch_size: int | None = None) -> dict:

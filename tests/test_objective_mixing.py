@@ -192,3 +192,23 @@ def test_block_masking_with_a_tokenizer_without_dblock_is_one_data_error(setup):
   cfg.block_mask_prob = 0.1
   with pytest.raises(DataSourceError, match=r'config.data: block_mask_prob=0.1 needs a \[dBLOCK\]'):
     pipeline.make_iterator(cfg, tok, split='train', seq_length=SEQ, per_host_batch=2)
+
+
+def test_a_document_micro_batch_shares_one_generation_length_draw(setup):
+  """The original draws one generation length per collate call (per micro-batch)."""
+  cfg, tok, _ = setup
+  cfg = cfg.copy_and_resolve_references()
+  cfg.bert_prob, cfg.gap_sentence_prob = 0.0, 0.0
+  eop = tok.special_ids['eop']
+  spreads, means = [], []
+  for batch, _ in _batches(cfg, tok, 6, objective_batch_size=4):
+    for g in (0, 4):
+      gen = []
+      for r in range(g, g + 4):
+        loss = int(batch['loss_mask'][r].sum())
+        last = batch['target_ids'][r, batch['sep'][r] + loss - 1]
+        gen.append(loss - 1 if last == eop else loss)  # span tokens (the suffix form has no eop)
+      spreads.append(max(gen) - min(gen))
+      means.append(np.mean(gen))
+  assert np.median(spreads) <= 0.1 * SEQ  # rows differ only by their window's length
+  assert np.ptp(means) > 0.2 * SEQ  # while micro-batches differ by their draw
