@@ -187,8 +187,12 @@ def train_loop(config, mesh, data, state, step_fn, eval_fn, checkpointer, writer
 
 
 def print_sample(config, params, data) -> None:
-  """Fills one blank with the freshly trained params (skipped without generate.py or a tokenizer)."""
-  if config.sample_tokens <= 0 or data.tokenizer is None or jax.process_index() != 0:
+  """Fills one blank with the freshly trained params (skipped without generate.py or a tokenizer).
+
+  Runs on every process: the params are spread over all of them, so a computation on process 0
+  alone would wait forever for the others (a hang at the end of multi-host runs). Process 0 prints.
+  """
+  if config.sample_tokens <= 0 or data.tokenizer is None:
     return
   try:
     from glm_jax import generate  # pylint: disable=g-import-not-at-top
