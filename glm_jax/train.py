@@ -9,7 +9,6 @@ SIGTERM (a preemption) saves a checkpoint and exits cleanly.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import sys
 
@@ -26,6 +25,7 @@ from glm_jax import metrics as metrics_lib
 from glm_jax import model as model_lib
 from glm_jax import objective
 from glm_jax import optim
+from glm_jax import paths
 from glm_jax import run_checks
 from glm_jax import sharding
 from glm_jax import train_data
@@ -88,10 +88,10 @@ class Preemption:
 
 
 def restore_or_init(config, checkpointer, data, optimizer, abstract, shardings):
-  """The latest checkpoint in the workdir if any; else fresh (or `init_from`) params."""
-  step = checkpointer.latest_step()
-  if step is not None:
-    state, data_state = checkpointer.restore(step, abstract)
+  """The latest checkpoint that reads (see restore_fallback); else fresh (or `init_from`) params."""
+  restored = checkpointer.restore_latest(abstract, fallback=config.restore_fallback, warn=log)
+  if restored is not None:
+    step, state, data_state = restored
     data.train.set_state(data_state)
     log(f"Resumed from {checkpointer.directory}/{step}.")
     return state
@@ -211,10 +211,9 @@ def keep_tokenizer(data, workdir: str) -> None:
   """Copies the sentencepiece model next to the checkpoints: generate and export need it."""
   if data.tokenizer is None or jax.process_index() != 0:
     return
-  target = os.path.join(workdir, "tokenizer.model")
-  if not os.path.exists(target):
-    os.makedirs(workdir, exist_ok=True)
-    shutil.copyfile(data.tokenizer.model_path, target)
+  target = paths.as_path(workdir) / "tokenizer.model"
+  if not target.exists():
+    paths.copy_file(data.tokenizer.model_path, target)
 
 
 def train_and_evaluate(config, workdir: str, mesh) -> None:
@@ -268,7 +267,8 @@ def main(argv) -> None:
   with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.LOGICAL_RULES):
     try:
       train_and_evaluate(config, workdir, mesh)
-    except (checkpoint_lib.CheckpointMismatchError, DataSourceError) as e:
+    except (checkpoint_lib.CheckpointMismatchError, checkpoint_lib.MissingDataStateError,
+            checkpoint_lib.UnreadableCheckpointError, DataSourceError) as e:
       print(f"glm_jax.train: {e}", file=sys.stderr)
       sys.exit(2)
 
