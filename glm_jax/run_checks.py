@@ -27,6 +27,14 @@ def _check_schedule(config) -> None:
              f"{key} must be an integer >= 0, got {config[key]!r}.")
 
 
+def _check_profile_steps(config) -> None:
+  from glm_jax import profiling  # pylint: disable=g-import-not-at-top
+  try:
+    profiling.parse_steps(config.get("profile_steps", ""))
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
+
+
 def _check_optimizer(config) -> None:
   _require(config.learning_rate > 0, f"learning_rate must be > 0, got {config.learning_rate}.")
   _require(0 <= config.warmup_ratio < 1, f"warmup_ratio must be in [0, 1), got {config.warmup_ratio}.")
@@ -58,6 +66,7 @@ def _check_batch(config, num_devices: int, process_count: int) -> None:
 def validate(config, num_devices: int, process_count: int) -> None:
   """Raises ConfigError on the first value that cannot work on these devices."""
   _check_schedule(config)
+  _check_profile_steps(config)
   _check_optimizer(config)
   try:
     model_cfg = model_lib.as_glm_config(config)

@@ -26,6 +26,7 @@ from glm_jax import model as model_lib
 from glm_jax import objective
 from glm_jax import optim
 from glm_jax import paths
+from glm_jax import profiling
 from glm_jax import run_checks
 from glm_jax import sharding
 from glm_jax import train_data
@@ -160,16 +161,24 @@ class TrainLogger:
     self.flush()
 
 
-def train_loop(config, mesh, data, state, step_fn, eval_fn, checkpointer, writer) -> tuple:
-  """Runs steps until stop_at_step / total_steps or a preemption; returns (state, step)."""
+def train_loop(config, mesh, data, state, step_fn, eval_fn, checkpointer, writer,
+               profiler=None) -> tuple:
+  """Runs steps until stop_at_step / total_steps or a preemption; returns (state, step).
+
+  profiler: a profiling.StepProfiler (config.profile_steps) told about each step, or None."""
   step = int(jax.device_get(state.step))
   stop = min(config.total_steps, config.stop_at_step or config.total_steps)
   num_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(state.params))
   logger = TrainLogger(config, writer, step, num_params)
   preemption = Preemption(checkpointer)
   while step < stop:
-    state, step_metrics = step_fn(state, sharding.put_batch(next(data.train), mesh))
+    if profiler is not None:
+      profiler.before_step(step + 1)
+    with profiling.step_annotation(step + 1):
+      state, step_metrics = step_fn(state, sharding.put_batch(next(data.train), mesh))
     step += 1
+    if profiler is not None:
+      profiler.after_step(step, (state, step_metrics))
     logger.add(step, step_metrics)
     if config.eval_every_steps and step % config.eval_every_steps == 0:
       results = evaluate(eval_fn, state.params, data, mesh, config.eval_steps)
@@ -232,7 +241,9 @@ def train_and_evaluate(config, workdir: str, mesh) -> None:
   log(f"GLM {num_params / 1e6:.1f}M params | mesh "
       f"{dict(mesh.shape)} | batch {config.global_batch_size} x {config.seq_length} | "
       f"workdir {workdir}")
-  state, step = train_loop(config, mesh, data, state, step_fn, eval_fn, checkpointer, writer)
+  with profiling.profiled(config.profile_steps, workdir) as profiler:
+    state, step = train_loop(config, mesh, data, state, step_fn, eval_fn, checkpointer, writer,
+                             profiler)
   checkpointer.wait()
   checkpointer.close()
   writer.close()
