@@ -480,7 +480,8 @@ def generate_text(config, params, tokenizer, texts, **kwargs) -> list[str]:
 def _read_prompts(prompts, prompt_file) -> list[str]:
   texts = list(prompts or [])
   if prompt_file:
-    with open(prompt_file) as f:
+    from glm_jax import paths  # pylint: disable=g-import-not-at-top
+    with paths.as_path(prompt_file).open() as f:
       texts += [line.rstrip("\n") for line in f if line.strip()]
   if not texts:
     raise GenerationError("No prompt given; pass --prompt='Text with a [MASK].' or "

@@ -6,7 +6,10 @@ named `gs:`, so no module opens, lists or joins a workdir path with `os.path` / 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import tempfile
 
 from etils import epath
 
@@ -51,15 +54,30 @@ def move_aside(path, suffix: str) -> epath.Path:
   return target
 
 
-def glob(pattern: str) -> list[str]:
-  """Sorted files matching a glob (`**` recurses), local or remote."""
-  if not is_remote(pattern):
-    import glob as glob_lib  # pylint: disable=g-import-not-at-top
-    return sorted(p for p in glob_lib.glob(os.path.expanduser(pattern), recursive=True)
-                  if os.path.isfile(p))
-  parts = pattern.split("/")
-  fixed = next((i for i, part in enumerate(parts) if any(c in part for c in "*?[")), len(parts))
-  base = epath.Path("/".join(parts[:fixed]))
-  if fixed == len(parts):
-    return [os.fspath(base)] if base.is_file() else []
-  return sorted(os.fspath(p) for p in base.glob("/".join(parts[fixed:])) if p.is_file())
+@contextlib.contextmanager
+def local_copy(path):
+  """A local file name holding `path`'s bytes, for libraries that only read local files."""
+  path = as_path(path)
+  if not is_remote(path):
+    yield os.fspath(path)
+    return
+  with tempfile.TemporaryDirectory() as tmp:
+    local = os.path.join(tmp, path.name)
+    with path.open("rb") as src, open(local, "wb") as dst:
+      shutil.copyfileobj(src, dst)
+    yield local
+
+
+@contextlib.contextmanager
+def local_staging(path):
+  """A local file name to write to; its bytes go to `path` (local or remote) on exit."""
+  path = as_path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  if not is_remote(path):
+    yield os.fspath(path)
+    return
+  with tempfile.TemporaryDirectory() as tmp:
+    local = os.path.join(tmp, path.name)
+    yield local
+    with open(local, "rb") as src, path.open("wb") as dst:
+      shutil.copyfileobj(src, dst)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import os
-
 from glm_jax import model as model_lib
+from glm_jax import paths
 from glm_jax import sharding
 
 
@@ -77,7 +76,7 @@ def validate(config, num_devices: int, process_count: int) -> None:
            f"(model.max_sequence_length + 1 = {model_cfg.max_sequence_length + 1} rows); lower "
            "seq_length or raise model.max_sequence_length.")
   _check_batch(config, num_devices, process_count)
-  _require(not config.init_from or os.path.isdir(config.init_from),
+  _require(not config.init_from or paths.as_path(config.init_from).is_dir(),
            f"init_from={config.init_from!r} is not a directory (expected a params checkpoint "
            "from `python -m glm_jax.convert import`).")
 
