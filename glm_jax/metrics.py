@@ -82,6 +82,7 @@ class MetricsWriter:
     self.enabled = jax.process_index() == 0
     self.path = paths.as_path(workdir) / "metrics.jsonl"
     self._summary = None
+    self._remote_text = None   # metrics.jsonl's content, kept when it lives on Cloud Storage
     if self.enabled:
       self.path.parent.mkdir(parents=True, exist_ok=True)
       if tensorboard:
@@ -108,8 +109,16 @@ class MetricsWriter:
     record = {"step": int(step)}
     record.update({k: (None if v is None or (isinstance(v, float) and math.isnan(v)) else v)
                    for k, v in values.items()})
-    with self.path.open("a") as f:
-      f.write(json.dumps(record) + "\n")
+    line = json.dumps(record) + "\n"
+    if paths.is_remote(self.path):
+      # Cloud Storage objects cannot be appended to: rewrite the (small) file whole each time.
+      if self._remote_text is None:
+        self._remote_text = self.path.read_text() if self.path.exists() else ""
+      self._remote_text += line
+      self.path.write_text(self._remote_text)
+    else:
+      with self.path.open("a") as f:
+        f.write(line)
     if self._summary is not None:
       with self._summary.as_default(step=int(step)):
         for k, v in values.items():
