@@ -18,7 +18,7 @@ import time
 from typing import Any, Callable
 
 import jax
-import jax.numpy as jnp
+import numpy as np
 from jax.experimental import multihost_utils
 import orbax.checkpoint as ocp
 
@@ -165,7 +165,7 @@ class Checkpointer:
       except Exception as e:  # pylint: disable=broad-except
         error = e  # TensorStore, asyncio and JSON errors all mean: these bytes do not read.
         time.sleep(1.0)  # let the reads still in flight finish (quietly, see the hook)
-      failed = multihost_utils.process_allgather(jnp.int32(error is not None)) \
+      failed = multihost_utils.process_allgather(np.int32(error is not None)) \
           if jax.process_count() > 1 else [error is not None]
       if not any(failed):
         return step, state, data_state

@@ -3,10 +3,12 @@ bucket) is named in one line, moved aside (never deleted), and the run resumes f
 
 import os
 import shutil
+import subprocess
 
 import pytest
 
-from tests.test_train_cli import checkpoint_steps, losses, train
+from tests.test_train_cli import (ROOT, _command, _env, _free_port, checkpoint_steps, losses,
+                                  train)
 
 RUN = ["--config.total_steps=6", "--config.checkpoint_every_steps=2"]
 
@@ -70,3 +72,35 @@ def test_without_restore_fallback_the_bad_checkpoint_is_one_line_and_nothing_mov
   assert "restore_fallback" in lines[0]
   assert "Traceback" not in proc.stderr
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["2", "4"]
+
+
+@pytest.mark.slow
+def test_two_processes_agree_to_set_the_bad_checkpoint_aside_and_resume(tmp_path):
+  workdir = str(tmp_path / "run")
+  two = ["--config.global_batch_size=16", "--config.mesh.fsdp=2"]
+
+  def run_two(*extra):
+    port = _free_port()
+    procs = [subprocess.Popen(
+        _command(workdir, *RUN, *two, *extra, f"--coordinator_address=127.0.0.1:{port}",
+                 "--num_processes=2", f"--process_id={i}", "--initialization_timeout=120"),
+        cwd=ROOT, env=_env(devices=2), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True) for i in range(2)]
+    try:
+      outs = [p.communicate(timeout=240) for p in procs]
+    finally:
+      for p in procs:
+        if p.poll() is None:
+          p.kill()
+    for p, (_, err) in zip(procs, outs):
+      assert p.returncode == 0, err[-4000:]
+    return outs[0][0]
+
+  run_two("--config.stop_at_step=4")
+  _truncate_blobs(os.path.join(workdir, "checkpoints", "4"))
+  out = run_two()
+  assert "Checkpoint step 4" in out and "cannot be read" in out
+  assert "Done at step 6" in out
+  assert checkpoint_steps(workdir) == [2, 4, 6]
+  assert sorted(os.listdir(os.path.join(workdir, "data_state", "4.unreadable"))) == [
+      "process_0.json", "process_1.json"]
