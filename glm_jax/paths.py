@@ -27,9 +27,13 @@ def as_path(path) -> epath.Path:
 
 
 def write_text_atomic(path, text: str) -> None:
-  """Writes `text` to a temporary sibling, then renames it: a reader sees all of it or none."""
+  """Writes `text` so that a reader sees all of it or none (a temporary sibling renamed in place;
+  a Cloud Storage object appears whole when its upload ends, so it is written directly)."""
   path = as_path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
+  if is_remote(path):
+    path.write_text(text)
+    return
   tmp = path.parent / (path.name + ".tmp")
   tmp.write_text(text)
   tmp.replace(path)
@@ -39,7 +43,8 @@ def copy_file(source, target) -> None:
   """Copies one file, e.g. a local tokenizer model into a gs:// workdir."""
   target = as_path(target)
   target.parent.mkdir(parents=True, exist_ok=True)
-  as_path(source).copy(target, overwrite=True)
+  with as_path(source).open("rb") as src, target.open("wb") as dst:   # any pair of filesystems
+    shutil.copyfileobj(src, dst)
 
 
 def move_aside(path, suffix: str) -> epath.Path:

@@ -1,4 +1,5 @@
-"""A whole cycle (train, stop, resume, export, generate) with every path on Cloud Storage.
+"""A whole cycle (train, stop, resume past a damaged checkpoint, export, generate) with every
+path on Cloud Storage.
 
 Offline: a local GCS emulator (gcp-storage-emulator, in memory) serves `gs://bucket`; TensorStore
 (Orbax's array store) reaches it through TENSORSTORE_GCS_HTTP_URL, etils.epath through fsspec's
@@ -46,6 +47,23 @@ def _read(env, path) -> str:
                         text=True, timeout=120, check=True).stdout
 
 
+_TRUNCATE = """
+import sys
+from etils import epath
+state = epath.Path(sys.argv[1]) / "state"
+blobs = [f for d in (state / "d", state / "ocdbt.process_0" / "d") if d.exists() for f in d.iterdir()]
+for f in blobs:
+  f.write_bytes(f.read_bytes()[:10])
+print(len(blobs))
+"""
+
+
+def _truncate_blobs(env, checkpoint) -> int:
+  """Cuts a gs:// checkpoint's data blobs to 10 bytes (an interrupted copy), in a clean interpreter."""
+  return int(subprocess.run([sys.executable, "-c", _TRUNCATE, checkpoint], env=env,
+                            capture_output=True, text=True, timeout=120, check=True).stdout)
+
+
 @pytest.mark.slow
 def test_train_stop_resume_export_generate_with_a_gs_workdir(gcs_env, tmp_path):
   cwd = str(tmp_path)                      # a `gs:` folder would show up here
@@ -53,15 +71,18 @@ def test_train_stop_resume_export_generate_with_a_gs_workdir(gcs_env, tmp_path):
   train = ["glm_jax.train", *[a.replace("configs/", f"{ROOT}/configs/") for a in SMALL
                               if "total_steps" not in a],
            "--config.synthetic_data=False", "--config.vocab_from_tokenizer=True",
-           "--config.total_steps=4", "--config.checkpoint_every_steps=2",
+           "--config.total_steps=6", "--config.checkpoint_every_steps=2",
            f"--workdir={workdir}"]
-  _run(gcs_env, cwd, *train, "--config.stop_at_step=2")
+  _run(gcs_env, cwd, *train, "--config.stop_at_step=4")
+  assert _truncate_blobs(gcs_env, f"{workdir}/checkpoints/4") > 0
   resumed = _run(gcs_env, cwd, *train)
+  assert f"Checkpoint step 4 at {workdir}/checkpoints/4 cannot be read" in resumed.stdout
   assert f"Resumed from {workdir}/checkpoints/2." in resumed.stdout
-  assert "Done at step 4" in resumed.stdout
+  assert "Done at step 6" in resumed.stdout
   steps = [json.loads(l)["step"] for l in _read(gcs_env, f"{workdir}/metrics.jsonl").splitlines()]
-  assert steps == [1, 2, 3, 4]
-  assert json.loads(_read(gcs_env, f"{workdir}/data_state/4/process_0.json"))
+  assert steps == [1, 2, 3, 4, 5, 6]
+  assert json.loads(_read(gcs_env, f"{workdir}/data_state/6/process_0.json"))
+  assert json.loads(_read(gcs_env, f"{workdir}/data_state/4.unreadable/process_0.json"))
 
   exported = f"gs://{BUCKET}/exported"
   _run(gcs_env, cwd, "glm_jax.export", f"--workdir={workdir}", f"--output={exported}",
