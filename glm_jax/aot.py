@@ -147,18 +147,16 @@ def memory_gib(compiled) -> dict[str, float]:
 
 
 _COMPUTATION = re.compile(r"^(?:ENTRY\s+)?%?([\w.\-]+)\s.*\{\s*$")
-_COLLECTIVE = re.compile(r"=\s*[^=]*?\s(" + "|".join(COLLECTIVE_KINDS) + r")(-start)?\(")
+_COMMENT = re.compile(r"/\*.*?\*/")
+_COLLECTIVE = re.compile(r"^\s*(?:ROOT\s+)?%?[\w.\-]+\s*=\s*[^=]*?\s(" + "|".join(COLLECTIVE_KINDS)
+                         + r")(-start)?\(")
 _CALLS = re.compile(r"\b(body|calls|to_apply|branch_computations|condition)=\{?([^}]*?)\}?(?:,\s|$)")
 _TRIP_COUNT = re.compile(r'"known_trip_count":\{"n":"(\d+)"')
+_S32_CONSTANT = re.compile(r"=\s*s32\[\]\S*\s+constant\((\d+)\)")
 
 
-def collective_counts(hlo_text: str) -> dict[str, int]:
-  """Collectives executed per step, by kind, from optimized HLO text.
-
-  Each collective instruction counts once per execution: the body of a `while` (the layer scan,
-  gradient accumulation) counts its known trip count times; of a conditional's branches, the
-  largest counts. Async pairs (`-start` / `-done`) count once.
-  """
+def _split_computations(hlo_text: str) -> tuple[dict[str, list[str]], str | None]:
+  """{computation name: instruction lines} and the ENTRY computation's name."""
   bodies: dict[str, list[str]] = {}
   entry, current = None, None
   for line in hlo_text.splitlines():
@@ -171,8 +169,30 @@ def collective_counts(hlo_text: str) -> dict[str, int]:
     elif line.strip() == "}":
       current = None
     elif current is not None:
-      bodies[current].append(line)
+      bodies[current].append(_COMMENT.sub("", line))
+  return bodies, entry
 
+
+def _trip_count(while_line: str, condition: list[str]) -> int:
+  """A while loop's trip count: as the compiler recorded it, else the bound of `i < N` in its
+  condition (loops from scans count 0..N-1), else 1."""
+  known = _TRIP_COUNT.search(while_line)
+  if known:
+    return int(known.group(1))
+  bounds = [int(m.group(1)) for line in condition for m in [_S32_CONSTANT.search(line)] if m]
+  if len(bounds) == 1 and any("direction=LT" in line for line in condition):
+    return bounds[0]
+  return 1
+
+
+def collective_counts(hlo_text: str) -> dict[str, int]:
+  """Collectives executed per step, by kind, from optimized HLO text.
+
+  Each collective instruction counts once per execution: the body of a `while` (the layer scan,
+  gradient accumulation) counts its trip count times; of a conditional's branches, the largest
+  counts. Async pairs (`-start` / `-done`) count once.
+  """
+  bodies, entry = _split_computations(hlo_text)
   memo: dict[str, collections.Counter] = {}
 
   def count(name: str, depth: int = 0) -> collections.Counter:
@@ -183,19 +203,15 @@ def collective_counts(hlo_text: str) -> dict[str, int]:
       found = _COLLECTIVE.search(line)
       if found:
         total[found.group(1)] += 1
-      branches = []
-      for key, names in _CALLS.findall(line):
-        callees = [n.strip().lstrip("%") for n in names.split(",") if n.strip()]
-        if key == "body":
-          trips = _TRIP_COUNT.search(line)
-          for callee in callees:
-            for kind, n in count(callee, depth + 1).items():
-              total[kind] += n * (int(trips.group(1)) if trips else 1)
-        elif key == "branch_computations":
-          branches = [count(c, depth + 1) for c in callees]
-        elif key in ("calls", "condition"):
-          for callee in callees:
-            total.update(count(callee, depth + 1))
+      calls = {key: [n.strip().lstrip("%") for n in names.split(",") if n.strip()]
+               for key, names in _CALLS.findall(line)}
+      for callee in calls.get("body", []):
+        trips = _trip_count(line, bodies.get(calls.get("condition", [""])[0], []))
+        for kind, n in count(callee, depth + 1).items():
+          total[kind] += n * trips
+      for callee in calls.get("calls", []) + calls.get("condition", []):
+        total.update(count(callee, depth + 1))
+      branches = [count(c, depth + 1) for c in calls.get("branch_computations", [])]
       if branches:
         total.update(max(branches, key=lambda c: sum(c.values())))
     memo[name] = total
@@ -244,11 +260,12 @@ def out_of_memory(error: Exception) -> dict | None:
   return info
 
 
-def compile_train_step(config, topology: str, num_slices: int = 1) -> dict:
+def compile_train_step(config, topology: str, num_slices: int = 1,
+                       hlo_path: str | None = None) -> dict:
   """Lowers and compiles the train step for `topology`; returns the report (see module doc).
 
   The report has `fits` False (and `needed_gib` where the compiler says) when the step does not
-  fit in HBM; other compile errors propagate.
+  fit in HBM; other compile errors propagate. `hlo_path`: also write the optimized HLO text there.
   """
   devices = topology_devices(topology, num_slices)
   hosts = len({(getattr(d, "slice_index", 0), d.process_index) for d in devices})
@@ -279,14 +296,18 @@ def compile_train_step(config, topology: str, num_slices: int = 1) -> dict:
     report["fits"] = True  # the compiler checks HBM itself; it accepted the program
   else:
     report["fits"] = report["per_chip_gib"] <= report["hbm_gib"]
-  report["collectives"] = collective_counts(compiled.as_text())
+  hlo_text = compiled.as_text()
+  report["collectives"] = collective_counts(hlo_text)
+  if hlo_path:
+    from etils import epath  # pylint: disable=g-import-not-at-top
+    epath.Path(hlo_path).write_text(hlo_text)
   return report
 
 
-def main(config, topology: str, num_slices: int = 1) -> int:
+def main(config, topology: str, num_slices: int = 1, hlo_path: str | None = None) -> int:
   """CLI: prints the report as the last stdout line; 0 if the step fits, 1 if not, 2 on bad input."""
   try:
-    report = compile_train_step(config, topology, num_slices)
+    report = compile_train_step(config, topology, num_slices, hlo_path)
   except (TopologyError, run_checks.ConfigError) as e:
     print(f"glm_jax.train --compile_only: {e}", file=sys.stderr, flush=True)
     return 2

@@ -46,6 +46,8 @@ _COMPILE_ONLY = flags.DEFINE_bool("compile_only", False, "Compile the train step
 _TOPOLOGY = flags.DEFINE_string("topology", None, "TPU topology for --compile_only, e.g. v5p:4x4x4, "
                                 "v4:4x4x4, v5e:4x4.")
 _NUM_SLICES = flags.DEFINE_integer("num_slices", 1, "Slices (joined over DCN) for --compile_only.")
+_HLO_DUMP = flags.DEFINE_string("hlo_dump", None, "--compile_only: also write the optimized HLO "
+                                "text to this path.")
 
 _TPU_POD_ENV = ("TPU_WORKER_HOSTNAMES", "MEGASCALE_COORDINATOR_ADDRESS")
 
@@ -244,6 +246,20 @@ def train_and_evaluate(config, workdir: str, mesh) -> None:
     print_sample(config, state.params, data)
 
 
+def run(config, workdir: str):
+  """Trains (or resumes) `config` in `workdir` from Python: the CLI's run without absl flags.
+
+  For notebooks: `train.run(tiny.get_config(), "/tmp/glm")`. Raises ConfigError / DataSourceError
+  on bad input, like the CLI's messages; multi-host runs still start with jax.distributed first.
+  Returns the config as trained (e.g. with `vocab_from_tokenizer` resolved), for generation.
+  """
+  config = prepare_config(config)
+  mesh = sharding.make_mesh(config.mesh)
+  with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.LOGICAL_RULES):
+    train_and_evaluate(config, workdir, mesh)
+  return config
+
+
 def default_workdir() -> str:
   name = os.path.splitext(os.path.basename(config_flags.get_config_filename(flags.FLAGS["config"])))[0]
   return os.path.join("/tmp/glm_jax", name)
@@ -284,7 +300,7 @@ def compile_only(config) -> None:
   if not _TOPOLOGY.value:
     raise app.UsageError("--compile_only needs --topology, e.g. --topology=v5p:4x4x4.")
   from glm_jax import aot  # pylint: disable=g-import-not-at-top
-  sys.exit(aot.main(config, _TOPOLOGY.value, _NUM_SLICES.value))
+  sys.exit(aot.main(config, _TOPOLOGY.value, _NUM_SLICES.value, _HLO_DUMP.value))
 
 
 def parse_flags(argv):
