@@ -12,8 +12,10 @@ imports TensorFlow (the CLI path never imports it), and the compile runs in a th
 from __future__ import annotations
 
 import collections
+import ctypes
 import importlib.util
 import json
+import math
 import os
 import re
 import sys
@@ -73,6 +75,7 @@ def topology_devices(topology: str, num_slices: int = 1) -> list:
                         "(pip install -r requirements-tpu.txt).")
   # Compile-only use of libtpu may share a host with another process that holds its lockfile.
   os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
+  raise_default_thread_stack()  # before libtpu starts its thread pools
   from jax.experimental import topologies  # pylint: disable=g-import-not-at-top
   generation = topology.split(":")[0]
   kwargs = {"chip_config_name": "megacore"} if generation in _MEGACORE else {}
@@ -131,6 +134,15 @@ def lower_train_step(config, mesh):
   abstract, shardings = train_state.state_shardings(config, mesh, optimizer)
   step = train_state.make_train_step(config, mesh, optimizer, shardings)
   return step.lower(abstract, abstract_batch(config, mesh))
+
+
+def argument_gib(config, mesh) -> float:
+  """Per-device bytes of the step's inputs (state + batch shards), in GiB, without compiling."""
+  abstract, _ = train_state.state_shardings(config, mesh, optim.make_optimizer(config))
+  leaves = jax.tree_util.tree_leaves((abstract, abstract_batch(config, mesh)))
+  total = sum(math.prod(x.sharding.shard_shape(x.shape)) * np.dtype(x.dtype).itemsize
+              for x in leaves)
+  return round(total / GIB, 3)
 
 
 def memory_gib(compiled) -> dict[str, float]:
@@ -221,8 +233,34 @@ def collective_counts(hlo_text: str) -> dict[str, int]:
   return {kind: int(counts.get(kind, 0)) for kind in COLLECTIVE_KINDS if counts.get(kind)}
 
 
+def raise_default_thread_stack(stack_bytes: int = COMPILE_STACK_BYTES) -> bool:
+  """Gives threads created from now on (libtpu's compiler workers too) a `stack_bytes` stack.
+
+  libtpu compiles on its own worker threads, which take the process's default pthread stack
+  (8 MiB): a big Python thread alone does not cover them. glibc only; False where unsupported.
+  Only address space is reserved; pages are touched as a thread's stack grows.
+  """
+  try:
+    libc = ctypes.CDLL(None)
+    attr = ctypes.create_string_buffer(256)  # > sizeof(pthread_attr_t) on every glibc ABI
+    if libc.pthread_attr_init(attr) != 0:
+      return False
+    try:
+      ok = (libc.pthread_attr_setstacksize(attr, ctypes.c_size_t(stack_bytes)) == 0
+            and libc.pthread_setattr_default_np(attr) == 0)
+    finally:
+      libc.pthread_attr_destroy(attr)
+    return ok
+  except (AttributeError, OSError):
+    return False
+
+
 def run_with_big_stack(fn: Callable[[], Any], stack_bytes: int = COMPILE_STACK_BYTES) -> Any:
-  """fn() in a fresh thread with a `stack_bytes` stack; returns its result or re-raises its error."""
+  """fn() in a fresh thread with a `stack_bytes` stack; returns its result or re-raises its error.
+
+  Also raises the default stack of threads created meanwhile (see raise_default_thread_stack).
+  """
+  raise_default_thread_stack(stack_bytes)
   result: dict[str, Any] = {}
 
   def target():
@@ -243,20 +281,37 @@ def run_with_big_stack(fn: Callable[[], Any], stack_bytes: int = COMPILE_STACK_B
   return result["value"]
 
 
-_OOM = re.compile(r"Used ([\d.]+)([KMGT]?)i?B? of ([\d.]+)([KMGT]?)i?B? hbm", re.IGNORECASE)
+# libtpu's wording: "... required for HLO temporaries (23.16G) exceeds available HBM (15.75G)";
+# older releases: "Used 101.2G of 95.7G hbm". Its G is GiB.
+_OOM_TEMPORARIES = re.compile(
+    r"HLO temporaries \(([\d.]+)([KMGT]?)\) exceeds available HBM \(([\d.]+)([KMGT]?)\)")
+_OOM_USED = re.compile(r"Used ([\d.]+)([KMGT]?)i?B? of ([\d.]+)([KMGT]?)i?B? hbm", re.IGNORECASE)
 _UNIT = {"": 1 / GIB, "K": 1024 / GIB, "M": 1024 ** 2 / GIB, "G": 1.0, "T": 1024.0}
 
 
-def out_of_memory(error: Exception) -> dict | None:
-  """{'needed_gib', 'hbm_gib'?, 'error'} if `error` is the compiler's out-of-memory error, else None."""
+def _gib(number: str, unit: str) -> float:
+  return round(float(number) * _UNIT[unit.upper()], 3)
+
+
+def out_of_memory(error: Exception, arguments_gib: float = 0.0) -> dict | None:
+  """What an out-of-memory compile error says, as report fields; None for any other error.
+
+  `needed_gib` is what one chip would need: the compiler's figure for temporaries plus the
+  step's inputs (`arguments_gib`), or its total where it gives one.
+  """
   text = str(error)
   if "RESOURCE_EXHAUSTED" not in text and "out of memory" not in text.lower():
     return None
   info: dict[str, Any] = {"error": next((l.strip() for l in text.splitlines() if l.strip()), text)}
-  match = _OOM.search(text)
-  if match:
-    info["needed_gib"] = round(float(match.group(1)) * _UNIT[match.group(2).upper()], 3)
-    info["compiler_hbm_gib"] = round(float(match.group(3)) * _UNIT[match.group(4).upper()], 3)
+  temporaries, used = _OOM_TEMPORARIES.search(text), _OOM_USED.search(text)
+  if temporaries:
+    info["temporaries_gib"] = _gib(*temporaries.group(1, 2))
+    info["arguments_gib"] = arguments_gib
+    info["needed_gib"] = round(info["temporaries_gib"] + arguments_gib, 3)
+    info["available_hbm_gib"] = _gib(*temporaries.group(3, 4))
+  elif used:
+    info["needed_gib"] = _gib(*used.group(1, 2))
+    info["available_hbm_gib"] = _gib(*used.group(3, 4))
   return info
 
 
@@ -283,12 +338,10 @@ def compile_train_step(config, topology: str, num_slices: int = 1,
   try:
     compiled = run_with_big_stack(lowered.compile)
   except Exception as e:  # pylint: disable=broad-except
-    oom = out_of_memory(e)
+    oom = out_of_memory(e, argument_gib(config, mesh))
     if oom is None:
       raise
     report.update(oom, fits=False, compile_seconds=round(time.perf_counter() - start, 1))
-    if report["hbm_gib"] is None:
-      report["hbm_gib"] = oom.get("compiler_hbm_gib")
     return report
   report["compile_seconds"] = round(time.perf_counter() - start, 1)
   report.update(memory_gib(compiled))
@@ -311,5 +364,11 @@ def main(config, topology: str, num_slices: int = 1, hlo_path: str | None = None
   except (TopologyError, run_checks.ConfigError) as e:
     print(f"glm_jax.train --compile_only: {e}", file=sys.stderr, flush=True)
     return 2
+  if not report["fits"]:
+    need = report.get("needed_gib", report.get("per_chip_gib"))
+    print(f"glm_jax.train --compile_only: the step does not fit: it needs {need} GiB per chip, "
+          f"{report['device_kind']} has {report['hbm_gib']} GiB. Lower global_batch_size, raise "
+          "grad_accum_steps, set model.remat_policy, or shard more (mesh.fsdp / mesh.tensor).",
+          file=sys.stderr, flush=True)
   print(json.dumps(report), flush=True)
   return 0 if report["fits"] else 1
