@@ -4,9 +4,12 @@
 "does this batch fit on that slice, and what does it communicate?" before a slice is booked.
 libtpu (`pip install -r requirements-tpu.txt`) compiles for topologies it describes; nothing runs.
 
-Two things keep the compile reliable on a CPU host: the TPU topology is created before anything
-imports TensorFlow (the CLI path never imports it), and the compile runs in a thread with a
-512 MiB stack, because libtpu's cost model can recurse deeper than a default 8 MiB stack.
+Three things keep the compile reliable on a CPU host: the TPU topology is created before anything
+imports TensorFlow (the CLI path never imports it); libtpu's worker threads and fibers get big
+stacks (`LIBTPU_STACK_FLAGS`, set before libtpu loads), because its convolution cost model
+(`xla::jellyfish::...ConvWindowsCost`) overflows their default stacks on large steps (a SIGSEGV
+seen here in most GLM-10B compiles without them); and the compile itself runs in a thread with a
+512 MiB stack.
 """
 
 from __future__ import annotations
@@ -45,6 +48,11 @@ HBM_GIB = (
     ("tpu v2", 8.0),
 )
 
+# Stack sizes for libtpu's threads and fibers (bytes; libtpu caps stacks at 256 MiB).
+LIBTPU_STACK_FLAGS = ("--fibers_default_thread_stack_size=268435456",
+                      "--default_thread_stack_size=268435456",
+                      "--xla_internal_thread_stack_size_bytes=268435456")
+
 # The TPU generations whose chips have two TensorCores, compiled as one megacore device.
 _MEGACORE = ("v4", "v5p")
 
@@ -73,9 +81,7 @@ def topology_devices(topology: str, num_slices: int = 1) -> list:
   if not libtpu_available():
     raise TopologyError(f"cannot describe topology {topology!r}: libtpu is not installed "
                         "(pip install -r requirements-tpu.txt).")
-  # Compile-only use of libtpu may share a host with another process that holds its lockfile.
-  os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
-  raise_default_thread_stack()  # before libtpu starts its thread pools
+  prepare_libtpu()
   from jax.experimental import topologies  # pylint: disable=g-import-not-at-top
   generation = topology.split(":")[0]
   kwargs = {"chip_config_name": "megacore"} if generation in _MEGACORE else {}
@@ -86,6 +92,21 @@ def topology_devices(topology: str, num_slices: int = 1) -> list:
   except Exception as e:  # pylint: disable=broad-except
     message = next((l.strip() for l in str(e).splitlines() if l.strip()), type(e).__name__)
     raise TopologyError(f"libtpu cannot describe topology {topology!r}: {message}") from None
+
+
+def prepare_libtpu() -> None:
+  """Big stacks for libtpu's compiler threads and fibers, and no lockfile (compile only).
+
+  Takes effect only if libtpu has not been loaded yet in this process: importing this module
+  does it, so import it before anything initialises JAX's TPU backend.
+  """
+  # Compile-only use of libtpu may share a host with another process that holds its lockfile.
+  os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
+  args = os.environ.get("LIBTPU_INIT_ARGS", "").split()
+  given = {a.split("=")[0] for a in args}
+  args += [f for f in LIBTPU_STACK_FLAGS if f.split("=")[0] not in given]
+  os.environ["LIBTPU_INIT_ARGS"] = " ".join(args)
+  raise_default_thread_stack()
 
 
 def libtpu_available() -> bool:
@@ -372,3 +393,8 @@ def main(config, topology: str, num_slices: int = 1, hlo_path: str | None = None
           file=sys.stderr, flush=True)
   print(json.dumps(report), flush=True)
   return 0 if report["fits"] else 1
+
+
+# Importing this module readies libtpu for compile-only use, so that a notebook that imports it
+# before touching JAX's TPU backend gets the big stacks too.
+prepare_libtpu()
