@@ -148,3 +148,26 @@ def test_jax_defaults_to_cpu_with_libtpu_installed_and_no_tpu():
                         cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert proc.stdout.strip().splitlines()[-1] == "cpu"
+
+
+NO_TENSORFLOW_SCRIPT = r"""
+import runpy, sys
+sys.argv = ["glm_jax.train", "--compile_only", "--config=configs/tiny.py", "--topology=v5e:2x2",
+            "--num_slices=2"]
+try:
+  runpy.run_module("glm_jax.train", run_name="__main__")
+except SystemExit as e:
+  print("tensorflow imported:", "tensorflow" in sys.modules, "exit:", e.code)
+"""
+
+
+@needs_libtpu
+@pytest.mark.slow
+def test_compile_only_spans_slices_and_never_imports_tensorflow():
+  proc = subprocess.run([sys.executable, "-c", NO_TENSORFLOW_SCRIPT], cwd=ROOT, capture_output=True,
+                        text=True, timeout=900, env=_env())
+  lines = proc.stdout.strip().splitlines()
+  assert lines and lines[-1] == "tensorflow imported: False exit: 0", proc.stderr[-3000:]
+  report = json.loads(lines[-2])
+  assert report["num_slices"] == 2 and report["chips"] == 8 and report["hosts"] == 2
+  assert report["mesh"]["data"] == 8 and report["fits"] is True
