@@ -4,6 +4,9 @@ Reads top to bottom: start the processes -> check the config -> build the mesh -
 -> restore or initialise the state -> jit the step -> loop with periodic actions (log, evaluate,
 checkpoint). Re-running the same command in the same workdir resumes from the last checkpoint;
 SIGTERM (a preemption) saves a checkpoint and exits cleanly.
+
+`--compile_only --topology=v5p:4x4x4` only compiles the step for a TPU slice and reports its
+per-chip memory (glm_jax/aot.py); `run(config, workdir)` is the same run from Python.
 """
 
 from __future__ import annotations
