@@ -1,4 +1,4 @@
-"""Compile the real train step for a TPU topology on any host (no TPU needed): per-chip memory, fit, collectives.
+"""Compile the train step for a TPU topology on any host: per-chip memory, fit, collectives.
 
 `python -m glm_jax.train --config=configs/glm_10b.py --compile_only --topology=v5p:4x4x4` answers
 "does this batch fit on that slice, and what does it communicate?" before a slice is booked.
@@ -167,7 +167,7 @@ def argument_gib(config, mesh) -> float:
 
 
 def memory_gib(compiled) -> dict[str, float]:
-  """Per-device footprint from XLA's memory analysis: arguments + temporaries + outputs - aliased."""
+  """Per-device GiB from XLA's memory analysis: arguments + temporaries + outputs - aliased."""
   stats = compiled.memory_analysis()
   parts = {"arguments_gib": stats.argument_size_in_bytes, "outputs_gib": stats.output_size_in_bytes,
            "temporaries_gib": stats.temp_size_in_bytes, "aliased_gib": stats.alias_size_in_bytes,
@@ -183,7 +183,8 @@ _COMPUTATION = re.compile(r"^(?:ENTRY\s+)?%?([\w.\-]+)\s.*\{\s*$")
 _COMMENT = re.compile(r"/\*.*?\*/")
 _COLLECTIVE = re.compile(r"^\s*(?:ROOT\s+)?%?[\w.\-]+\s*=\s*[^=]*?\s(" + "|".join(COLLECTIVE_KINDS)
                          + r")(-start)?\(")
-_CALLS = re.compile(r"\b(body|calls|to_apply|branch_computations|condition)=\{?([^}]*?)\}?(?:,\s|$)")
+_CALLS = re.compile(
+    r"\b(body|calls|to_apply|branch_computations|condition)=\{?([^}]*?)\}?(?:,\s|$)")
 _TRIP_COUNT = re.compile(r'"known_trip_count":\{"n":"(\d+)"')
 _S32_CONSTANT = re.compile(r"=\s*s32\[\]\S*\s+constant\((\d+)\)")
 
@@ -379,7 +380,7 @@ def compile_train_step(config, topology: str, num_slices: int = 1,
 
 
 def main(config, topology: str, num_slices: int = 1, hlo_path: str | None = None) -> int:
-  """CLI: prints the report as the last stdout line; 0 if the step fits, 1 if not, 2 on bad input."""
+  """CLI: the report as the last stdout line; 0 if the step fits, 1 if not, 2 on bad input."""
   try:
     report = compile_train_step(config, topology, num_slices, hlo_path)
   except (TopologyError, run_checks.ConfigError) as e:

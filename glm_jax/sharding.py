@@ -108,7 +108,9 @@ def with_rules(fn, mesh=None):
   def traced(*args, **kwargs):
     with contextlib.ExitStack() as stack:
       if mesh is not None:
-        stack.enter_context(jax.sharding.use_abstract_mesh(mesh.abstract_mesh))
+        use_abstract = getattr(jax.sharding, "use_abstract_mesh", None)  # guard for later JAX
+        stack.enter_context(use_abstract(mesh.abstract_mesh) if use_abstract
+                            else jax.set_mesh(mesh))
       stack.enter_context(nn.logical_axis_rules(LOGICAL_RULES))
       return fn(*args, **kwargs)
   return traced

@@ -46,8 +46,8 @@ _INIT_TIMEOUT = flags.DEFINE_integer("initialization_timeout", 300, "Seconds to 
 _COMPILE_ONLY = flags.DEFINE_bool("compile_only", False, "Compile the train step for --topology "
                                   "(no TPU needed; libtpu from requirements-tpu.txt) and print "
                                   "per-chip memory, fit and collectives as JSON; train nothing.")
-_TOPOLOGY = flags.DEFINE_string("topology", None, "TPU topology for --compile_only, e.g. v5p:4x4x4, "
-                                "v4:4x4x4, v5e:4x4.")
+_TOPOLOGY = flags.DEFINE_string("topology", None, "TPU topology for --compile_only, e.g. "
+                                "v5p:4x4x4, v4:4x4x4, v5e:4x4.")
 _NUM_SLICES = flags.DEFINE_integer("num_slices", 1, "Slices (joined over DCN) for --compile_only.")
 _HLO_DUMP = flags.DEFINE_string("hlo_dump", None, "--compile_only: also write the optimized HLO "
                                 "text to this path.")

@@ -137,7 +137,7 @@ def make_train_step(config, mesh, optimizer, shardings) -> Callable:
 
 
 def make_eval_step(config, mesh, param_shardings) -> Callable:
-  """`eval_step(params, batch) -> {loss_sum, correct_sum, tokens}` without dropout (own rules, too)."""
+  """`eval_step(params, batch) -> {loss_sum, correct_sum, tokens}`: no dropout; own rules."""
   glm = model_lib.GLM(model_lib.as_glm_config(config))
 
   def eval_step(params, batch):

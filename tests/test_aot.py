@@ -43,7 +43,8 @@ def compile_steps():
   abstract, shardings = train_state.state_shardings(c, mesh, opt)
   batch = aot.abstract_batch(c, mesh)
   train = train_state.make_train_step(c, mesh, opt, shardings).lower(abstract, batch).compile()
-  evals = train_state.make_eval_step(c, mesh, shardings.params).lower(abstract.params, batch).compile()
+  evals = train_state.make_eval_step(c, mesh, shardings.params)
+  evals = evals.lower(abstract.params, batch).compile()
   return {"train": footprint(train), "eval": footprint(evals)}
 
 out = {"bare": compile_steps()}
