@@ -156,7 +156,10 @@ def _dq_kernel(sep_ref, q_ref, k_ref, v_ref, do_ref, lse_ref, di_ref, dq_ref, dq
 
 
 def _interpret_arg(interpret: bool):
-  return pltpu.InterpretParams() if interpret else False
+  # Plain interpret mode: the kernels become ordinary JAX ops. The TPU interpreter
+  # (pltpu.InterpretParams) runs them through effectful callbacks, which jax 0.10's remat
+  # cannot partially evaluate ("Effects not supported in partial-eval of checkpoint/remat").
+  return bool(interpret)
 
 
 def _compiler_params():
