@@ -3,6 +3,8 @@
 GLM's one architectural idea lives here: Part A (the first `sep` tokens of a sample) is read
 bidirectionally, Part B (the blanks being filled) causally, and Part B sees all of Part A.
 Query i may attend key j iff `j < sep or j <= i`. `sep = 0` is a plain causal LM.
+Backends: `xla` (dense, every platform), `cudnn` (GPU) and `pallas` (the TPU flash kernel of
+pallas_attention.py, sharded over batch and heads; the KV-cached decode path keeps XLA).
 """
 
 from __future__ import annotations
