@@ -40,6 +40,12 @@ _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of pr
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Total processes (multi-process).")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index (multi-process).")
 _INIT_TIMEOUT = flags.DEFINE_integer("initialization_timeout", 300, "Seconds to wait for peers.")
+_COMPILE_ONLY = flags.DEFINE_bool("compile_only", False, "Compile the train step for --topology "
+                                  "(no TPU needed; libtpu from requirements-tpu.txt) and print "
+                                  "per-chip memory, fit and collectives as JSON; train nothing.")
+_TOPOLOGY = flags.DEFINE_string("topology", None, "TPU topology for --compile_only, e.g. v5p:4x4x4, "
+                                "v4:4x4x4, v5e:4x4.")
+_NUM_SLICES = flags.DEFINE_integer("num_slices", 1, "Slices (joined over DCN) for --compile_only.")
 
 _TPU_POD_ENV = ("TPU_WORKER_HOSTNAMES", "MEGASCALE_COORDINATOR_ADDRESS")
 
@@ -247,6 +253,8 @@ def main(argv) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   cli.quiet_logs()
+  if _COMPILE_ONLY.value:
+    compile_only(_CONFIG.value)
   initialize_distributed()
   config = _CONFIG.value
   if config is None:
@@ -267,6 +275,16 @@ def main(argv) -> None:
     except (checkpoint_lib.CheckpointMismatchError, DataSourceError) as e:
       print(f"glm_jax.train: {e}", file=sys.stderr)
       sys.exit(2)
+
+
+def compile_only(config) -> None:
+  """--compile_only: one JSON report line, then exit (0 fits, 1 does not, 2 bad input)."""
+  if config is None:
+    raise app.UsageError("Pass --config=configs/<name>.py (e.g. configs/tiny.py).")
+  if not _TOPOLOGY.value:
+    raise app.UsageError("--compile_only needs --topology, e.g. --topology=v5p:4x4x4.")
+  from glm_jax import aot  # pylint: disable=g-import-not-at-top
+  sys.exit(aot.main(config, _TOPOLOGY.value, _NUM_SLICES.value))
 
 
 def parse_flags(argv):

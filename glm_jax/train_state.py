@@ -112,7 +112,11 @@ def _gradients(glm, params, batch, rng, accum, mesh):
 
 
 def make_train_step(config, mesh, optimizer, shardings) -> Callable:
-  """`train_step(state, batch) -> (state, metrics)`; jitted, state donated, metrics replicated."""
+  """`train_step(state, batch) -> (state, metrics)`; jitted, state donated, metrics replicated.
+
+  The step traces under the logical-axis rules and `mesh` itself, so it shards the same with or
+  without an ambient `nn.logical_axis_rules` / `jax.set_mesh` context (e.g. from a notebook).
+  """
   glm = model_lib.GLM(model_lib.as_glm_config(config))
   schedule = optim.learning_rate_schedule(config)
   accum = int(config.grad_accum_steps)
@@ -127,16 +131,18 @@ def make_train_step(config, mesh, optimizer, shardings) -> Callable:
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
   replicated = NamedSharding(mesh, P())
-  return jax.jit(train_step, in_shardings=(shardings, batch_shardings(mesh)),
+  return jax.jit(sharding.with_rules(train_step, mesh),
+                 in_shardings=(shardings, batch_shardings(mesh)),
                  out_shardings=(shardings, replicated), donate_argnums=0)
 
 
 def make_eval_step(config, mesh, param_shardings) -> Callable:
-  """`eval_step(params, batch) -> {loss_sum, correct_sum, tokens}` without dropout."""
+  """`eval_step(params, batch) -> {loss_sum, correct_sum, tokens}` without dropout (own rules, too)."""
   glm = model_lib.GLM(model_lib.as_glm_config(config))
 
   def eval_step(params, batch):
     return _forward_sums(glm, params, batch, jax.random.PRNGKey(0), deterministic=True)
 
-  return jax.jit(eval_step, in_shardings=(param_shardings, batch_shardings(mesh)),
+  return jax.jit(sharding.with_rules(eval_step, mesh),
+                 in_shardings=(param_shardings, batch_shardings(mesh)),
                  out_shardings=NamedSharding(mesh, P()))
