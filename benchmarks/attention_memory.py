@@ -19,6 +19,7 @@ import argparse
 import importlib
 import json
 import os
+import re
 import sys
 
 if not __package__:  # run as a script: import the repo's packages, not benchmarks/ siblings
@@ -28,6 +29,8 @@ from glm_jax import aot  # pylint: disable=g-import-not-at-top
 
 SIZES = {"large": "configs.large", "10b": "configs.glm_10b"}
 TOKENS_PER_STEP = 1024 * 512
+# libtpu's out-of-memory message for a step whose temporaries alone exceed HBM.
+_TEMPORARIES_NEEDED = re.compile(r"required for HLO temporaries \(([\d.]+)G\)")
 
 
 def case_config(size: str, backend: str, length: int):
@@ -51,6 +54,9 @@ def measure(size: str, backend: str, length: int, topology: str) -> dict:
     first_line = next((l.strip() for l in str(e).splitlines() if l.strip()), type(e).__name__)
     return {**row, "topology": topology, "fits": False, "error": first_line[:300]}
   report.pop("collectives", None)
+  needed = _TEMPORARIES_NEEDED.search(report.get("error", ""))
+  if needed and "needed_gib" not in report:
+    report["temporaries_needed_gib"] = float(needed.group(1))
   return {**row, **report}
 
 
