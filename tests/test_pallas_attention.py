@@ -226,3 +226,22 @@ def test_real_kernel_compiles_for_tpu_with_mosaic_in_a_fraction_of_xla_memory():
   report = json.loads(result.stdout.strip().splitlines()[-1])
   assert report["mosaic_calls"] >= 3, report        # forward, dK/dV and dQ kernels
   assert report["pallas_temp"] * 10 < report["xla_temp"], report
+
+
+def test_kv_cached_decode_with_pallas_backend_runs_xla_attention():
+  """The decode path passes explicit masks over a cache; it keeps XLA attention (same logits)."""
+  cfg = _tiny_glm("pallas", "none")
+  params = model.init_params(cfg, jax.random.PRNGKey(0))
+  ids = jnp.asarray([[5, 9, 2, 7, 1, 3]], jnp.int32)
+  pos = jnp.stack([jnp.arange(6)[None], jnp.zeros((1, 6), jnp.int32)], 1)
+  mask = attention.glm_mask(jnp.asarray([4]), 6, 10)[:, 0]
+
+  def decode(backend):
+    return model.GLM(cfg.replace(attention_backend=backend)).apply(
+        {"params": params}, ids, pos, attention_mask=mask,
+        kv_cache=model.init_kv_cache(cfg, 1, 10), cache_index=0)
+
+  logits, cache = decode("pallas")
+  expected_logits, expected_cache = decode("xla")
+  np.testing.assert_array_equal(logits, expected_logits)
+  np.testing.assert_array_equal(cache["k"], expected_cache["k"])
