@@ -68,6 +68,9 @@ def validate(config, num_devices: int, process_count: int) -> None:
            f"(model.max_sequence_length + 1 = {model_cfg.max_sequence_length + 1} rows); lower "
            "seq_length or raise model.max_sequence_length.")
   _check_batch(config, num_devices, process_count)
+  _require(not (model_cfg.attention_backend == "pallas" and model_cfg.attention_dropout > 0),
+           "model.attention_backend='pallas' has no attention-probability dropout. Set "
+           "model.attention_dropout=0.0 for training, or use model.attention_backend='xla'.")
   _require(not config.init_from or os.path.isdir(config.init_from),
            f"init_from={config.init_from!r} is not a directory (expected a params checkpoint "
            "from `python -m glm_jax.convert import`).")

@@ -13,7 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from glm_jax import attention, model
+from configs import tiny
+from glm_jax import attention, model, run_checks
 from glm_jax import pallas_attention as kernel_lib
 
 
@@ -245,3 +246,14 @@ def test_kv_cached_decode_with_pallas_backend_runs_xla_attention():
   expected_logits, expected_cache = decode("xla")
   np.testing.assert_array_equal(logits, expected_logits)
   np.testing.assert_array_equal(cache["k"], expected_cache["k"])
+
+
+def test_training_config_with_pallas_and_attention_dropout_is_refused_before_compiling():
+  config = tiny.get_config()
+  config.model.attention_backend = "pallas"
+  config.model.attention_dropout = 0.1
+  with pytest.raises(run_checks.ConfigError, match="^model.attention_backend='pallas' has no "
+                     "attention-probability dropout. Set model.attention_dropout=0.0"):
+    run_checks.validate(config, 1, 1)
+  config.model.attention_dropout = 0.0
+  run_checks.validate(config, 1, 1)
