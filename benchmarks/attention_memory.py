@@ -7,9 +7,11 @@ Nothing runs on a TPU: libtpu AOT-compiles the real train step for the topology 
 (`glm_jax.aot`, the same path as `python -m glm_jax.train --compile_only`) and XLA's memory
 analysis gives the per-chip footprint; a step the compiler cannot fit in HBM reports fits=false.
 Every case keeps the config's tokens per step (global_batch_size x seq_length = 1024 x 512), so
-the batch shrinks as the context grows (64 sequences at 8192 tokens); attention_dropout is 0 for
-both backends (the kernel has no dropout) and the position tables grow to the length. Prints one
-JSON line per case, then a summary line: the longest length that fits per size and backend.
+the batch shrinks as the context grows (64 sequences at 8192 tokens), down to one sequence per
+chip (both configs split the batch over every chip: 32 sequences on v5p-64 from 16384 tokens
+on). attention_dropout is 0 for both backends (the kernel has no dropout) and the position tables
+grow to the length. Prints one JSON line per case, then a summary line: the longest length that
+fits per size and backend.
 GLM-10B compiles take minutes on a small CPU host.
 """
 
@@ -33,11 +35,12 @@ TOKENS_PER_STEP = 1024 * 512
 _TEMPORARIES_NEEDED = re.compile(r"required for HLO temporaries \(([\d.]+)G\)")
 
 
-def case_config(size: str, backend: str, length: int):
-  """The size's run config at `length` tokens, same tokens per step, no attention dropout."""
+def case_config(size: str, backend: str, length: int, chips: int):
+  """The size's run config at `length` tokens: the same tokens per step (but at least one
+  sequence per chip), no attention dropout."""
   config = importlib.import_module(SIZES[size]).get_config()
   config.seq_length = length
-  config.global_batch_size = max(1, TOKENS_PER_STEP // length)
+  config.global_batch_size = max(chips, TOKENS_PER_STEP // length)
   config.model.max_sequence_length = max(config.model.max_sequence_length, length)
   config.model.attention_dropout = 0.0
   config.model.attention_backend = backend
@@ -46,7 +49,7 @@ def case_config(size: str, backend: str, length: int):
 
 def measure(size: str, backend: str, length: int, topology: str) -> dict:
   """One compile; the report of `aot.compile_train_step`, or the error that stopped it."""
-  config = case_config(size, backend, length)
+  config = case_config(size, backend, length, len(aot.topology_devices(topology)))
   row = {"benchmark": "attention_memory", "size": size, "backend": backend, "seq_length": length}
   try:
     report = aot.compile_train_step(config, topology)

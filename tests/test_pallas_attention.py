@@ -131,7 +131,8 @@ def test_glm_with_pallas_backend_equals_xla_backend_logits_and_grads(remat):
   def loss_and_grads(backend):
     def loss(p):
       logits = model.GLM(_tiny_glm(backend, remat)).apply(
-          {"params": p}, ids, pos, sep, deterministic=False, rngs={"dropout": jax.random.PRNGKey(1)})
+          {"params": p}, ids, pos, sep, deterministic=False,
+          rngs={"dropout": jax.random.PRNGKey(1)})
       return jnp.mean(jax.nn.log_softmax(logits)[..., 3]), logits
     return jax.jit(jax.value_and_grad(loss, has_aux=True))(params)
 
