@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 
 import jax
 import jax.numpy as jnp
@@ -302,7 +303,7 @@ def pallas_attention(query, key, value, sep, *, block_q: int = 512, block_k: int
   with `glm_mask(sep, seq)`; returns `[batch, seq, heads, head_dim]` in query's dtype. Lengths
   that are not block multiples are padded inside (padded keys are never visible to real
   queries). Blocks larger than the sequence shrink to it. On TPU the blocks must be multiples
-  of 128; `interpret=True` (CPU tests) accepts multiples of 8.
+  of 128; `interpret=True` (CPU tests) accepts any size.
   """
   if query.ndim != 4 or key.shape != query.shape or value.shape != query.shape:
     raise ValueError(
@@ -311,13 +312,14 @@ def pallas_attention(query, key, value, sep, *, block_q: int = 512, block_k: int
   batch, length = query.shape[:2]
   if jnp.shape(sep) != (batch,):
     raise ValueError(f"sep must have shape [batch] = ({batch},), got {jnp.shape(sep)}.")
-  granule = SUBLANES if interpret else LANES
+  granule = 1 if interpret else LANES
   for name, block in (("block_q", block_q), ("block_k", block_k)):
-    if block <= 0 or block % granule:
-      raise ValueError(f"{name}={block} must be a positive multiple of {granule}"
-                       + ("" if interpret else " on TPU (the vector lane width)") + ".")
-  block_q = min(block_q, _round_up(length, granule))
-  block_k = min(block_k, _round_up(length, granule))
+    if (not isinstance(block, numbers.Integral) or isinstance(block, bool) or block <= 0
+        or block % granule):
+      raise ValueError(f"{name}={block!r} must be a positive integer" + (
+          "" if interpret else f" multiple of {LANES} on TPU (the vector lane width)") + ".")
+  block_q = min(int(block_q), _round_up(length, granule))
+  block_k = min(int(block_k), _round_up(length, granule))
   padded = _round_up(length, math.lcm(block_q, block_k))
   sep = jnp.minimum(jnp.asarray(sep, jnp.int32), length)   # padding keys stay invisible
 
