@@ -217,6 +217,7 @@ TPU_COMPILE_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("libtpu") is None,
                     reason="libtpu (the TPU compiler) is not installed: pip install jax[tpu]")
 def test_real_kernel_compiles_for_tpu_with_mosaic_in_a_fraction_of_xla_memory():
