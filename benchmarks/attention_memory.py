@@ -1,4 +1,4 @@
-"""Per-chip memory of the GLM-Large / GLM-10B train steps, XLA vs Pallas attention, for a TPU topology.
+"""Per-chip train-step memory of GLM-Large and GLM-10B on a TPU topology: XLA vs Pallas attention.
 
   python benchmarks/attention_memory.py                          # v5p-64 (v5p:2x4x4): every case
   python benchmarks/attention_memory.py --sizes=large --lengths=8192 --backends=pallas
