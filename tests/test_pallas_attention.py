@@ -212,8 +212,11 @@ TPU_COMPILE_SCRIPT = textwrap.dedent("""
     text, pallas_temp = fwd_bwd(lambda q, k, v, sep: attention.pallas_attention(q, k, v, sep))
     _, xla_temp = fwd_bwd(lambda q, k, v, sep: attention.xla_attention(
         q, k, v, attention.glm_mask(sep, q.shape[1])))
+    with jax.sharding.use_abstract_mesh(one.mesh.abstract_mesh):   # compiling for a TPU mesh
+      auto = [attention.resolve_backend("auto", dtype=jnp.bfloat16, training_with_dropout=d)
+              for d in (False, True)]
     print(json.dumps({"mosaic_calls": text.count('custom_call_target="tpu_custom_call"'),
-                      "pallas_temp": pallas_temp, "xla_temp": xla_temp}))
+                      "pallas_temp": pallas_temp, "xla_temp": xla_temp, "auto": auto}))
 """)
 
 
@@ -222,7 +225,8 @@ TPU_COMPILE_SCRIPT = textwrap.dedent("""
                     reason="libtpu (the TPU compiler) is not installed: pip install jax[tpu]")
 def test_real_kernel_compiles_for_tpu_with_mosaic_in_a_fraction_of_xla_memory():
   """Non-interpret: libtpu compiles forward + backward for a v5p chip (Mosaic accepts the three
-  kernels), and the step needs under a tenth of the dense XLA attention's temporaries."""
+  kernels), the step needs under a tenth of the dense XLA attention's temporaries, and `auto`
+  picks the kernel when compiling for a TPU mesh (XLA when training with attention dropout)."""
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=root)
   result = subprocess.run([sys.executable, "-c", TPU_COMPILE_SCRIPT], env=env, cwd=root,
@@ -231,6 +235,7 @@ def test_real_kernel_compiles_for_tpu_with_mosaic_in_a_fraction_of_xla_memory():
   report = json.loads(result.stdout.strip().splitlines()[-1])
   assert report["mosaic_calls"] >= 3, report        # forward, dK/dV and dQ kernels
   assert report["pallas_temp"] * 10 < report["xla_temp"], report
+  assert report["auto"] == ["pallas", "xla"], report   # auto: the kernel on TPU unless dropout
 
 
 def test_kv_cached_decode_with_pallas_backend_runs_xla_attention():
