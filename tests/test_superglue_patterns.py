@@ -65,3 +65,42 @@ def test_encoded_rows_match_original_pvp_encode(expected, tokenizer, task, split
         assert pad["targets"] == want_row["targets"], ex.guid
     truncated_rows += got.truncated_rows
   assert truncated_rows == want["num_truncated"]
+
+
+def test_too_long_with_nothing_shortenable_left_is_one_clear_error(tokenizer):
+  exs = superglue.load_split("wic", os.path.join(DATA, "wic"), "dev")
+  encoder = superglue.make_encoder("wic", tokenizer, 40, 2)  # text_b is not shortenable here
+  with pytest.raises(examples_lib.TaskDataError, match="nothing left to shorten.*seq_length"):
+    encoder.encode(exs[1])
+
+
+def test_verbalizer_must_be_one_token(tokenizer):
+  plain = tokenizer_lib.load_pretrained(os.path.join(DATA, "..", "released_tokenizers",
+                                                     "bert-uncased"), "bert-uncased")
+  with pytest.raises(examples_lib.TaskDataError, match="verbalizer ' Yes'.*not one ordinary"):
+    superglue.make_encoder("rte", plain, 64, 0)
+
+
+def test_unknown_pattern_lists_the_patterns(tokenizer):
+  with pytest.raises(examples_lib.TaskDataError, match=r"copa has no pattern 2; its patterns"):
+    superglue.make_encoder("copa", tokenizer, 64, 2)
+
+
+def test_tfds_elements_become_the_official_records():
+  import numpy as np
+  copa = [{"idx": np.int32(3), "premise": b"P.", "choice1": b"A.", "choice2": b"B.",
+           "question": b"cause", "label": np.int64(-1)}]
+  got = examples_lib.tfds_to_official("copa", copa, "test")
+  assert got == [(1, {"idx": 3, "premise": "P.", "choice1": "A.", "choice2": "B.",
+                      "question": "cause"})]
+  multirc = [{"idx": {"paragraph": 0, "question": q, "answer": a}, "paragraph": b"T.",
+              "question": b"Q%d?" % q, "answer": b"A%d" % a, "label": a % 2}
+             for q, a in ((0, 0), (0, 1), (1, 2))]
+  recs = examples_lib.tfds_to_official("multirc", multirc, "validation")
+  exs = examples_lib.multirc_examples(recs, "dev")
+  assert [(ex.meta["question_idx"], ex.meta["answer_idx"], ex.label) for ex in exs] == [
+      (0, 0, 0), (0, 1, 1), (1, 2, 0)]
+  record = [{"idx": {"passage": 0, "query": 1}, "passage": b"Ann met Bob.\n@highlight\nBob",
+             "query": b"@placeholder met Bob.", "entities": [b"Ann", b"Bob"], "answers": [b"Ann"]}]
+  exs = examples_lib.record_examples(examples_lib.tfds_to_official("record", record, "dev"), "dev")
+  assert exs[0].meta["candidates"] == ["Ann", "Bob"] and exs[0].text_a == "Ann met Bob.\n- Bob"
