@@ -1,4 +1,4 @@
-"""The evaluation CLI: LAMBADA accuracy, WikiText perplexity, cloze accuracy; one JSON line out.
+r"""The evaluation CLI: LAMBADA accuracy, WikiText perplexity, cloze accuracy; one JSON line out.
 
   python -m glm_jax.evaluate --task=lambada --data=lambada_test.jsonl \
       --checkpoint=DIR --tokenizer=DIR [--tokenizer_kind=bert-uncased] [--mask_token=gMASK]

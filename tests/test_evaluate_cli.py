@@ -211,3 +211,12 @@ def test_wikitext_detokenizer_matches_original():
   assert case["detokenized"] != case["raw"]
   assert eval_data.wikitext_detokenize(case["raw"]) == case["detokenized"]
 
+
+
+def test_lambada_split_matches_original_strict_mode():
+  with open(os.path.join(ROOT, "tests", "data", "thudm_eval_scoring.json")) as f:
+    cases = json.load(f)["lambada_strict_split"]
+  assert any(c["text"].split()[-1] in c["context"] for c in cases)  # last word seen earlier too
+  for case in cases:
+    context, last = eval_data.lambada_split(case["text"])
+    assert (context, " " + last) == (case["context"], case["answer"])
