@@ -13,16 +13,10 @@ DECAYED_LEAF_NAMES = ("kernel", "embedding")
 
 
 def learning_rate_schedule(config) -> optax.Schedule:
-  """0 -> peak over warmup_ratio * total_steps, then cosine (or, with `config.lr_schedule ==
-  'linear'`, the finetuning scripts' linear decay) down to min_learning_rate_ratio * peak."""
+  """0 -> peak over warmup_ratio * total_steps, then cosine down to min_learning_rate_ratio * peak."""
   total = int(config.total_steps)
   warmup = int(config.warmup_ratio * total)
   peak = float(config.learning_rate)
-  if config.get("lr_schedule", "cosine") == "linear":
-    end = peak * float(config.min_learning_rate_ratio)
-    return optax.join_schedules(
-        [optax.linear_schedule(0.0, peak, max(warmup, 1)),
-         optax.linear_schedule(peak, end, max(total - warmup, 1))], [max(warmup, 1)])
   return optax.warmup_cosine_decay_schedule(
       init_value=0.0, peak_value=peak, warmup_steps=warmup,
       decay_steps=max(total, warmup + 1), end_value=peak * float(config.min_learning_rate_ratio))
