@@ -30,6 +30,7 @@ from glm_jax import run_checks
 from glm_jax import sharding
 from glm_jax import train_data
 from glm_jax import train_state
+from input_pipeline.blank_infilling import OBJECTIVES as EVAL_OBJECTIVES
 from input_pipeline.errors import DataSourceError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Run config file, e.g. configs/tiny.py.")
@@ -103,16 +104,33 @@ def restore_or_init(config, checkpointer, data, optimizer, abstract, shardings):
   return state
 
 
+def _objective_groups(batches, rows: int) -> np.ndarray:
+  """`[rows, 3]` one-hot of each row's objective (token, sentence, document) in the batch just
+  read; all zero where the iterator does not say (synthetic data, padding rows)."""
+  groups = np.zeros((rows, len(EVAL_OBJECTIVES)), np.float32)
+  for row, name in enumerate(getattr(batches, "last_objectives", ())):
+    groups[row, EVAL_OBJECTIVES.index(name)] = 1.0
+  return groups
+
+
 def evaluate(eval_step, params, data, mesh, num_batches: int) -> dict:
-  """Mean loss / Part-B accuracy over `num_batches` held-out batches (a host sync, by design)."""
-  sums = None
-  for _, batch in zip(range(num_batches), data.make_eval()):
-    batch_sums = eval_step(params, sharding.put_batch(batch, mesh))
+  """Mean loss / Part-B accuracy over `num_batches` held-out batches (a host sync, by design),
+  and the loss of each objective that occurred (`eval_loss_token`, ..., as pretrain_glm.py)."""
+  sums, batches = None, data.make_eval()
+  for _, batch in zip(range(num_batches), batches):
+    groups = _objective_groups(batches, batch["sep"].shape[0])
+    batch_sums = eval_step(params, sharding.put_batch(batch, mesh),
+                           sharding.put_batch({"groups": groups}, mesh)["groups"])
     sums = batch_sums if sums is None else objective.add_sums(sums, batch_sums)
   if sums is None:
     return {}
-  means = jax.device_get(objective.mean_metrics(sums))
-  return {"eval_loss": float(means["loss"]), "eval_accuracy": float(means["accuracy"])}
+  sums = jax.device_get(sums)
+  means = objective.mean_metrics(sums)
+  results = {"eval_loss": float(means["loss"]), "eval_accuracy": float(means["accuracy"])}
+  for name, loss_sum, tokens in zip(EVAL_OBJECTIVES, sums["group_loss_sum"], sums["group_tokens"]):
+    if tokens > 0:
+      results[f"eval_loss_{name}"] = float(loss_sum / tokens)
+  return results
 
 
 class TrainLogger:

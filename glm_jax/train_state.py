@@ -132,11 +132,17 @@ def make_train_step(config, mesh, optimizer, shardings) -> Callable:
 
 
 def make_eval_step(config, mesh, param_shardings) -> Callable:
-  """`eval_step(params, batch) -> {loss_sum, correct_sum, tokens}` without dropout."""
+  """`eval_step(params, batch, groups) -> {loss_sum, correct_sum, tokens, group_loss_sum,
+  group_tokens}` without dropout; `groups` `[B, G]` marks each row's objective (one-hot)."""
   glm = model_lib.GLM(model_lib.as_glm_config(config))
 
-  def eval_step(params, batch):
-    return _forward_sums(glm, params, batch, jax.random.PRNGKey(0), deterministic=True)
+  def eval_step(params, batch, groups):
+    logits = glm.apply({"params": params}, batch["input_ids"], batch["position_ids"], batch["sep"],
+                       deterministic=True)
+    per_group = objective.group_sums(logits, batch["target_ids"], batch["loss_mask"], groups)
+    return dict(objective.token_sums(logits, batch["target_ids"], batch["loss_mask"]),
+                group_loss_sum=per_group["loss_sum"], group_tokens=per_group["tokens"])
 
-  return jax.jit(eval_step, in_shardings=(param_shardings, batch_shardings(mesh)),
+  return jax.jit(eval_step, in_shardings=(param_shardings, batch_shardings(mesh),
+                                          sharding.batch_sharding(mesh, 2)),
                  out_shardings=NamedSharding(mesh, P()))
