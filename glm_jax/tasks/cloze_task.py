@@ -11,7 +11,6 @@ jitted train step computes (`sums(glm, params, batch, rng, deterministic)`, `cou
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Callable, Sequence
 
@@ -23,18 +22,10 @@ import optax
 
 from glm_jax import model as model_lib
 from glm_jax import scoring
+from glm_jax.train_state import Objective
 from glm_jax.tasks.superglue.patterns import Encoded
 
 NO_CHOICE = -10000.0  # the original's additive mask of a missing choice
-
-
-@dataclasses.dataclass(frozen=True)
-class Objective:
-  """What the jitted train step needs from a task: summed loss / hits / count of a batch, the
-  count the loss is averaged over, and each batch array's rank (for its sharding)."""
-  sums: Callable      # (glm, params, batch, rng, deterministic) -> {loss_sum, correct_sum, tokens}
-  count: Callable     # batch -> scalar (the loss of a step is loss_sum / count over the batch)
-  batch_ndims: dict   # batch key -> ndim
 
 
 def _final_layernorm(module, method_name) -> bool:
