@@ -112,3 +112,31 @@ def test_cli_reports_a_bad_line_with_file_and_line(tmp_path):
   assert proc.returncode == 2, proc.stderr[-2000:]
   assert "train.jsonl:2: not valid JSON" in proc.stderr
   assert "Traceback" not in proc.stderr
+
+
+def write_synthetic_copa(directory, seed=0, sizes=(32, 16, 4)):
+  """COPA files whose right choice is the one about 'light' (either position, either question)."""
+  rng = random.Random(seed)
+  for split, size in zip(("train", "val", "test"), sizes):
+    lines = []
+    for i in range(size):
+      words = " ".join(rng.choice(FILLER) for _ in range(4))
+      right, wrong = "The light came.", f"The {rng.choice(FILLER[1:])} came."
+      label = i % 2
+      choices = (right, wrong) if label == 0 else (wrong, right)
+      rec = {"idx": i, "premise": f"The {words}.", "choice1": choices[0],
+             "choice2": choices[1], "question": rng.choice(["cause", "effect"])}
+      if split != "test":
+        rec["label"] = label
+      lines.append(json.dumps(rec))
+    (directory / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.slow
+def test_multi_token_task_batches_choices_and_writes_the_submission_file(tmp_path):
+  write_synthetic_copa(tmp_path)
+  config = tiny_config(tmp_path, task="copa", epochs=4, global_batch_size=8)
+  best = run(config, tmp_path / "work")
+  assert best["value"] >= 90.0
+  records = [json.loads(l) for l in (tmp_path / "work" / "predictions" / "COPA.jsonl").open()]
+  assert [r["idx"] for r in records] == [0, 1, 2, 3] and {r["label"] for r in records} <= {0, 1}
