@@ -271,6 +271,8 @@ def run(config, workdir: str, mesh) -> dict:
   params = state.params
   if keeper.best is not None:
     params = checkpoint_lib.load_params(keeper.params_dir, abstract.params, shardings.params)
+    if hasattr(tokenizer, "save") and jax.process_index() == 0:  # generate / evaluate find it
+      tokenizer.save(os.path.join(keeper.params_dir, "tokenizer"))
     log(f"best dev {keeper.metric} {keeper.best['value']:.2f} at step {keeper.best['step']}; "
         f"params in {keeper.params_dir}")
   written = write_predictions(task, params, mesh, workdir)

@@ -10,9 +10,11 @@ import jax
 import pytest
 
 from configs.finetune import superglue as sg_config
+from glm_jax import export
 from glm_jax import finetune
 from glm_jax import sharding
 from glm_jax.tasks.superglue import examples as examples_lib
+from input_pipeline import tokenizer as tokenizer_lib
 
 TOKENIZER = os.path.join(os.path.dirname(__file__), "data", "superglue")
 FILLER = ["the", "king", "went", "up", "to", "city", "and", "man", "river", "house", "land"]
@@ -69,7 +71,9 @@ def test_tiny_model_learns_a_synthetic_cloze_task(tmp_path):
   write_synthetic_boolq(tmp_path)
   best = run(tiny_config(tmp_path), tmp_path / "work")
   assert best["metric"] == "accuracy" and best["value"] >= 90.0
-  assert os.path.isdir(tmp_path / "work" / "best_params")
+  config, params = export.load_for_inference(str(tmp_path / "work" / "best_params"))
+  assert config.num_layers == 2 and config.vocab_size == 1280
+  assert tokenizer_lib.load_tokenizer(str(tmp_path / "work" / "best_params")).vocab_size == 1216
   records = [json.loads(l) for l in (tmp_path / "work" / "predictions" / "BoolQ.jsonl").open()]
   assert [r["idx"] for r in records] == list(range(8))
   assert {r["label"] for r in records} <= {"true", "false"}

@@ -55,7 +55,7 @@ def get_config():
   # Shared schedule of scripts/finetune_superglue.sh + TRAIN_ARGS.
   config.learning_rate = 1e-5        # LR_SINGLE
   config.warmup_ratio = 0.1          # --warmup 0.1
-  config.decay_style = "linear"      # --lr-decay-style linear: linear warmup, then linear decay
+  config.decay_style = "linear"      # --lr-decay-style linear: linear warmup, then linear decay to the floor below
   config.min_learning_rate_ratio = 0.1  # decay ends at this fraction of the peak (arguments.py --lr-decay-ratio 0.1)
   config.weight_decay = 0.1          # --weight-decay 1.0e-1
   config.adam_b2 = 0.999             # the original's Adam defaults (arguments.py: --adam-beta2 0.999)
