@@ -155,6 +155,10 @@ def build_task(config, tokenizer) -> ClozeTask:
     splits[split] = (examples, encoded)
   if not splits["train"][0]:
     raise FinetuneError(f"{config.data_dir}: the training set is empty.")
+  if info.name == "wsc" and not any("candidates" in ex.meta for ex in splits["dev"][0]):
+    log("wsc: the files have no `candidates` (the original trains on its WSC-negative files, "
+        "each record with candidates: [{\"text\": noun phrase}, ...]); with the referent as the "
+        "only choice, training is generative only and every dev prediction is True.")
   train_encoded = splits["train"][1]
   num_slots = max(sum(r.loss_mask) for e in train_encoded for r in e.rows)
   return ClozeTask(config, info, int(tokenizer.special_ids["eos"]), train_encoded,
