@@ -13,7 +13,6 @@ from configs.finetune import superglue as sg_config
 from glm_jax import export
 from glm_jax import finetune
 from glm_jax import sharding
-from glm_jax.tasks.superglue import examples as examples_lib
 from input_pipeline import tokenizer as tokenizer_lib
 
 TOKENIZER = os.path.join(os.path.dirname(__file__), "data", "superglue")
@@ -96,7 +95,7 @@ def test_interrupted_finetuning_resumes_with_the_same_losses(tmp_path):
 
 
 def test_unknown_task_lists_the_tasks(tmp_path):
-  with pytest.raises(examples_lib.TaskDataError, match="the tasks are boolq, cb, copa"):
+  with pytest.raises(finetune.FinetuneError, match="the tasks are boolq, cb, copa"):
     tiny_config(tmp_path, task="mnli")
 
 
@@ -144,3 +143,13 @@ def test_multi_token_task_batches_choices_and_writes_the_submission_file(tmp_pat
   assert best["value"] >= 90.0
   records = [json.loads(l) for l in (tmp_path / "work" / "predictions" / "COPA.jsonl").open()]
   assert [r["idx"] for r in records] == [0, 1, 2, 3] and {r["label"] for r in records} <= {0, 1}
+
+
+def test_examples_longer_than_seq_length_are_cut_and_counted(tmp_path, capsys):
+  write_synthetic_boolq(tmp_path, sizes=(8, 4, 0))
+  config = tiny_config(tmp_path, seq_length=20)
+  tokenizer = finetune.load_task_tokenizer(config)
+  task = finetune.build_task(config, tokenizer)
+  out = capsys.readouterr().out
+  assert "boolq train: 8 of 8 examples longer than seq_length=20 were truncated" in out
+  assert all(len(row) <= 20 for enc in task.train_encoded for row in enc.rows)
