@@ -5,7 +5,6 @@ import os
 
 import pytest
 
-from glm_jax import tasks  # noqa: F401
 from glm_jax.tasks import superglue
 from glm_jax.tasks.superglue import examples as examples_lib
 from input_pipeline import tokenizer as tokenizer_lib

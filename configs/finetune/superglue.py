@@ -8,8 +8,6 @@ Setting `task` fills the per-task values of THUDM/GLM's `config_tasks/task_<task
 the task says otherwise, warmup 10% then linear decay, weight decay 0.1, dropout on).
 """
 
-import ml_collections
-
 from configs import common
 
 # Per task: the values of config_tasks/task_<task>.sh (EPOCH_SINGLE, MAX_SEQ_LEN, BATCH_SIZE,
