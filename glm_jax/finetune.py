@@ -288,6 +288,10 @@ def run(config, workdir: str, mesh) -> dict:
   if tokenizer.vocab_size > config.model.vocab_size:
     raise FinetuneError(f"the tokenizer has {tokenizer.vocab_size} ids but the model only "
                         f"{config.model.vocab_size} embedding rows; use the model's tokenizer.")
+  split = mesh.shape["data"] * mesh.shape["fsdp"] * int(config.grad_accum_steps)
+  if config.global_batch_size % split:
+    raise FinetuneError(f"global_batch_size={config.global_batch_size} must be a multiple of "
+                        f"data x fsdp x grad_accum_steps = {split} (the batch is split over them).")
   task = task_builder(config.task)(config, tokenizer)
   data = types.SimpleNamespace(train=task.train_data())
   steps_per_epoch = data.train.steps_per_epoch
