@@ -48,7 +48,6 @@ def get_config():
   config.eval_every_epochs = 1       # dev-set evaluation after every this many epochs
   config.eval_batch_size = 16        # examples per evaluation batch (the original's --eval-batch-size)
   config.predict_test = True         # after training, write test-set predictions in the submission format
-  config.export_best = True          # at the end, export the best checkpoint's params (workdir/best_params)
 
   # Shared schedule of scripts/finetune_superglue.sh + TRAIN_ARGS.
   config.learning_rate = 1e-5        # LR_SINGLE
@@ -66,7 +65,6 @@ def get_config():
   config.checkpoint_every_steps = 1000  # steps between resumable checkpoints
   config.keep_checkpoints = 1        # resumable checkpoints kept (the best one is kept apart)
   config.sample_tokens = 0           # no blank-filling sample at the end
-  config.data.tokenizer_kind = ""    # unused: the tokenizer comes from `tokenizer` / init_from
   return config
 
 
