@@ -108,24 +108,6 @@ class ClozeTask:
     return self.info.main_metric
 
   @property
-  def has_dev(self) -> bool:
-    return bool(self.dev_encoded)
-
-  @property
-  def submission_file(self) -> str | None:
-    """Where test predictions go (None: no test set, or predict_test off)."""
-    return self.info.submission_file if self.test_examples and self.config.predict_test else None
-
-  @property
-  def tokens_per_step(self) -> int:
-    return self.config.global_batch_size * self.num_choices * self.config.seq_length
-
-  def describe(self) -> str:
-    return (f"{self.info.name}: {len(self.train_encoded)} train / {len(self.dev_examples)} dev / "
-            f"{len(self.test_examples)} test examples | batch {self.config.global_batch_size} x "
-            f"{self.num_choices} choices x {self.config.seq_length}")
-
-  @property
   def objective(self) -> train_state.Objective:
     return cloze_task.make_objective(self.info.multi_token, self.config.loss,
                                      self.config.length_penalty)
@@ -184,39 +166,13 @@ def build_task(config, tokenizer) -> ClozeTask:
                    num_labels=0 if info.multi_token else len(info.labels))
 
 
-def _superglue_defaults(config):
-  from configs.finetune import superglue as sg_config  # pylint: disable=g-import-not-at-top
-  return sg_config.apply_task_defaults(config)
-
-
-# task name -> (fills the config's task defaults, builds the task object from (config, tokenizer)).
-# A task object supplies: train_data() (resumable iterator of host batches with get_state /
-# set_state / steps_per_epoch), objective (train_state.Objective), main_metric, has_dev,
-# evaluate(params, mesh) -> {metric: value}, submission_file, predict(params, mesh) -> records,
-# tokens_per_step, describe(). Other task families register here (register_tasks).
-TASK_BUILDERS: dict = {name: (_superglue_defaults, build_task) for name in superglue.TASKS}
-
-
-def register_tasks(names, apply_defaults, builder) -> None:
-  """Makes `--config.task=<name>` run `builder(config, tokenizer)` through this loop."""
-  for name in names:
-    TASK_BUILDERS[name.lower()] = (apply_defaults, builder)
-
-
-def task_builder(name: str):
-  key = str(name).lower()
-  if key not in TASK_BUILDERS:
-    raise FinetuneError(f"unknown task {name!r}; the tasks are {', '.join(sorted(TASK_BUILDERS))} "
-                        "(set --config.task).")
-  return TASK_BUILDERS[key][1]
-
-
 def prepare_config(config):
   """Task defaults, model shape from init_from, and the step count from the training set."""
   if not config.task:
-    raise FinetuneError("pass --config.task (one of " + ", ".join(sorted(TASK_BUILDERS)) + ").")
-  task_builder(config.task)
-  TASK_BUILDERS[config.task.lower()][0](config)
+    raise FinetuneError("pass --config.task (one of " + ", ".join(sorted(superglue.TASKS)) + ").")
+  superglue.get_task(config.task)
+  from configs.finetune import superglue as sg_config  # pylint: disable=g-import-not-at-top
+  sg_config.apply_task_defaults(config)
   model_from_checkpoint(config)
   if config.data_source == "jsonl" and not config.data_dir:
     raise FinetuneError("pass --config.data_dir=DIR (the task's folder with train.jsonl, "
@@ -251,14 +207,14 @@ class BestKeeper:
     return True
 
 
-def make_periodic_eval(config, task, mesh, steps_per_epoch: int, keeper: BestKeeper):
+def make_periodic_eval(config, task: ClozeTask, mesh, steps_per_epoch: int, keeper: BestKeeper):
   """Dev metrics every eval_every_epochs epochs (and eval_every_steps), keeping the best."""
   every_epochs = steps_per_epoch * max(int(config.eval_every_epochs), 0)
 
   def periodic_eval(state, step):
     due = (every_epochs and step % every_epochs == 0) or (
         config.eval_every_steps and step % config.eval_every_steps == 0)
-    if not due or not task.has_dev:
+    if not due or not task.dev_encoded:
       return None
     results = task.evaluate(state.params, mesh)
     improved = keeper.offer(step, step / steps_per_epoch, results, state.params)
@@ -269,12 +225,11 @@ def make_periodic_eval(config, task, mesh, steps_per_epoch: int, keeper: BestKee
   return periodic_eval
 
 
-def write_predictions(task, params, mesh, workdir: str) -> str | None:
-  """The test predictions, one JSON record a line, as workdir/predictions/<submission file>."""
-  if not task.submission_file:
+def write_predictions(task: ClozeTask, params, mesh, workdir: str) -> str | None:
+  if not task.test_examples or not task.config.predict_test:
     return None
   records = task.predict(params, mesh)
-  out = epath.Path(workdir) / "predictions" / task.submission_file
+  out = epath.Path(workdir) / "predictions" / task.info.submission_file
   if jax.process_index() == 0:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("".join(json.dumps(r) + "\n" for r in records))
@@ -292,7 +247,7 @@ def run(config, workdir: str, mesh) -> dict:
   if config.global_batch_size % split:
     raise FinetuneError(f"global_batch_size={config.global_batch_size} must be a multiple of "
                         f"data x fsdp x grad_accum_steps = {split} (the batch is split over them).")
-  task = task_builder(config.task)(config, tokenizer)
+  task = build_task(config, tokenizer)
   data = types.SimpleNamespace(train=task.train_data())
   steps_per_epoch = data.train.steps_per_epoch
   with config.unlocked():
@@ -305,17 +260,20 @@ def run(config, workdir: str, mesh) -> dict:
   writer = metrics_lib.MetricsWriter(workdir, tensorboard=config.tensorboard)
   writer.truncate_after(int(jax.device_get(state.step)))
   keeper = BestKeeper(workdir, task.main_metric)
-  log(f"{task.describe()} | {config.epochs} epochs x {steps_per_epoch} steps | workdir {workdir}")
+  log(f"{task.info.name}: {len(task.train_encoded)} train / {len(task.dev_examples)} dev / "
+      f"{len(task.test_examples)} test examples | {config.epochs} epochs x {steps_per_epoch} "
+      f"steps | batch {config.global_batch_size} x {task.num_choices} choices x "
+      f"{config.seq_length} | workdir {workdir}")
   state, step = train.train_loop(
       config, mesh, data, state, step_fn, None, checkpointer, writer,
       periodic_eval=make_periodic_eval(config, task, mesh, steps_per_epoch, keeper),
-      tokens_per_step=task.tokens_per_step)
+      tokens_per_step=config.global_batch_size * task.num_choices * config.seq_length)
   checkpointer.wait()
   checkpointer.close()
   writer.close()
   if step < config.total_steps:
     return keeper.best or {}
-  if keeper.best is None and task.has_dev:
+  if keeper.best is None and task.dev_encoded:
     raise FinetuneError("training ended without a dev evaluation; set eval_every_epochs >= 1.")
   params = state.params
   if keeper.best is not None:

@@ -13,6 +13,7 @@ from configs.finetune import superglue as sg_config
 from glm_jax import export
 from glm_jax import finetune
 from glm_jax import sharding
+from glm_jax.tasks.superglue import examples as examples_lib
 from input_pipeline import tokenizer as tokenizer_lib
 
 TOKENIZER = os.path.join(os.path.dirname(__file__), "data", "superglue")
@@ -95,7 +96,7 @@ def test_interrupted_finetuning_resumes_with_the_same_losses(tmp_path):
 
 
 def test_unknown_task_lists_the_tasks(tmp_path):
-  with pytest.raises(finetune.FinetuneError, match="the tasks are boolq, cb, copa"):
+  with pytest.raises(examples_lib.TaskDataError, match="the tasks are boolq, cb, copa"):
     tiny_config(tmp_path, task="mnli")
 
 
