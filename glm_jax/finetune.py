@@ -28,6 +28,7 @@ from glm_jax import cli
 from glm_jax import export
 from glm_jax import metrics as metrics_lib
 from glm_jax import optim
+from glm_jax import run_checks
 from glm_jax import sharding
 from glm_jax import train
 from glm_jax import train_state
@@ -180,9 +181,6 @@ def prepare_config(config):
   if config.seq_length > config.model.max_sequence_length:
     raise FinetuneError(f"seq_length={config.seq_length} exceeds the model's "
                         f"max_sequence_length={config.model.max_sequence_length}.")
-  if config.global_batch_size % (jax.process_count() * config.grad_accum_steps):
-    raise FinetuneError(f"global_batch_size={config.global_batch_size} must divide over "
-                        f"{jax.process_count()} processes x {config.grad_accum_steps} micro-batches.")
   return config
 
 
@@ -243,15 +241,12 @@ def run(config, workdir: str, mesh) -> dict:
   if tokenizer.vocab_size > config.model.vocab_size:
     raise FinetuneError(f"the tokenizer has {tokenizer.vocab_size} ids but the model only "
                         f"{config.model.vocab_size} embedding rows; use the model's tokenizer.")
-  split = mesh.shape["data"] * mesh.shape["fsdp"] * int(config.grad_accum_steps)
-  if config.global_batch_size % split:
-    raise FinetuneError(f"global_batch_size={config.global_batch_size} must be a multiple of "
-                        f"data x fsdp x grad_accum_steps = {split} (the batch is split over them).")
   task = build_task(config, tokenizer)
   data = types.SimpleNamespace(train=task.train_data())
   steps_per_epoch = data.train.steps_per_epoch
   with config.unlocked():
     config.total_steps = int(config.epochs) * steps_per_epoch
+  run_checks.validate(config, jax.device_count(), jax.process_count())  # as pretraining checks it
   optimizer = optim.make_optimizer(config)
   abstract, shardings = train_state.state_shardings(config, mesh, optimizer)
   checkpointer = checkpoint_lib.Checkpointer(workdir, config.keep_checkpoints)
@@ -302,7 +297,7 @@ def main(argv) -> None:
     mesh = sharding.make_mesh(config.mesh)
     with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.LOGICAL_RULES):
       run(config, workdir, mesh)
-  except cli.user_errors() as e:
+  except (run_checks.ConfigError, *cli.user_errors()) as e:
     print(f"glm_jax.finetune: {e}", file=sys.stderr)
     sys.exit(2)
 

@@ -12,6 +12,7 @@ import pytest
 from configs.finetune import superglue as sg_config
 from glm_jax import export
 from glm_jax import finetune
+from glm_jax import run_checks
 from glm_jax import sharding
 from glm_jax.tasks.superglue import examples as examples_lib
 from input_pipeline import tokenizer as tokenizer_lib
@@ -154,3 +155,11 @@ def test_examples_longer_than_seq_length_are_cut_and_counted(tmp_path, capsys):
   out = capsys.readouterr().out
   assert "boolq train: 8 of 8 examples longer than seq_length=20 were truncated" in out
   assert all(len(row) <= 20 for enc in task.train_encoded for row in enc.rows)
+
+
+def test_a_batch_that_cannot_split_over_the_mesh_is_refused(tmp_path):
+  write_synthetic_boolq(tmp_path, sizes=(8, 4, 0))
+  config = tiny_config(tmp_path, global_batch_size=6, grad_accum_steps=4)
+  with pytest.raises(run_checks.ConfigError, match="global_batch_size=6 must be divisible by "
+                     "grad_accum_steps"):
+    run(config, tmp_path / "work")
