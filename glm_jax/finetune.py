@@ -28,6 +28,7 @@ from glm_jax import cli
 from glm_jax import export
 from glm_jax import metrics as metrics_lib
 from glm_jax import optim
+from glm_jax import profiling
 from glm_jax import run_checks
 from glm_jax import sharding
 from glm_jax import train
@@ -259,10 +260,11 @@ def run(config, workdir: str, mesh) -> dict:
       f"{len(task.test_examples)} test examples | {config.epochs} epochs x {steps_per_epoch} "
       f"steps | batch {config.global_batch_size} x {task.num_choices} choices x "
       f"{config.seq_length} | workdir {workdir}")
-  state, step = train.train_loop(
-      config, mesh, data, state, step_fn, None, checkpointer, writer,
-      periodic_eval=make_periodic_eval(config, task, mesh, steps_per_epoch, keeper),
-      tokens_per_step=config.global_batch_size * task.num_choices * config.seq_length)
+  with profiling.profiled(config.profile_steps, workdir) as profiler:
+    state, step = train.train_loop(
+        config, mesh, data, state, step_fn, None, checkpointer, writer, profiler,
+        periodic_eval=make_periodic_eval(config, task, mesh, steps_per_epoch, keeper),
+        tokens_per_step=config.global_batch_size * task.num_choices * config.seq_length)
   checkpointer.wait()
   checkpointer.close()
   writer.close()
