@@ -28,6 +28,7 @@ from glm_jax import cli
 from glm_jax import export
 from glm_jax import metrics as metrics_lib
 from glm_jax import optim
+from glm_jax import paths
 from glm_jax import profiling
 from glm_jax import run_checks
 from glm_jax import sharding
@@ -59,7 +60,7 @@ def model_from_checkpoint(config) -> None:
     raise FinetuneError(f"--config.init_from={config.init_from} is not a params checkpoint "
                         "directory (make one with `python -m glm_jax.convert import`).")
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  meta = ocp.StandardCheckpointer().metadata(os.path.abspath(str(path)))
+  meta = ocp.StandardCheckpointer().metadata(paths.as_path(config.init_from))
   meta = getattr(meta, "item_metadata", meta)
   meta = getattr(meta, "tree", meta)
   shape = export.infer_config(meta)
@@ -189,8 +190,8 @@ class BestKeeper:
   """The best dev score so far (workdir/best.json) and its params (workdir/best_params)."""
 
   def __init__(self, workdir: str, metric: str):
-    self.path = epath.Path(workdir) / "best.json"
-    self.params_dir = os.path.join(workdir, "best_params")
+    self.path = paths.as_path(workdir) / "best.json"
+    self.params_dir = str(paths.as_path(workdir) / "best_params")
     self.metric = metric
     self.best = json.loads(self.path.read_text()) if self.path.exists() else None
 
@@ -202,7 +203,7 @@ class BestKeeper:
     self.best = {"metric": self.metric, "value": value, "step": step, "epoch": epoch,
                  "results": results}
     if jax.process_index() == 0:
-      self.path.write_text(json.dumps(self.best))
+      paths.write_text_atomic(self.path, json.dumps(self.best))
     return True
 
 
@@ -276,7 +277,7 @@ def run(config, workdir: str, mesh) -> dict:
   if keeper.best is not None:
     params = checkpoint_lib.load_params(keeper.params_dir, abstract.params, shardings.params)
     if hasattr(tokenizer, "save") and jax.process_index() == 0:  # generate / evaluate find it
-      tokenizer.save(os.path.join(keeper.params_dir, "tokenizer"))
+      tokenizer.save(str(paths.as_path(keeper.params_dir) / "tokenizer"))
     log(f"best dev {keeper.metric} {keeper.best['value']:.2f} at step {keeper.best['step']}; "
         f"params in {keeper.params_dir}")
   written = write_predictions(task, params, mesh, workdir)
