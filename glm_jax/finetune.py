@@ -180,9 +180,6 @@ def prepare_config(config):
   if config.data_source == "jsonl" and not config.data_dir:
     raise FinetuneError("pass --config.data_dir=DIR (the task's folder with train.jsonl, "
                         "val.jsonl, test.jsonl).")
-  if config.seq_length > config.model.max_sequence_length:
-    raise FinetuneError(f"seq_length={config.seq_length} exceeds the model's "
-                        f"max_sequence_length={config.model.max_sequence_length}.")
   return config
 
 
