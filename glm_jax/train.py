@@ -191,15 +191,25 @@ class TrainLogger:
 
 
 def train_loop(config, mesh, data, state, step_fn, eval_fn, checkpointer, writer,
-               profiler=None) -> tuple:
+               profiler=None, *, periodic_eval=None, tokens_per_step=None) -> tuple:
   """Runs steps until stop_at_step / total_steps or a preemption; returns (state, step).
 
-  profiler: a profiling.StepProfiler (config.profile_steps) told about each step, or None."""
+  profiler: a profiling.StepProfiler (config.profile_steps) told about each step, or None.
+  periodic_eval: `(state, step) -> dict | None`, called after every step in place of the
+  held-out LM evaluation every eval_every_steps (finetuning: the task's dev metrics when due).
+  tokens_per_step: for throughput, when a step holds more than batch x seq_length tokens."""
   step = int(jax.device_get(state.step))
   stop = min(config.total_steps, config.stop_at_step or config.total_steps)
   num_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(state.params))
   logger = TrainLogger(config, writer, step, num_params)
+  if tokens_per_step:
+    logger.tokens_per_step = int(tokens_per_step)
   preemption = Preemption(checkpointer)
+  if periodic_eval is None:
+    def periodic_eval(state, step):
+      if config.eval_every_steps and step % config.eval_every_steps == 0:
+        return evaluate(eval_fn, state.params, data, mesh, config.eval_steps)
+      return None
   while step < stop:
     if profiler is not None:
       profiler.before_step(step + 1)
@@ -209,8 +219,8 @@ def train_loop(config, mesh, data, state, step_fn, eval_fn, checkpointer, writer
     if profiler is not None:
       profiler.after_step(step, (state, step_metrics))
     logger.add(step, step_metrics)
-    if config.eval_every_steps and step % config.eval_every_steps == 0:
-      results = evaluate(eval_fn, state.params, data, mesh, config.eval_steps)
+    results = periodic_eval(state, step)
+    if results is not None:
       logger.attach(results)
       logger.flush()
       log(f"step {step} | " + " | ".join(f"{k} {v:.4f}" for k, v in results.items()))
