@@ -1,0 +1,1 @@
+"""Finetuning tasks: each supplies its data, loss and metric to the shared training loop."""
