@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from glm_jax import attention as attention_lib
+from glm_jax import beam_search
 from glm_jax import sampling
 from glm_jax.model import GLM, as_glm_config, init_kv_cache
 
@@ -299,9 +300,8 @@ def _beam_blank(cfg, params, cache, start, prompt_len, blank_position, *, prompt
     if no_repeat_ngram_size > 0:
       banned = sampling.no_repeat_ngram_mask(seq, jnp.full((k,), n), no_repeat_ngram_size, vocab)
       step_logp = jnp.where(banned, neg, step_logp)
-    cand = (logp[:, None] + step_logp).reshape(-1)
-    scores, flat = jax.lax.top_k(cand, 2 * k)
-    parent, tok = flat // vocab, (flat % vocab).astype(jnp.int32)
+    scores, parent, tok = (x[0] for x in beam_search.top_candidates(step_logp[None], logp[None],
+                                                                    2 * k))
     is_end = jnp.isin(tok, end_ids) & (scores > neg / 2)
     # Finished: an end token after n tokens (n + 1 scored).
     fin_scores = jnp.where(is_end, norm(scores, n + 1), neg)
@@ -313,7 +313,7 @@ def _beam_blank(cfg, params, cache, start, prompt_len, blank_position, *, prompt
     live_scores, pick = jax.lax.top_k(jnp.where(is_end, neg, scores), k)
     parent, tok = parent[pick], tok[pick]
     seq = seq[parent].at[:, n].set(tok)
-    beam_cache = jax.tree_util.tree_map(lambda c: jnp.take(c, parent, axis=1), beam_cache)
+    beam_cache = beam_search.reorder_beams(beam_cache, parent)
     n = n + 1
     # Truncated at the budget: the live beams are hypotheses of max_new_tokens scored tokens.
     trunc = jnp.where(n >= max_new_tokens, norm(live_scores, n), neg)
