@@ -1,0 +1,181 @@
+"""A seq2seq task for the shared finetuning loop (`glm_jax.finetune`): training rows in the
+pretraining batch's keys with the original's label-smoothed loss on the target, dev ROUGE by the
+original's beam search, and test predictions one per line.
+
+The interface the loop relies on (the same as the cloze task's): `objective`, `train_data()`,
+`evaluate(params, mesh)` -> metrics, `predict(params, mesh)` -> records, `main_metric` (rouge-1,
+the first of the original's metrics, which its finetune loop keeps the best checkpoint by).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from glm_jax import beam_search
+from glm_jax.model import as_glm_config
+from glm_jax.tasks.seq2seq import data, rouge
+
+BATCH_NDIMS = {"input_ids": 2, "target_ids": 2, "loss_mask": 2, "position_ids": 3, "sep": 1}
+
+
+def smoothed_token_sums(logits, target_ids, loss_mask, label_smoothing: float):
+  """`{loss_sum, correct_sum, tokens}` of the original's seq2seq loss: (1 - e) * cross-entropy +
+  e * mean over the vocabulary of -log p (tasks/seq2seq/finetune.py), on loss_mask positions."""
+  logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+  nll = -jnp.take_along_axis(logp, target_ids[..., None], axis=-1)[..., 0]
+  losses = nll
+  if label_smoothing > 0:
+    losses = (1.0 - label_smoothing) * nll - label_smoothing * jnp.mean(logp, axis=-1)
+  mask = loss_mask.astype(jnp.float32)
+  correct = (jnp.argmax(logp, axis=-1) == target_ids).astype(jnp.float32)
+  return {"loss_sum": jnp.sum(losses * mask), "correct_sum": jnp.sum(correct * mask),
+          "tokens": jnp.sum(mask)}
+
+
+def make_objective(label_smoothing: float, src_seq_length: int):
+  """The train step's objective: logits on the target part only (the source has no loss)."""
+  from glm_jax.train_state import Objective  # the shared loop's type
+
+  def sums(glm, params, batch, rng, deterministic):
+    logits = glm.apply({"params": params}, batch["input_ids"], batch["position_ids"],
+                       batch["sep"], deterministic=deterministic, rngs={"dropout": rng})
+    return smoothed_token_sums(logits[:, src_seq_length:], batch["target_ids"][:, src_seq_length:],
+                               batch["loss_mask"][:, src_seq_length:], label_smoothing)
+
+  return Objective(sums, lambda batch: jnp.sum(batch["loss_mask"].astype(jnp.float32)),
+                   dict(BATCH_NDIMS))
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskInfo:
+  name: str
+  submission_file: str = "test.jsonl.hyps"   # the original's output file name
+
+
+class EpochRows:
+  """The training rows in batches, reshuffled every epoch from (seed, epoch) like the original's
+  `sampler.set_epoch(seed + epoch)`; the last batch of an epoch is filled with loss-free rows.
+  Its state is the number of batches served, so a restored iterator continues exactly."""
+
+  def __init__(self, rows: dict, batch_size: int, seed: int, process_index: int = 0,
+               process_count: int = 1):
+    self.rows, self.batch_size, self.seed = rows, int(batch_size), int(seed)
+    self.count = len(rows["sep"])
+    if not self.count:
+      raise data.Seq2SeqDataError("the training set is empty.")
+    self.process_index, self.process_count = process_index, process_count
+    self.steps_per_epoch = math.ceil(self.count / self.batch_size)
+    self.position = 0
+
+  def __iter__(self):
+    return self
+
+  def __next__(self) -> dict:
+    epoch, index = divmod(self.position, self.steps_per_epoch)
+    order = np.random.RandomState(self.seed + epoch).permutation(self.count)
+    chosen = order[index * self.batch_size:(index + 1) * self.batch_size]
+    real = np.ones(self.batch_size, bool)
+    real[len(chosen):] = False
+    chosen = np.concatenate([chosen, np.full(self.batch_size - len(chosen), chosen[0])])
+    per_host = self.batch_size // self.process_count
+    take = slice(self.process_index * per_host, (self.process_index + 1) * per_host)
+    chosen, real = chosen[take], real[take]
+    self.position += 1
+    return {"input_ids": self.rows["tokens"][chosen],
+            "target_ids": self.rows["targets"][chosen],
+            "loss_mask": self.rows["loss_mask"][chosen] * real[:, None],
+            "position_ids": self.rows["position_ids"][chosen],
+            "sep": self.rows["sep"][chosen]}
+
+  def get_state(self) -> dict:
+    return {"position": self.position}
+
+  def set_state(self, state: dict) -> None:
+    self.position = int(state["position"])
+
+
+class Seq2SeqTask:
+  """Data, loss, decoding and ROUGE of one seq2seq task, built from the finetune config."""
+
+  def __init__(self, config, tokenizer, *, train: Sequence[data.Example] = (),
+               dev: Sequence[data.Example] = (), test: Sequence[data.Example] = ()):
+    self.config, self.tokenizer = config, tokenizer
+    self.info = TaskInfo(data.check_task(config.task))
+    task_mask = bool(getattr(tokenizer, "task_mask", False)) if config.task_mask < 0 \
+        else bool(config.task_mask)
+    self.layout = data.make_layout(tokenizer, config.src_seq_length, config.tgt_seq_length,
+                                   task_mask)
+    self.train_examples, self.dev_examples, self.test_examples = list(train), list(dev), list(test)
+    self.stats = data.ReadStats()
+    self.train_rows = (data.train_rows(self.info.name, self.train_examples, tokenizer,
+                                       self.layout, self.stats) if self.train_examples else None)
+    self.dev_encoded = self.dev_examples    # what the loop checks before evaluating
+    self.train_encoded = self.train_examples
+    self.num_choices = 1
+    self.metric_dataset = rouge.metric_dataset(self.info.name, getattr(tokenizer, "kind", ""))
+
+  @property
+  def main_metric(self) -> str:
+    return "rouge-1"
+
+  @property
+  def objective(self):
+    return make_objective(float(self.config.label_smoothing), int(self.config.src_seq_length))
+
+  def train_data(self) -> EpochRows:
+    return EpochRows(self.train_rows, self.config.global_batch_size, int(self.config.seed),
+                     jax.process_index(), jax.process_count())
+
+  def check_model(self, model_config) -> None:
+    """The source and target must fit the model's position tables."""
+    cfg = as_glm_config(model_config)
+    if self.layout.src_seq_length > cfg.max_sequence_length + 1 or \
+        self.layout.tgt_seq_length + 1 > cfg.max_sequence_length + 1:
+      raise data.Seq2SeqDataError(
+          f"src_seq_length={self.layout.src_seq_length} / tgt_seq_length="
+          f"{self.layout.tgt_seq_length} do not fit the model's position table "
+          f"({cfg.max_sequence_length + 1} rows); lower them (--config.src_seq_length=...).")
+
+  def decode(self, params, examples: Sequence[data.Example]) -> list[str]:
+    """Beam-decodes each example (batches of eval_batch_size, the last one padded) to text."""
+    cfg = self.config
+    rows = data.eval_rows(self.info.name, examples, self.tokenizer, self.layout)
+    size = max(int(cfg.eval_batch_size), 1)
+    drop = {self.layout.eop_id, self.layout.pad_id}
+    texts = []
+    for start in range(0, len(examples), size):
+      source = rows["source"][start:start + size]
+      masks = rows["mask_position"][start:start + size]
+      real = len(source)
+      if real < size:  # one compiled shape for every batch
+        source = np.concatenate([source, np.repeat(source[:1], size - real, 0)])
+        masks = np.concatenate([masks, np.repeat(masks[:1], size - real, 0)])
+      tokens, lengths, _ = beam_search.decode_seq2seq(
+          cfg, params, source, masks, sop_id=self.layout.sop_id, eop_id=self.layout.eop_id,
+          num_beams=int(cfg.num_beams), max_length=int(cfg.tgt_seq_length),
+          length_penalty=float(cfg.length_penalty), min_length=int(cfg.min_tgt_length),
+          no_repeat_ngram_size=int(cfg.no_repeat_ngram_size),
+          vocab_limit=None)  # the original decodes over the whole (padded) vocabulary
+      tokens, lengths = np.asarray(tokens), np.asarray(lengths)
+      for i in range(real):
+        ids = [int(t) for t in tokens[i, :lengths[i]] if int(t) not in drop]
+        texts.append(self.tokenizer.decode(ids))
+    return texts
+
+  def evaluate(self, params, mesh=None) -> dict:
+    """ROUGE-1/2/L (F1, in [0, 1]) of the dev set's decoded predictions against their refs."""
+    del mesh
+    predictions = self.decode(params, self.dev_examples)
+    return rouge.rouge_scores(predictions, [ex.ref for ex in self.dev_examples],
+                              self.metric_dataset)
+
+  def predict(self, params, mesh=None) -> list[str]:
+    """The test set's predictions, in order (the loop writes them one per line)."""
+    del mesh
+    return self.decode(params, self.test_examples)
