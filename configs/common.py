@@ -42,10 +42,12 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.global_batch_size = 1024    # samples per optimizer step, over all hosts
   config.grad_accum_steps = 1        # micro-batches per optimizer step
 
-  # Optimizer (AdamW, linear warmup then cosine decay), the released GLM-Base recipe.
+  # Optimizer (AdamW, linear warmup then decay: the original's AnnealingLR), the released GLM-Base recipe.
   config.learning_rate = 4e-4        # peak learning rate
-  config.min_learning_rate_ratio = 0.1  # cosine decays to this fraction of the peak
-  config.warmup_ratio = 0.05         # warmup steps as a fraction of total_steps
+  config.min_learning_rate_ratio = 0.1  # the decay ends at this fraction of the peak (--lr-decay-ratio)
+  config.warmup_ratio = 0.05         # warmup steps as a fraction of lr_decay_steps (--warmup)
+  config.lr_decay_steps = 0          # optimizer steps of warmup + decay; the floor holds after (0 = total_steps; --lr-decay-iters)
+  config.decay_style = "cosine"      # cosine | linear | constant (--lr-decay-style)
   config.adam_b1 = 0.9               # Adam beta1
   config.adam_b2 = 0.98              # Adam beta2
   config.adam_eps = 1e-6             # Adam epsilon

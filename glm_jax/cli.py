@@ -14,8 +14,10 @@ def user_errors() -> tuple[type[Exception], ...]:
   """Errors whose message already says what is wrong and how to fix it: no traceback needed."""
   from glm_jax import checkpoint, convert, generate  # pylint: disable=g-import-not-at-top
   from input_pipeline.errors import DataSourceError  # pylint: disable=g-import-not-at-top
+  from glm_jax.eval_rows import EvaluationError  # pylint: disable=g-import-not-at-top
   return (FileNotFoundError, checkpoint.CheckpointMismatchError, convert.ConversionError,
-          generate.GenerationError, DataSourceError)
+          generate.GenerationError, DataSourceError,
+          EvaluationError)
 
 
 def exit_on_user_error(main):

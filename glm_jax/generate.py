@@ -443,11 +443,17 @@ def fill_blanks(config, params, prompt_ids, *, special_ids: Mapping[str, int],
 # ----------------------------------------------------------------------------- text in, text out
 
 
-def build_prompt(tokenizer, text: str) -> list[int]:
-  """`[CLS] text [eos]` as the original builds it; no [eos] when the text ends in a blank
-  (`... [gMASK]` asks to continue the text)."""
+def build_prompt(tokenizer, text: str, task_mask: bool = False) -> list[int]:
+  """`[CLS] text [eos]` as the original's `generate_samples.read_context` builds it.
+
+  A text with no blank gets ` [gMASK]` appended (` [MASK]` for models pretrained without the
+  original's --task-mask, its default), so it is continued; [eos] follows unless the text ends
+  in `[gMASK]` (the original leaves it off only there, not after [MASK] or [sMASK]).
+  """
+  if "MASK]" not in text:
+    text += " [gMASK]" if task_mask else " [MASK]"
   ids = [tokenizer.special_ids["CLS"]] + list(tokenizer.encode(text))
-  if not text.rstrip().endswith("MASK]"):
+  if not text.endswith("[gMASK]"):
     ids.append(tokenizer.special_ids["eos"])
   return ids
 
@@ -466,9 +472,9 @@ def fill_text(tokenizer, prompt: list[int], blanks: list[list[int]]) -> str:
   return tokenizer.decode(out)
 
 
-def generate_text(config, params, tokenizer, texts, **kwargs) -> list[str]:
+def generate_text(config, params, tokenizer, texts, task_mask: bool = False, **kwargs) -> list[str]:
   """Text prompts with [MASK] / [sMASK] / [gMASK] -> the filled texts (kwargs: `fill_blanks`)."""
-  prompts = [build_prompt(tokenizer, t) for t in texts]
+  prompts = [build_prompt(tokenizer, t, task_mask) for t in texts]
   kwargs.setdefault("vocab_limit", tokenizer.vocab_size)
   filled = fill_blanks(config, params, prompts, special_ids=tokenizer.special_ids, **kwargs)
   return [fill_text(tokenizer, p, f) for p, f in zip(prompts, filled)]
@@ -512,7 +518,7 @@ def main(argv):
                 seed=f.seed)
   for start in range(0, len(texts), f.batch_size):
     for text in generate_text(config, params, tokenizer, texts[start:start + f.batch_size],
-                              **kwargs):
+                              task_mask=f.task_mask, **kwargs):
       print(text, flush=True)
 
 
@@ -538,6 +544,9 @@ def _define_flags():
   flags.DEFINE_integer("no_repeat_ngram_size", 0, "Never repeat an n-gram inside a blank; 0 = off.")
   flags.DEFINE_integer("seed", 0, "Sampling seed.")
   flags.DEFINE_string("dtype", None, "Compute dtype (float32 / bfloat16); default the params'.")
+  flags.DEFINE_bool("task_mask", False, "The model was pretrained with [sMASK]/[gMASK] (the original's "
+                    "--task-mask in config_tasks/model_blocklm_*.sh: GLM-2B/10B/Large-Chinese): a prompt without a blank gets "
+                    "' [gMASK]' appended instead of ' [MASK]'.")
   flags.mark_flags_as_required(["checkpoint"])
 
 

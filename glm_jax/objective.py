@@ -24,6 +24,15 @@ def token_sums(logits, target_ids, loss_mask):
           "tokens": jnp.sum(mask)}
 
 
+def group_sums(logits, target_ids, loss_mask, groups):
+  """fp32 `{loss_sum, tokens}` per row group: `groups` `[b, g]` is 1 where row b is in group g
+  (e.g. its pretraining objective), so each objective's loss can be reported on its own."""
+  mask = loss_mask.astype(jnp.float32)
+  losses = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), target_ids)
+  groups = groups.astype(jnp.float32)
+  return {"loss_sum": jnp.sum(losses * mask, axis=-1) @ groups, "tokens": jnp.sum(mask, axis=-1) @ groups}
+
+
 def mean_metrics(sums):
   """Loss and Part-B accuracy from summed counts (a batch with no loss token gives 0, not NaN)."""
   tokens = jnp.maximum(sums["tokens"], 1.0)

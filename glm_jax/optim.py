@@ -1,4 +1,4 @@
-"""The GLM optimizer: AdamW with linear warmup then cosine decay, global-norm clipping.
+"""The GLM optimizer: AdamW with the original's warmup-then-decay schedule, global-norm clipping.
 
 Weight decay applies to matrices only (kernels and embedding tables), never to biases or
 LayerNorm scales/offsets, as in the original (`get_params_for_weight_decay_optimization`).
@@ -7,19 +7,52 @@ LayerNorm scales/offsets, as in the original (`get_params_for_weight_decay_optim
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import optax
 
 DECAYED_LEAF_NAMES = ("kernel", "embedding")
 
 
+DECAY_STYLES = ("cosine", "linear", "constant")
+
+
 def learning_rate_schedule(config) -> optax.Schedule:
-  """0 -> peak over warmup_ratio * total_steps, then cosine down to min_learning_rate_ratio * peak."""
+  """The original's `AnnealingLR` (learning_rates.py, built by train_utils.py), step by step.
+
+  Linear warmup 0 -> peak over `warmup_ratio * lr_decay_steps` steps (a float, as the original),
+  then `decay_style` down to `min_learning_rate_ratio * peak` at `lr_decay_steps` (0 means
+  `total_steps`), then that floor until the run ends. The original's linear decay keeps falling
+  past `lr_decay_iters`; we hold the floor there instead (no released recipe reaches that point).
+  Step t is the learning rate of optimizer update t (the original steps its scheduler once per
+  completed update, so skipped fp16 updates do not advance it).
+  """
   total = int(config.total_steps)
-  warmup = int(config.warmup_ratio * total)
+  decay_steps = int(config.get("lr_decay_steps", 0) or total)
+  style = str(config.get("decay_style", "cosine"))
+  if style not in DECAY_STYLES:
+    raise ValueError(f"decay_style={style!r} is not one of {DECAY_STYLES}; set "
+                     "--config.decay_style to one of them")
+  warmup = float(config.warmup_ratio) * decay_steps
+  if not 0 <= warmup <= decay_steps - warmup:
+    raise ValueError(f"warmup_ratio={config.warmup_ratio} must lie in [0, 0.5]: the warmup "
+                     f"({warmup:g} steps) may not be longer than the decay after it (as in the original)")
   peak = float(config.learning_rate)
-  return optax.warmup_cosine_decay_schedule(
-      init_value=0.0, peak_value=peak, warmup_steps=warmup,
-      decay_steps=max(total, warmup + 1), end_value=peak * float(config.min_learning_rate_ratio))
+  floor = peak * float(config.min_learning_rate_ratio)
+  decay_span = max(decay_steps - warmup, 1e-9)
+
+  def schedule(step):
+    t = jnp.asarray(step, jnp.float32)
+    warm = peak * t / max(warmup, 1e-9)
+    frac = jnp.clip((t - warmup) / decay_span, 0.0, 1.0)
+    if style == "cosine":
+      decayed = floor + (peak - floor) * 0.5 * (jnp.cos(jnp.pi * frac) + 1.0)
+    elif style == "linear":
+      decayed = peak - (peak - floor) * frac
+    else:
+      decayed = jnp.full_like(t, peak)
+    return jnp.where((warmup > 0) & (t <= warmup), warm, decayed)
+
+  return schedule
 
 
 def _path_names(path) -> list[str]:

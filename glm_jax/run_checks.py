@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from glm_jax import model as model_lib
+from glm_jax import optim
 from glm_jax import sharding
 
 
@@ -30,6 +31,13 @@ def _check_schedule(config) -> None:
 def _check_optimizer(config) -> None:
   _require(config.learning_rate > 0, f"learning_rate must be > 0, got {config.learning_rate}.")
   _require(0 <= config.warmup_ratio < 1, f"warmup_ratio must be in [0, 1), got {config.warmup_ratio}.")
+  _require(isinstance(config.lr_decay_steps, int) and config.lr_decay_steps >= 0,
+           f"lr_decay_steps must be an integer >= 0 (0 = total_steps), got {config.lr_decay_steps!r}.")
+  _require(config.decay_style in optim.DECAY_STYLES,
+           f"decay_style must be one of {optim.DECAY_STYLES}, got {config.decay_style!r}.")
+  _require(config.warmup_ratio <= 0.5,
+           f"warmup_ratio={config.warmup_ratio} exceeds 0.5: the original's schedule (AnnealingLR) "
+           "needs the warmup no longer than the decay after it; lower warmup_ratio.")
   _require(0 <= config.min_learning_rate_ratio <= 1,
            f"min_learning_rate_ratio must be in [0, 1], got {config.min_learning_rate_ratio}.")
   for key in ("adam_b1", "adam_b2"):
@@ -63,10 +71,18 @@ def validate(config, num_devices: int, process_count: int) -> None:
     model_cfg = model_lib.as_glm_config(config)
   except (TypeError, ValueError) as e:
     raise ConfigError(str(e)) from None
-  _require(config.seq_length <= model_cfg.max_sequence_length + 1,
-           f"seq_length={config.seq_length} exceeds the position tables "
+  # Positions count raw tokens: the row in length_mode 'fit', data.raw_length in 'raw'.
+  raw_mode = config.data.get("length_mode", "fit") == "raw"
+  key = "data.raw_length" if raw_mode else "seq_length"
+  positions = config.data.raw_length if raw_mode else config.seq_length
+  _require(positions <= model_cfg.max_sequence_length + 1,
+           f"{key}={positions} exceeds the position tables "
            f"(model.max_sequence_length + 1 = {model_cfg.max_sequence_length + 1} rows); lower "
-           "seq_length or raise model.max_sequence_length.")
+           f"{key} or raise model.max_sequence_length.")
+  _require(model_cfg.dtype != "float16",
+           "model.dtype='float16' is refused: training here has no dynamic loss scaling, so "
+           "float16 gradients underflow or overflow; use --config.model.dtype=bfloat16 (float32's "
+           "range, no loss scaling needed) or float32.")
   _check_batch(config, num_devices, process_count)
   _require(not config.init_from or os.path.isdir(config.init_from),
            f"init_from={config.init_from!r} is not a directory (expected a params checkpoint "

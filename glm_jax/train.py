@@ -30,6 +30,7 @@ from glm_jax import run_checks
 from glm_jax import sharding
 from glm_jax import train_data
 from glm_jax import train_state
+from input_pipeline.blank_infilling import OBJECTIVES as EVAL_OBJECTIVES
 from input_pipeline.errors import DataSourceError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Run config file, e.g. configs/tiny.py.")
@@ -103,16 +104,33 @@ def restore_or_init(config, checkpointer, data, optimizer, abstract, shardings):
   return state
 
 
+def _objective_groups(batches, rows: int) -> np.ndarray:
+  """`[rows, 3]` one-hot of each row's objective (token, sentence, document) in the batch just
+  read; all zero where the iterator does not say (synthetic data, padding rows)."""
+  groups = np.zeros((rows, len(EVAL_OBJECTIVES)), np.float32)
+  for row, name in enumerate(getattr(batches, "last_objectives", ())):
+    groups[row, EVAL_OBJECTIVES.index(name)] = 1.0
+  return groups
+
+
 def evaluate(eval_step, params, data, mesh, num_batches: int) -> dict:
-  """Mean loss / Part-B accuracy over `num_batches` held-out batches (a host sync, by design)."""
-  sums = None
-  for _, batch in zip(range(num_batches), data.make_eval()):
-    batch_sums = eval_step(params, sharding.put_batch(batch, mesh))
+  """Mean loss / Part-B accuracy over `num_batches` held-out batches (a host sync, by design),
+  and the loss of each objective that occurred (`eval_loss_token`, ..., as pretrain_glm.py)."""
+  sums, batches = None, data.make_eval()
+  for _, batch in zip(range(num_batches), batches):
+    groups = _objective_groups(batches, batch["sep"].shape[0])
+    batch_sums = eval_step(params, sharding.put_batch(batch, mesh),
+                           sharding.put_batch({"groups": groups}, mesh)["groups"])
     sums = batch_sums if sums is None else objective.add_sums(sums, batch_sums)
   if sums is None:
     return {}
-  means = jax.device_get(objective.mean_metrics(sums))
-  return {"eval_loss": float(means["loss"]), "eval_accuracy": float(means["accuracy"])}
+  sums = jax.device_get(sums)
+  means = objective.mean_metrics(sums)
+  results = {"eval_loss": float(means["loss"]), "eval_accuracy": float(means["accuracy"])}
+  for name, loss_sum, tokens in zip(EVAL_OBJECTIVES, sums["group_loss_sum"], sums["group_tokens"]):
+    if tokens > 0:
+      results[f"eval_loss_{name}"] = float(loss_sum / tokens)
+  return results
 
 
 class TrainLogger:
@@ -160,19 +178,31 @@ class TrainLogger:
     self.flush()
 
 
-def train_loop(config, mesh, data, state, step_fn, eval_fn, checkpointer, writer) -> tuple:
-  """Runs steps until stop_at_step / total_steps or a preemption; returns (state, step)."""
+def train_loop(config, mesh, data, state, step_fn, eval_fn, checkpointer, writer, *,
+               periodic_eval=None, tokens_per_step=None) -> tuple:
+  """Runs steps until stop_at_step / total_steps or a preemption; returns (state, step).
+
+  periodic_eval: `(state, step) -> dict | None`, called after every step in place of the
+  held-out LM evaluation every eval_every_steps (finetuning: the task's dev metrics when due).
+  tokens_per_step: for throughput, when a step holds more than batch x seq_length tokens."""
   step = int(jax.device_get(state.step))
   stop = min(config.total_steps, config.stop_at_step or config.total_steps)
   num_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(state.params))
   logger = TrainLogger(config, writer, step, num_params)
+  if tokens_per_step:
+    logger.tokens_per_step = int(tokens_per_step)
   preemption = Preemption(checkpointer)
+  if periodic_eval is None:
+    def periodic_eval(state, step):
+      if config.eval_every_steps and step % config.eval_every_steps == 0:
+        return evaluate(eval_fn, state.params, data, mesh, config.eval_steps)
+      return None
   while step < stop:
     state, step_metrics = step_fn(state, sharding.put_batch(next(data.train), mesh))
     step += 1
     logger.add(step, step_metrics)
-    if config.eval_every_steps and step % config.eval_every_steps == 0:
-      results = evaluate(eval_fn, state.params, data, mesh, config.eval_steps)
+    results = periodic_eval(state, step)
+    if results is not None:
       logger.attach(results)
       logger.flush()
       log(f"step {step} | " + " | ".join(f"{k} {v:.4f}" for k, v in results.items()))

@@ -72,6 +72,17 @@ def load_vocab_size(config) -> int | None:
   return tokenizer_lib.load_or_train(config.data).vocab_size
 
 
+def objective_batch_size(config) -> int:
+  """Samples per objective draw: `data.objective_batch_size`, or (0) the per-device micro-batch,
+  as the original draws one objective per data-parallel micro-batch (one collate call)."""
+  if config.data.get("objective_batch_size", 0):
+    return int(config.data.objective_batch_size)
+  import jax  # pylint: disable=g-import-not-at-top
+  from glm_jax import sharding  # pylint: disable=g-import-not-at-top
+  data, fsdp, _ = sharding.mesh_shape(config.mesh, jax.device_count())
+  return max(1, int(config.global_batch_size) // (int(config.grad_accum_steps) * data * fsdp))
+
+
 def build(config, process_index: int, process_count: int) -> TrainData:
   """Train iterator and eval-iterator factory for this process's share of each global batch."""
   per_host = int(config.global_batch_size) // process_count
@@ -86,8 +97,9 @@ def build(config, process_index: int, process_count: int) -> TrainData:
 
   from input_pipeline import pipeline, tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
   tok = tokenizer_lib.load_or_train(config.data)
+  accum = int(config.grad_accum_steps)
   def make(split):
     return pipeline.make_iterator(config.data, tok, split=split, per_host_batch=per_host,
-                                  seed=int(config.seed), **common)
-  return TrainData(make("train"), lambda: make("eval"),
-                   tokenizer_lib.with_blank_fallbacks(tok.special_ids), tok.vocab_size, tok)
+                                  seed=int(config.seed), objective_interleave=accum,
+                                  objective_batch_size=objective_batch_size(config), **common)
+  return TrainData(make("train"), lambda: make("eval"), tokenizer_lib.with_blank_fallbacks(tok.special_ids), tok.vocab_size, tok)

@@ -7,6 +7,7 @@ The step is a single `jax.jit` with explicit in/out shardings and the state dona
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -53,9 +54,11 @@ def state_shardings(config, mesh, optimizer):
   return abstract, shardings
 
 
-def batch_shardings(mesh) -> dict[str, NamedSharding]:
-  return {k: sharding.batch_sharding(mesh, 3 if k == "position_ids" else (1 if k == "sep" else 2))
-          for k in BATCH_KEYS}
+def batch_shardings(mesh, batch_ndims=None) -> dict[str, NamedSharding]:
+  """Each batch array split over data x fsdp; `batch_ndims` (key -> rank) for a task's batch."""
+  if batch_ndims is None:
+    batch_ndims = {k: 3 if k == "position_ids" else (1 if k == "sep" else 2) for k in BATCH_KEYS}
+  return {k: sharding.batch_sharding(mesh, n) for k, n in batch_ndims.items()}
 
 
 def init_state(config, optimizer, shardings) -> TrainState:
@@ -87,12 +90,27 @@ def _forward_sums(glm, params, batch, dropout_rng, deterministic):
   return objective.token_sums(logits, batch["target_ids"], batch["loss_mask"])
 
 
-def _gradients(glm, params, batch, rng, accum, mesh):
-  """Gradient of (summed Part-B loss / all loss tokens of the batch), micro-batch by micro-batch."""
-  total_tokens = jnp.maximum(jnp.sum(batch["loss_mask"].astype(jnp.float32)), 1.0)
+@dataclasses.dataclass(frozen=True)
+class Objective:
+  """What a train step minimises: `sums(glm, params, batch, rng, deterministic)` ->
+  {loss_sum, correct_sum, tokens}; the loss is loss_sum / `count(batch)` over the whole batch
+  (so micro-batches add up exactly); `batch_ndims` gives each batch array's rank (None: the
+  pretraining batch). Pretraining is LM_OBJECTIVE; a finetuning task supplies its own."""
+  sums: Callable
+  count: Callable
+  batch_ndims: dict | None = None
+
+
+LM_OBJECTIVE = Objective(_forward_sums, lambda batch: jnp.sum(batch["loss_mask"].astype(jnp.float32)))
+
+
+def _gradients(glm, params, batch, rng, accum, mesh, task_objective: Objective = LM_OBJECTIVE):
+  """Gradient of (summed loss / the batch's count, e.g. all loss tokens), micro-batch by
+  micro-batch."""
+  total_tokens = jnp.maximum(task_objective.count(batch), 1.0)
 
   def loss_fn(p, micro, key):
-    sums = _forward_sums(glm, p, micro, key, deterministic=False)
+    sums = task_objective.sums(glm, p, micro, key, deterministic=False)
     return sums["loss_sum"] / total_tokens, sums
 
   grad_fn = jax.grad(loss_fn, has_aux=True)
@@ -111,15 +129,17 @@ def _gradients(glm, params, batch, rng, accum, mesh):
   return grads, sums
 
 
-def make_train_step(config, mesh, optimizer, shardings) -> Callable:
-  """`train_step(state, batch) -> (state, metrics)`; jitted, state donated, metrics replicated."""
+def make_train_step(config, mesh, optimizer, shardings,
+                    task_objective: Objective = LM_OBJECTIVE) -> Callable:
+  """`train_step(state, batch) -> (state, metrics)`; jitted, state donated, metrics replicated.
+  `task_objective`: the loss (pretraining's Part-B cross-entropy unless a task gives another)."""
   glm = model_lib.GLM(model_lib.as_glm_config(config))
   schedule = optim.learning_rate_schedule(config)
   accum = int(config.grad_accum_steps)
 
   def train_step(state: TrainState, batch):
     rng = jax.random.fold_in(state.rng, state.step)
-    grads, sums = _gradients(glm, state.params, batch, rng, accum, mesh)
+    grads, sums = _gradients(glm, state.params, batch, rng, accum, mesh, task_objective)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = dict(objective.mean_metrics(sums), grad_norm=optax.tree.norm(grads),
@@ -127,16 +147,22 @@ def make_train_step(config, mesh, optimizer, shardings) -> Callable:
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
   replicated = NamedSharding(mesh, P())
-  return jax.jit(train_step, in_shardings=(shardings, batch_shardings(mesh)),
+  return jax.jit(train_step, in_shardings=(shardings, batch_shardings(mesh, task_objective.batch_ndims)),
                  out_shardings=(shardings, replicated), donate_argnums=0)
 
 
 def make_eval_step(config, mesh, param_shardings) -> Callable:
-  """`eval_step(params, batch) -> {loss_sum, correct_sum, tokens}` without dropout."""
+  """`eval_step(params, batch, groups) -> {loss_sum, correct_sum, tokens, group_loss_sum,
+  group_tokens}` without dropout; `groups` `[B, G]` marks each row's objective (one-hot)."""
   glm = model_lib.GLM(model_lib.as_glm_config(config))
 
-  def eval_step(params, batch):
-    return _forward_sums(glm, params, batch, jax.random.PRNGKey(0), deterministic=True)
+  def eval_step(params, batch, groups):
+    logits = glm.apply({"params": params}, batch["input_ids"], batch["position_ids"], batch["sep"],
+                       deterministic=True)
+    per_group = objective.group_sums(logits, batch["target_ids"], batch["loss_mask"], groups)
+    return dict(objective.token_sums(logits, batch["target_ids"], batch["loss_mask"]),
+                group_loss_sum=per_group["loss_sum"], group_tokens=per_group["tokens"])
 
-  return jax.jit(eval_step, in_shardings=(param_shardings, batch_shardings(mesh)),
+  return jax.jit(eval_step, in_shardings=(param_shardings, batch_shardings(mesh),
+                                          sharding.batch_sharding(mesh, 2)),
                  out_shardings=NamedSharding(mesh, P()))

@@ -261,21 +261,21 @@ def place_batch(placements: Sequence[tuple]) -> tuple[np.ndarray, np.ndarray, li
   return starts[order], ends[order], sample_k
 
 
-def _placed(plan: Plan) -> Plan:
-  """`plan` with its pending spans placed (see `place_batch`)."""
-  starts, ends, _ = place_batch([plan.placement])
-  return plan._replace(starts=starts, ends=ends, placement=None)
-
-
 def sentence_spans(tokens: np.ndarray, is_end: np.ndarray, cls_id: int, eos_id: int) -> np.ndarray:
-  """Whole sentences inside documents as `[start, end)`; a sentence ends at an end token or the doc end."""
-  content = (tokens != cls_id) & (tokens != eos_id)
-  content[0] = False
-  nxt = np.concatenate([content[1:], [False]])
-  prev_end = np.concatenate([[True], ~content[:-1] | is_end[:-1]])
-  starts = np.flatnonzero(content & prev_end)
-  ends = np.flatnonzero(content & (is_end | ~nxt)) + 1
-  return np.stack([starts, ends], axis=1)
+  """Sentences as `[start, end)`, by the original's rule (`construct_blocks`, sentence branch).
+
+  A sentence ends at a sentence-end token; an eos ends a fragment that is dropped (text after
+  the last sentence end of a document); what follows an eos, the next document's [CLS]
+  included, starts the next sentence; the text after the last end token is a sentence. A
+  leading [CLS] is never part of one.
+  """
+  n = tokens.shape[0]
+  bounds = np.flatnonzero(is_end | (tokens == eos_id))
+  first = 1 if n and tokens[0] == cls_id else 0
+  starts = np.concatenate([[first], bounds + 1])
+  ends = np.concatenate([bounds + 1, [n]])
+  keep = np.concatenate([is_end[bounds], [True]]) & (starts < ends)
+  return np.stack([starts[keep], ends[keep]], axis=1).astype(np.int64)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -298,7 +298,8 @@ class BlankInfilling:
                gap_sentence_ratio: float = 0.15, poisson_lambda: float = 3.0,
                max_span_length: int = 40, shuffle_spans: bool = True,
                sentence_end_ids: Iterable[int] = (), sentence_cut_slack: float = 0.05,
-               **unused_knobs):
+               task_mask: bool = True, block_mask_prob: float = 0.0,
+               context_mask_ratio: float = 0.0, **unused_knobs):
     missing = [k for k in SPECIAL_KEYS if k not in special_ids]
     if missing:
       raise ValueError(f'special_ids lacks {missing}; pass a dict with keys {SPECIAL_KEYS}')
@@ -308,6 +309,15 @@ class BlankInfilling:
       raise ValueError(f'need 0 <= bert_prob, gap_sentence_prob and their sum <= 1; got '
                        f'{bert_prob}, {gap_sentence_prob}')
     self.ids = {k: int(special_ids[k]) for k in SPECIAL_KEYS}
+    for name, value in (('block_mask_prob', block_mask_prob), ('context_mask_ratio', context_mask_ratio)):
+      if not 0 <= value < 1:
+        raise ValueError(f'{name} must be in [0, 1), got {value}')
+      if value > 0 and 'dBLOCK' not in special_ids:
+        raise ValueError(f'{name}={value} needs a [dBLOCK] token, which this tokenizer lacks; '
+                         f'use a tokenizer with [dBLOCK] or set {name}=0')
+    self.block_mask_prob = block_mask_prob
+    self.context_mask_ratio = context_mask_ratio
+    self.dblock_id = int(special_ids['dBLOCK']) if block_mask_prob or context_mask_ratio else None
     self.seq_length = int(seq_length)
     self.bert_prob = bert_prob
     self.gap_sentence_prob = gap_sentence_prob
@@ -316,6 +326,9 @@ class BlankInfilling:
     self.mask_ratio = mask_ratio
     self.gap_sentence_ratio = gap_sentence_ratio
     self.shuffle_spans = shuffle_spans
+    # Without the original's --task-mask, sentence and document blanks are [MASK] too.
+    self.sentence_mask = 'sMASK' if task_mask else 'MASK'
+    self.generation_mask = 'gMASK' if task_mask else 'MASK'
     self.cdf = span_length_cdf(poisson_lambda, max_span_length)
     self.slack = max(0, int(sentence_cut_slack * seq_length))
     end_ids = sorted(set(int(i) for i in sentence_end_ids))
@@ -360,12 +373,17 @@ class BlankInfilling:
     return Plan(tokens, starts, ends, self.ids[mask_key])
 
   # -- objectives -------------------------------------------------------------------------------
-  def draw(self, rng: np.random.Generator, objective: str, batch_size: int):
+  def draw(self, rng: np.random.Generator, objective: str, batch_size: int, single_span: bool = False):
     """Pre-draws a batch's randomness for the token objective (None for the others).
 
     One call per batch instead of several per sample: span lengths (`lengths`, `cum`), keys for
     the order spans are placed in and for the Part-B order, and uniforms for span placement.
+    `single_span`: one span per sample (the original's `single_span_prob` batches). The document
+    objective draws one uniform for the whole batch: the original draws one generation length
+    per micro-batch.
     """
+    if objective == 'document':
+      return {'generation_u': float(rng.random())}
     if objective != 'token':
       return None
     u = rng.random((4, batch_size, self._m))
@@ -375,18 +393,20 @@ class BlankInfilling:
     # Span count whose budget fixes how many raw tokens fit, for windows of >= seq_length tokens.
     k_full = (cum >= self._cap_targets).argmax(axis=1)
     return {'lengths': lengths, 'cum': cum, 'k_full': k_full, 'place_keys': u[1],
-            'uniforms': u[2], 'order_keys': u[3]}
+            'uniforms': u[2], 'order_keys': u[3], 'single_span': single_span}
 
   def _token(self, window, draws, b) -> Plan:
     cum = draws['cum'][b]
-    if window.shape[0] >= self.seq_length:
+    if draws.get('single_span'):
+      k_budget = 1
+    elif window.shape[0] >= self.seq_length:
       k_budget = int(draws['k_full'][b])
     else:
       n_caps = np.minimum(window.shape[0], self._caps)
       k_budget = int((cum >= (self.mask_ratio * n_caps).astype(np.int64)).argmax())
     n = self._cut(window, min(window.shape[0], int(self._caps[k_budget])))
     tokens = window[:n]
-    k = int(cum.searchsorted(int(self.mask_ratio * n)))
+    k = 1 if draws.get('single_span') else int(cum.searchsorted(int(self.mask_ratio * n)))
     seg_starts, seg_lens = content_segments(tokens, self.ids['CLS'], self.ids['eos'], exclude_last=True,
                                             boundaries=self._bound_table.take(tokens, mode='clip'))
     keys = draws['order_keys'][b] if self.shuffle_spans else None
@@ -409,15 +429,17 @@ class BlankInfilling:
       sents = sents[rng.permutation(len(sents))]
       covered = np.cumsum(sents[:, 1] - sents[:, 0])
       target = int(self.gap_sentence_ratio * n)
-      k = min(len(sents), int(np.searchsorted(covered, target, side='left')) + 1) if target > 0 else 0
+      # As the original: sentences are taken until they cover the target, at least one.
+      k = min(len(sents), int(np.searchsorted(covered, target, side='left')) + 1)
       if n + 2 * k <= S:
         break
       guess = k
     if k == 0:
       self.stats['too_short'] += 1
-    return self._plan(tokens, sents[:k, 0], sents[:k, 1], 'sMASK')
+    chosen = sents[:k] if self.shuffle_spans else sents[:k][sents[:k, 0].argsort()]
+    return self._plan(tokens, chosen[:, 0], chosen[:, 1], self.sentence_mask)
 
-  def _document(self, window, rng) -> Plan:
+  def _document(self, window, rng, draws=None) -> Plan:
     S = self.seq_length
     suffix = rng.random() < self.gpt_infill_prob
     n = self._cut(window, S - 1 if suffix else S - 2)
@@ -426,19 +448,24 @@ class BlankInfilling:
     suffix = suffix or eos_at.size > 0  # several documents: always the suffix form
     if n < 3:
       self.stats['too_short'] += 1
-      return self._plan(tokens, (), (), 'gMASK')
+      return self._plan(tokens, (), (), self.generation_mask)
     low = max(1, int(self.gpt_min_ratio * n))
-    gen = int(rng.integers(low, max(low, n - 2) + 1))
+    high = max(low, n - 2)
+    if draws is not None:  # shared by the micro-batch: equal lengths give equal generation lengths
+      gen = low + min(int(draws['generation_u'] * (high - low + 1)), high - low)
+    else:
+      gen = int(rng.integers(low, high + 1))
     if suffix:
-      return Plan(tokens, (), (), self.ids['gMASK'], division=n - gen)
+      return Plan(tokens, (), (), self.ids[self.generation_mask], division=n - gen)
     start = 1 + int(rng.integers(0, n - 2 - gen + 1))
-    return self._plan(tokens, (start,), (start + gen,), 'gMASK')
+    return self._plan(tokens, (start,), (start + gen,), self.generation_mask)
 
   # -- public -----------------------------------------------------------------------------------
   def plan(self, window, rng: np.random.Generator, objective: str, draws=None, b: int = 0) -> Plan:
     """Chooses the longest prefix of `window` that fits and its spans; `len(plan.tokens)` is used.
 
-    `draws` (from `draw`) and row `b` supply the token objective's randomness.
+    `draws` (from `draw`) and row `b` supply the token objective's randomness, and the
+    document objective's generation length shared by the batch.
     """
     window = np.asarray(window)
     if window.ndim != 1 or window.shape[0] == 0 or window[0] != self.ids['CLS']:
@@ -449,7 +476,7 @@ class BlankInfilling:
     if objective == 'sentence':
       return self._sentence(window, rng)
     if objective == 'document':
-      return self._document(window, rng)
+      return self._document(window, rng, draws)
     raise ValueError(f'objective must be one of {OBJECTIVES}, got {objective!r}')
 
   def layout(self, plans: Sequence[Plan], batch_size: int | None = None) -> dict:
@@ -460,23 +487,78 @@ class BlankInfilling:
     if pending and len(pending) == len(plans):  # token objective: place the whole batch at once
       return layout_batch(plans, self.seq_length, sop_id=ids['sop'], eop_id=ids['eop'],
                           pad_id=ids['eos'], batch_size=batch_size, spans=place_batch(pending))
-    if pending:  # mixed plans (not made by one `draw`): place each, then lay out as usual
-      plans = [p if p.placement is None else _placed(p) for p in plans]
+    if pending:  # objectives mixed within the batch: place all pending spans in one call
+      starts, ends, counts = place_batch(pending)
+      bounds = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+      plans = list(plans)
+      pending_rows = [i for i, p in enumerate(plans) if p.placement is not None]
+      for i, lo, hi in zip(pending_rows, bounds[:-1], bounds[1:]):
+        plans[i] = plans[i]._replace(starts=starts[lo:hi], ends=ends[lo:hi], placement=None)
     spans = [i for i, p in enumerate(plans) if not p.division]
     out = layout_batch([plans[i] for i in spans], self.seq_length, sop_id=ids['sop'],
                        eop_id=ids['eop'], pad_id=ids['eos'], batch_size=batch_size, rows=spans)
     for i, p in enumerate(plans):  # suffix-form rows (document objective), one by one
       if p.division:
-        sample = pad_sample(build_suffix_sample(p.tokens, p.division, gmask_id=ids['gMASK'],
+        sample = pad_sample(build_suffix_sample(p.tokens, p.division, gmask_id=p.mask_id,
                                                 sop_id=ids['sop']), self.seq_length, ids['eos'])
         for key in out:
           out[key][i] = sample[key]
     return out
 
+  def block_mask(self, out: dict, rows: Sequence[int], rng: np.random.Generator) -> None:
+    """The original's `block_mask_prob` (token objective only): each Part-B input token but the
+    sop becomes [dBLOCK] with that probability; targets stay. In place on `layout`'s arrays."""
+    if not self.block_mask_prob or not len(rows):
+      return
+    rows = np.asarray(rows, np.int64)
+    inputs = out['input_ids'][rows]
+    span_tokens = (out['loss_mask'][rows] > 0) & (out['block_position_ids'][rows] > 1)
+    hit = span_tokens & (rng.random(inputs.shape) < self.block_mask_prob)
+    out['input_ids'][rows] = np.where(hit, self.dblock_id, inputs)
+
+  def context_mask(self, out: dict, rows: Sequence[int], rng: np.random.Generator,
+                   mask_range: int = 3) -> None:
+    """The original's `context_mask_ratio` (token objective only): `int(ratio * n)` Part-A inputs,
+    drawn among the first and last `mask_range` tokens of each text run between blanks (not the
+    start of the first run), become [dBLOCK]; targets stay. In place on `layout`'s arrays."""
+    if not self.context_mask_ratio:
+      return
+    mask_id = self.ids['MASK']
+    for row in rows:
+      sep = int(out['sep'][row])
+      blanks = np.flatnonzero(out['input_ids'][row, :sep] == mask_id)
+      n = sep + int(out['loss_mask'][row].sum()) - 2 * blanks.shape[0]  # the raw tokens
+      edges = np.concatenate([[-1], blanks, [sep]])
+      candidates = set()
+      for start, end in zip(edges[:-1] + 1, edges[1:]):  # the text runs between blanks
+        if start != 0:
+          candidates.update(range(start, min(end, start + mask_range)))
+        candidates.update(range(max(start, end - mask_range), end))
+      count = min(len(candidates), int(self.context_mask_ratio * n))
+      if count:
+        picked = rng.choice(np.array(sorted(candidates)), count, replace=False)
+        out['input_ids'][row, picked] = self.dblock_id
+
+  def random_positions(self, out: dict, plans: Sequence[Plan], rng: np.random.Generator,
+                       max_positions: int) -> None:
+    """The original's `random_position`: each sample's positions (Part A and B) shift by a
+    uniform bias in [0, max_positions - sep], so training reaches every position row. Not for
+    the document objective's suffix form (the original shifts only `make_block_data` layouts)."""
+    for row, plan in enumerate(plans):
+      last = int(out['sep'][row]) - 1
+      if plan.division or last >= max_positions - 1:
+        continue
+      length = int(out['sep'][row] + out['loss_mask'][row].sum())
+      out['position_ids'][row, :length] += int(rng.integers(0, max_positions - last))
+
   def fit(self, window, rng: np.random.Generator, objective: str):
     """Builds a padded sample from the longest prefix of `window` that fits; returns (sample, n_used)."""
     plan = self.plan(window, rng, objective)
-    sample = {k: v[0] for k, v in self.layout([plan]).items()}
+    out = self.layout([plan])
+    if objective == 'token':
+      self.block_mask(out, [0], rng)
+      self.context_mask(out, [0], rng)
+    sample = {k: v[0] for k, v in out.items()}
     sample['sep'] = int(sample['sep'])
     return sample, int(plan.tokens.shape[0])
 

@@ -25,12 +25,13 @@ import numpy as np
 
 from input_pipeline import blank_infilling, sources
 from input_pipeline import tokenizer as tokenizer_lib
+from input_pipeline.errors import DataSourceError
 
 _STATE_VERSION = 1
 _FIRST_READ_DOCUMENTS = 16  # a small first read: the first batch need not wait for a full one
 _KNOBS = ('bert_prob', 'gap_sentence_prob', 'gpt_infill_prob', 'gpt_min_ratio', 'mask_ratio',
           'gap_sentence_ratio', 'poisson_lambda', 'max_span_length', 'shuffle_spans',
-          'sentence_cut_slack')
+          'sentence_cut_slack', 'task_mask', 'block_mask_prob', 'context_mask_ratio')
 
 
 class _Chunk(collections.namedtuple('_Chunk', 'epoch doc_ids lengths tokens skipped')):
@@ -165,17 +166,45 @@ class BatchIterator:
   """Yields dicts of numpy `[per_host_batch, seq_length]` arrays; see the module docstring."""
 
   def __init__(self, cfg, tok, *, split, seq_length, per_host_batch, seed, process_index,
-               process_count):
+               process_count, objective_batch_size=None, objective_interleave=1):
     if split not in ('train', 'eval'):
       raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
     if per_host_batch < 1:
       raise ValueError(f'per_host_batch must be >= 1, got {per_host_batch}')
     self.cfg, self.tok, self.split = cfg, tok, split
     self.seq_length, self.batch_size = int(seq_length), int(per_host_batch)
+    # Raw tokens a sample may take: `seq_length` ('fit': Part A + Part B fill the row), or the
+    # original's `raw_length` ('raw': the sample grows to n + 2k inside the longer row).
+    mode = cfg.get('length_mode', 'fit')
+    if mode not in ('fit', 'raw'):
+      raise DataSourceError(f"config.data.length_mode must be 'fit' or 'raw', got {mode!r}")
+    self.single_span_prob = float(cfg.get('single_span_prob', 0.0))
+    self.short_seq_prob = float(cfg.get('short_seq_prob', 0.0))
+    self.random_position = bool(cfg.get('random_position', False))
+    self.window_length = self.seq_length
+    if mode == 'raw':
+      raw = int(cfg.raw_length)
+      if not 8 <= raw < self.seq_length:
+        raise DataSourceError(f'length_mode=raw needs 8 <= raw_length ({raw}) < seq_length '
+                              f'({self.seq_length}): the row must hold the raw tokens plus 2 per '
+                              'span (e.g. raw_length 512 in rows of 640)')
+      self.window_length = raw
+    # Samples that share one objective draw (the original: one collate call = one data-parallel
+    # micro-batch); None = the whole host batch. With `objective_interleave` = A micro-batches
+    # per step, a group is every A-th row of a block of size * A rows (how the train step splits
+    # a device's rows into accumulation micro-batches).
+    self.objective_batch_size = int(objective_batch_size or per_host_batch)
+    self.objective_interleave = int(objective_interleave)
+    if self.objective_batch_size < 1 or self.objective_interleave < 1:
+      raise DataSourceError(f'objective_batch_size and objective_interleave must be >= 1, got '
+                            f'{objective_batch_size}, {objective_interleave}')
     self.seed, self.process_index, self.process_count = int(seed), int(process_index), int(process_count)
-    self.bi = blank_infilling.BlankInfilling(
-        tokenizer_lib.with_blank_fallbacks(tok.special_ids), seq_length, sentence_end_ids=tok.sentence_end_ids,
-        **{k: cfg[k] for k in _KNOBS})
+    try:
+      self.bi = blank_infilling.BlankInfilling(
+          tokenizer_lib.with_blank_fallbacks(tok.special_ids), seq_length, sentence_end_ids=tok.sentence_end_ids,
+          **{k: cfg[k] for k in _KNOBS})
+    except ValueError as e:  # a knob that cannot work: one line for the trainer, no traceback
+      raise DataSourceError(f'config.data: {e}') from None
     self.stats = collections.Counter()
     self._pad_tokens = 0
     self._total_tokens = 0
@@ -227,9 +256,20 @@ class BatchIterator:
         self._offset += count
         count = 0
 
-  def _next_plan(self, rng, objective, draws, b):
-    """Plans the next sample from the stream head and consumes the tokens it uses (None at the end)."""
-    S = self.seq_length
+  def _short_window(self, head, target: int):
+    """The original's short_seq_prob pieces: `target` + 1 tokens, ending at the last sentence end
+    or eos when that keeps at least half of them."""
+    head = head[:target + 1]
+    ends = np.flatnonzero(self.bi.is_sentence_end(head[1:]) | (head[1:] == self.tok.special_ids['eos']))
+    if ends.size and ends[-1] + 1 >= target // 2:
+      head = head[:ends[-1] + 2]
+    return head
+
+  def _next_plan(self, rng, objective, draws, b, short_target=0):
+    """Plans the next sample from the stream head and consumes the tokens it uses (None at the end).
+
+    `short_target` > 0: a short piece of about that many tokens (see `_short_window`)."""
+    S = self.window_length
     self._refill(S)
     avail = self._buf.shape[0] - self._pos
     if avail == 0:
@@ -240,6 +280,8 @@ class BatchIterator:
     if head[0] != cls_id:  # starts inside a document: give it its own [CLS]
       head = np.concatenate([[cls_id], head[:S - 1]]).astype(np.int32)
       extra = 1
+    if short_target:
+      head = self._short_window(head, short_target)
     plan = self.bi.plan(head, rng, objective, draws, b)
     used = plan.tokens.shape[0] - extra
     self._pos += used
@@ -254,22 +296,42 @@ class BatchIterator:
     S, B = self.seq_length, self.batch_size
     split_id = 0 if self.split == 'train' else 1
     rng = np.random.default_rng([self.seed, self.process_index, split_id, self._step])
-    objective = self.bi.choose_objective(rng)
-    draws = self.bi.draw(rng, objective, B)
-    plans = []
+    plans, objectives, shorts = [], [], []
+    size, interleave = self.objective_batch_size, self.objective_interleave
+    groups = {}  # group -> (objective, draws, short target): one draw per micro-batch, in row order
     for b in range(B):
-      plan = self._next_plan(rng, objective, draws, b)
+      group = (b // (size * interleave)) * interleave + b % interleave
+      if group not in groups:
+        # The original's order: short pieces (short_seq_prob), then one-span token batches
+        # (single_span_prob), then the objective.
+        short = 0
+        if self.short_seq_prob > 0 and rng.random() < self.short_seq_prob:
+          short = int(rng.integers(32, max(33, self.window_length - 1)))
+        single = self.single_span_prob > 0 and rng.random() < self.single_span_prob
+        objective = 'token' if single else self.bi.choose_objective(rng)
+        groups[group] = (objective, self.bi.draw(rng, objective, size, single_span=single), short)
+      objective, draws, short = groups[group]
+      plan = self._next_plan(rng, objective, draws, (b % (size * interleave)) // interleave, short)
       if plan is None:
         break
       plans.append(plan)
+      objectives.append(objective)
+      shorts.append(short)
     if not plans:
       raise StopIteration
     out = self.bi.layout(plans, batch_size=B)  # one vectorized layout for the whole batch
+    token_rows = [r for r, o in enumerate(objectives) if o == 'token']
+    self.bi.block_mask(out, token_rows, rng)
+    self.bi.context_mask(out, token_rows, rng)
+    if self.random_position:
+      self.bi.random_positions(out, plans, rng, self.window_length)
     sep = out['sep']
     used = int(sep.sum() + out['loss_mask'].sum())
     self._pad_tokens += B * S - used
     self._total_tokens += B * S
     self._step += 1
+    self.last_objectives = objectives  # per row of the batch just returned (rows past it: padding)
+    self.last_short_targets = shorts  # per row: the short piece's target length, 0 = a full window
     return {
         'input_ids': out['input_ids'],
         'target_ids': out['target_ids'],
@@ -327,8 +389,14 @@ class BatchIterator:
 
 
 def make_iterator(cfg, tok, *, split='train', seq_length, per_host_batch, seed=0,
-                  process_index=0, process_count=1) -> BatchIterator:
-  """The training loop's data: infinite for 'train' (epochs reshuffled), finite for 'eval'."""
+                  process_index=0, process_count=1, objective_batch_size=None,
+                  objective_interleave=1) -> BatchIterator:
+  """The training loop's data: infinite for 'train' (epochs reshuffled), finite for 'eval'.
+
+  `objective_batch_size`: samples per objective draw (None: the whole host batch);
+  `objective_interleave`: accumulation micro-batches per step (see `BatchIterator`).
+  """
   return BatchIterator(cfg, tok, split=split, seq_length=seq_length,
                        per_host_batch=per_host_batch, seed=seed, process_index=process_index,
-                       process_count=process_count)
+                       process_count=process_count, objective_batch_size=objective_batch_size,
+                       objective_interleave=objective_interleave)

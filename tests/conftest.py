@@ -6,6 +6,7 @@ import pytest
 SLOW_MODULES = frozenset({
     "test_train_cli.py",
     "test_train_sharding.py",
+    "test_evaluate_cli.py",
 })
 
 

@@ -89,12 +89,34 @@ def test_cli_prints_filled_text_for_each_prompt(tmp_path, tokenizer):
   assert "[MASK]" not in lines[0] and lines[2].startswith("Let there be")
 
 
-def test_cli_without_a_blank_says_how_to_add_one(tmp_path, tokenizer):
+def test_cli_continues_a_prompt_without_a_blank_as_the_original(tmp_path, tokenizer):
+  """generate_samples.read_context appends ' [MASK]' (no --task-mask) to a blank-less prompt."""
   _, params = _params()
   export.save_for_inference(str(tmp_path / "ckpt"), params)
   result = subprocess.run(
       [sys.executable, "-m", "glm_jax.generate", f"--checkpoint={tmp_path / 'ckpt'}",
-       f"--tokenizer={tokenizer.model_path}", "--prompt=No blank here."],
+       f"--tokenizer={tokenizer.model_path}", "--prompt=No blank here.", "--max_new_tokens=2"],
       cwd=ROOT, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), capture_output=True, text=True,
       timeout=300)
-  assert result.returncode != 0 and "has no blank" in result.stderr
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert result.stdout.strip().startswith("No blank here.")
+
+
+def test_prompt_gets_eos_unless_it_ends_in_gmask_as_the_original(tokenizer):
+  special = tokenizer.special_ids
+  cls, eos = special["CLS"], special["eos"]
+  for text in ("In the [MASK] God created", "Let there be [MASK]", "Let there be [sMASK]"):
+    assert generate.build_prompt(tokenizer, text) == [cls] + tokenizer.encode(text) + [eos]
+  text = "Let there be [gMASK]"
+  assert generate.build_prompt(tokenizer, text, task_mask=True) == [cls] + tokenizer.encode(text)
+
+
+def test_prompt_without_a_blank_gets_the_generation_mask_appended(tokenizer):
+  special = tokenizer.special_ids
+  cls, eos = special["CLS"], special["eos"]
+  plain = generate.build_prompt(tokenizer, "Let there be light")
+  assert plain == [cls] + tokenizer.encode("Let there be light [MASK]") + [eos]
+  assert special["MASK"] in plain
+  task = generate.build_prompt(tokenizer, "Let there be light", task_mask=True)
+  assert task == [cls] + tokenizer.encode("Let there be light [gMASK]")
+  assert task[-1] == special["gMASK"]

@@ -1,0 +1,302 @@
+"""Cloze finetuning on SuperGLUE: `python -m glm_jax.finetune --config=configs/finetune/superglue.py
+--config.task=copa --config.data_dir=DIR --config.init_from=CKPT --workdir=DIR`.
+
+The loop is the pretraining one (`train.train_loop`: mesh, jitted sharded step, Orbax checkpoints,
+resume, SIGTERM, metrics.jsonl, TensorBoard); this module supplies the task: its batches and
+loss (`tasks/cloze_task.py`), its dev metric every epoch (and every eval_every_steps), the best
+checkpoint by that metric (params only, `workdir/best_params`, with `best.json`), and at the end
+the test predictions in the SuperGLUE submission format (`workdir/predictions/COPA.jsonl`, ...).
+Re-running the same command resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sys
+import types
+
+from absl import app
+import flax.linen as nn
+import jax
+import numpy as np
+from etils import epath
+
+from glm_jax import checkpoint as checkpoint_lib
+from glm_jax import cli
+from glm_jax import export
+from glm_jax import metrics as metrics_lib
+from glm_jax import optim
+from glm_jax import sharding
+from glm_jax import train
+from glm_jax import train_state
+from glm_jax.tasks import cloze_task
+from glm_jax.tasks import superglue
+from input_pipeline import tokenizer as tokenizer_lib
+from input_pipeline.errors import DataSourceError
+
+# The same flags as pretraining (--config, --workdir, multi-process): defined once, in train.py.
+_CONFIG = train._CONFIG  # pylint: disable=protected-access
+_WORKDIR = train._WORKDIR  # pylint: disable=protected-access
+
+log = train.log
+
+
+class FinetuneError(DataSourceError):
+  """A finetuning setup that cannot run; the message says what to change."""
+
+
+def model_from_checkpoint(config) -> None:
+  """Sets config.model's shape (vocab, layers, width, heads, positions, FFN) from the params
+  at init_from, so one config serves every released size; dropout and dtype stay configured."""
+  if not config.init_from:
+    return
+  path = epath.Path(config.init_from)
+  if not path.is_dir():
+    raise FinetuneError(f"--config.init_from={config.init_from} is not a params checkpoint "
+                        "directory (make one with `python -m glm_jax.convert import`).")
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  meta = ocp.StandardCheckpointer().metadata(os.path.abspath(str(path)))
+  meta = getattr(meta, "item_metadata", meta)
+  meta = getattr(meta, "tree", meta)
+  shape = export.infer_config(meta)
+  with config.unlocked():
+    for key in ("vocab_size", "num_layers", "hidden_size", "num_heads", "max_sequence_length",
+                "mlp_ratio"):
+      config.model[key] = getattr(shape, key)
+
+
+def load_task_tokenizer(config):
+  """The tokenizer named by --config.tokenizer, else the one stored beside init_from."""
+  path = config.tokenizer or (tokenizer_lib.tokenizer_beside(config.init_from)
+                              if config.init_from else None)
+  if not path:
+    raise FinetuneError("no tokenizer: pass --config.tokenizer=DIR (the released model's "
+                        "tokenizer files) or an init_from checkpoint that stores one "
+                        "(`convert import --tokenizer`).")
+  return tokenizer_lib.load_tokenizer(path, config.tokenizer_kind or None)
+
+
+def load_examples(config, split: str) -> list:
+  if config.data_source == "tfds":
+    return superglue.load_tfds_split(config.task, split, config.data_dir or None)
+  if config.data_source != "jsonl":
+    raise FinetuneError(f"data_source={config.data_source!r}: use jsonl or tfds.")
+  if split == "test" and not (epath.Path(config.data_dir) / "test.jsonl").exists():
+    return []
+  return superglue.load_split(config.task, config.data_dir, split)
+
+
+@dataclasses.dataclass
+class ClozeTask:
+  """One SuperGLUE task ready for the loop: encoded splits, batch shape, objective, scoring."""
+  config: object
+  info: superglue.TaskInfo
+  eos_id: int
+  train_encoded: list
+  dev_examples: list
+  dev_encoded: list
+  test_examples: list
+  test_encoded: list
+  num_choices: int
+  num_slots: int
+  num_labels: int
+
+  @property
+  def main_metric(self) -> str:
+    return self.info.main_metric
+
+  @property
+  def objective(self) -> train_state.Objective:
+    return cloze_task.make_objective(self.info.multi_token, self.config.loss,
+                                     self.config.length_penalty)
+
+  def make_batch(self, items):
+    return cloze_task.pack(items, seq_length=self.config.seq_length,
+                           num_choices=self.num_choices, num_slots=self.num_slots,
+                           eos_id=self.eos_id, num_labels=self.num_labels)
+
+  def train_data(self) -> cloze_task.EpochBatches:
+    return cloze_task.EpochBatches(self.train_encoded, self.config.global_batch_size,
+                                   self.config.seed, self.make_batch, jax.process_index(),
+                                   jax.process_count())
+
+  def choices(self, params, mesh, encoded) -> list[int]:
+    scores = cloze_task.score_examples(
+        self.config, params, encoded, eos_id=self.eos_id, multi_token=self.info.multi_token,
+        length_penalty=self.config.length_penalty, batch_size=self.config.eval_batch_size,
+        mesh=mesh)
+    return [int(np.argmax(s)) for s in scores]
+
+  def evaluate(self, params, mesh) -> dict:
+    """The task's official metrics on the dev set (percent)."""
+    return superglue.score(self.info.name, self.dev_examples,
+                           self.choices(params, mesh, self.dev_encoded))
+
+  def predict(self, params, mesh) -> list:
+    return superglue.submission_records(self.info.name, self.test_examples,
+                                        self.choices(params, mesh, self.test_encoded))
+
+
+def build_task(config, tokenizer) -> ClozeTask:
+  """Reads and encodes the splits; reports the examples cut to seq_length (as the original)."""
+  info = superglue.get_task(config.task)
+  encoder = superglue.make_encoder(info.name, tokenizer, config.seq_length, config.pattern_id)
+  splits = {}
+  for split in ("train", "dev", "test"):
+    examples = load_examples(config, split)
+    encoded = [encoder.encode(ex, for_training=(split == "train")) for ex in examples]
+    cut = sum(e.truncated for e in encoded)
+    if cut:
+      log(f"{info.name} {split}: {cut} of {len(examples)} examples longer than seq_length="
+          f"{config.seq_length} were truncated (the original's rule).")
+    splits[split] = (examples, encoded)
+  if not splits["train"][0]:
+    raise FinetuneError(f"{config.data_dir}: the training set is empty.")
+  train_encoded = splits["train"][1]
+  num_slots = max(sum(r.loss_mask) for e in train_encoded for r in e.rows)
+  return ClozeTask(config, info, int(tokenizer.special_ids["eos"]), train_encoded,
+                   *splits["dev"], *splits["test"],
+                   num_choices=max(len(e.rows) for e in train_encoded), num_slots=num_slots,
+                   num_labels=0 if info.multi_token else len(info.labels))
+
+
+def prepare_config(config):
+  """Task defaults, model shape from init_from, and the step count from the training set."""
+  if not config.task:
+    raise FinetuneError("pass --config.task (one of " + ", ".join(sorted(superglue.TASKS)) + ").")
+  superglue.get_task(config.task)
+  from configs.finetune import superglue as sg_config  # pylint: disable=g-import-not-at-top
+  sg_config.apply_task_defaults(config)
+  model_from_checkpoint(config)
+  if config.data_source == "jsonl" and not config.data_dir:
+    raise FinetuneError("pass --config.data_dir=DIR (the task's folder with train.jsonl, "
+                        "val.jsonl, test.jsonl).")
+  if config.seq_length > config.model.max_sequence_length:
+    raise FinetuneError(f"seq_length={config.seq_length} exceeds the model's "
+                        f"max_sequence_length={config.model.max_sequence_length}.")
+  if config.global_batch_size % (jax.process_count() * config.grad_accum_steps):
+    raise FinetuneError(f"global_batch_size={config.global_batch_size} must divide over "
+                        f"{jax.process_count()} processes x {config.grad_accum_steps} micro-batches.")
+  return config
+
+
+class BestKeeper:
+  """The best dev score so far (workdir/best.json) and its params (workdir/best_params)."""
+
+  def __init__(self, workdir: str, metric: str):
+    self.path = epath.Path(workdir) / "best.json"
+    self.params_dir = os.path.join(workdir, "best_params")
+    self.metric = metric
+    self.best = json.loads(self.path.read_text()) if self.path.exists() else None
+
+  def offer(self, step: int, epoch: float, results: dict, params) -> bool:
+    value = results[self.metric]
+    if self.best is not None and value <= self.best["value"]:
+      return False
+    export.save_for_inference(self.params_dir, params)
+    self.best = {"metric": self.metric, "value": value, "step": step, "epoch": epoch,
+                 "results": results}
+    if jax.process_index() == 0:
+      self.path.write_text(json.dumps(self.best))
+    return True
+
+
+def make_periodic_eval(config, task: ClozeTask, mesh, steps_per_epoch: int, keeper: BestKeeper):
+  """Dev metrics every eval_every_epochs epochs (and eval_every_steps), keeping the best."""
+  every_epochs = steps_per_epoch * max(int(config.eval_every_epochs), 0)
+
+  def periodic_eval(state, step):
+    due = (every_epochs and step % every_epochs == 0) or (
+        config.eval_every_steps and step % config.eval_every_steps == 0)
+    if not due or not task.dev_encoded:
+      return None
+    results = task.evaluate(state.params, mesh)
+    improved = keeper.offer(step, step / steps_per_epoch, results, state.params)
+    log(f"epoch {step / steps_per_epoch:.2f} dev " + " ".join(
+        f"{k} {v:.2f}" for k, v in results.items()) + (" (best)" if improved else ""))
+    return {f"dev_{k}": v for k, v in results.items()}
+
+  return periodic_eval
+
+
+def write_predictions(task: ClozeTask, params, mesh, workdir: str) -> str | None:
+  if not task.test_examples or not task.config.predict_test:
+    return None
+  records = task.predict(params, mesh)
+  out = epath.Path(workdir) / "predictions" / task.info.submission_file
+  if jax.process_index() == 0:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(json.dumps(r) + "\n" for r in records))
+  return str(out)
+
+
+def run(config, workdir: str, mesh) -> dict:
+  """Finetunes (or resumes), then predicts the test set with the best params; returns the
+  best dev record (best.json)."""
+  tokenizer = load_task_tokenizer(config)
+  if tokenizer.vocab_size > config.model.vocab_size:
+    raise FinetuneError(f"the tokenizer has {tokenizer.vocab_size} ids but the model only "
+                        f"{config.model.vocab_size} embedding rows; use the model's tokenizer.")
+  task = build_task(config, tokenizer)
+  data = types.SimpleNamespace(train=task.train_data())
+  steps_per_epoch = data.train.steps_per_epoch
+  with config.unlocked():
+    config.total_steps = int(config.epochs) * steps_per_epoch
+  optimizer = optim.make_optimizer(config)
+  abstract, shardings = train_state.state_shardings(config, mesh, optimizer)
+  checkpointer = checkpoint_lib.Checkpointer(workdir, config.keep_checkpoints)
+  state = train.restore_or_init(config, checkpointer, data, optimizer, abstract, shardings)
+  step_fn = train_state.make_train_step(config, mesh, optimizer, shardings, task.objective)
+  writer = metrics_lib.MetricsWriter(workdir, tensorboard=config.tensorboard)
+  writer.truncate_after(int(jax.device_get(state.step)))
+  keeper = BestKeeper(workdir, task.main_metric)
+  log(f"{task.info.name}: {len(task.train_encoded)} train / {len(task.dev_examples)} dev / "
+      f"{len(task.test_examples)} test examples | {config.epochs} epochs x {steps_per_epoch} "
+      f"steps | batch {config.global_batch_size} x {task.num_choices} choices x "
+      f"{config.seq_length} | workdir {workdir}")
+  state, step = train.train_loop(
+      config, mesh, data, state, step_fn, None, checkpointer, writer,
+      periodic_eval=make_periodic_eval(config, task, mesh, steps_per_epoch, keeper),
+      tokens_per_step=config.global_batch_size * task.num_choices * config.seq_length)
+  checkpointer.wait()
+  checkpointer.close()
+  writer.close()
+  if step < config.total_steps:
+    return keeper.best or {}
+  if keeper.best is None and task.dev_encoded:
+    raise FinetuneError("training ended without a dev evaluation; set eval_every_epochs >= 1.")
+  params = state.params
+  if keeper.best is not None:
+    params = checkpoint_lib.load_params(keeper.params_dir, abstract.params, shardings.params)
+    log(f"best dev {keeper.metric} {keeper.best['value']:.2f} at step {keeper.best['step']}; "
+        f"params in {keeper.params_dir}")
+  written = write_predictions(task, params, mesh, workdir)
+  if written:
+    log(f"test predictions: {written}")
+  return keeper.best or {}
+
+
+def main(argv) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  cli.quiet_logs()
+  train.initialize_distributed()
+  config = _CONFIG.value
+  if config is None:
+    raise app.UsageError("Pass --config=configs/finetune/superglue.py.")
+  try:
+    config = prepare_config(config)
+    workdir = _WORKDIR.value or f"/tmp/glm_jax/finetune_{config.task}"
+    mesh = sharding.make_mesh(config.mesh)
+    with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.LOGICAL_RULES):
+      run(config, workdir, mesh)
+  except cli.user_errors() as e:
+    print(f"glm_jax.finetune: {e}", file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=train.parse_flags)

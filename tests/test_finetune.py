@@ -1,0 +1,114 @@
+"""`glm_jax.finetune`: a tiny GLM finetuned as a cloze model on a synthetic BoolQ-format task
+learns it; interrupted + resumed finetuning reproduces the uninterrupted losses; bad input."""
+
+import json
+import os
+import random
+
+import flax.linen as nn
+import jax
+import pytest
+
+from configs.finetune import superglue as sg_config
+from glm_jax import finetune
+from glm_jax import sharding
+from glm_jax.tasks.superglue import examples as examples_lib
+
+TOKENIZER = os.path.join(os.path.dirname(__file__), "data", "superglue")
+FILLER = ["the", "king", "went", "up", "to", "city", "and", "man", "river", "house", "land"]
+
+
+def write_synthetic_boolq(directory, seed=0, sizes=(64, 32, 8)):
+  """BoolQ files whose answer is whether the passage says 'light' (vs 'darkness')."""
+  rng = random.Random(seed)
+  for split, size in zip(("train", "val", "test"), sizes):
+    lines = []
+    for i in range(size):
+      label = i % 2 == 0
+      words = [rng.choice(FILLER) for _ in range(rng.randint(4, 9))]
+      words.insert(rng.randint(0, len(words)), "light" if label else "darkness")
+      rec = {"idx": i, "question": "is there light", "passage": " ".join(words) + "."}
+      if split != "test":
+        rec["label"] = label
+      lines.append(json.dumps(rec))
+    (directory / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def tiny_config(data_dir, **overrides):
+  config = sg_config.get_config()
+  config.task = "boolq"
+  config.data_dir = str(data_dir)
+  config.tokenizer = TOKENIZER
+  config.tokenizer_kind = "bert-uncased"
+  config.model.update(vocab_size=1280, num_layers=2, hidden_size=64, num_heads=2,
+                      max_sequence_length=64, dtype="float32", embedding_dropout=0.0,
+                      attention_dropout=0.0, hidden_dropout=0.0)
+  config.seq_length = 32
+  config.global_batch_size = 16
+  config.epochs = 8
+  config.learning_rate = 3e-3
+  config.log_every_steps = 1
+  config.tensorboard = False
+  config.eval_batch_size = 32
+  config.update(overrides)
+  return finetune.prepare_config(config)
+
+
+def run(config, workdir):
+  mesh = sharding.make_mesh(config.mesh)
+  with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.LOGICAL_RULES):
+    return finetune.run(config, str(workdir), mesh)
+
+
+def losses(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return {r["step"]: r["loss"] for r in map(json.loads, f)}
+
+
+def test_tiny_model_learns_a_synthetic_cloze_task(tmp_path):
+  write_synthetic_boolq(tmp_path)
+  best = run(tiny_config(tmp_path), tmp_path / "work")
+  assert best["metric"] == "accuracy" and best["value"] >= 90.0
+  assert os.path.isdir(tmp_path / "work" / "best_params")
+  records = [json.loads(l) for l in (tmp_path / "work" / "predictions" / "BoolQ.jsonl").open()]
+  assert [r["idx"] for r in records] == list(range(8))
+  assert {r["label"] for r in records} <= {"true", "false"}
+  logged = [json.loads(l) for l in (tmp_path / "work" / "metrics.jsonl").open()]
+  assert sum("dev_accuracy" in r for r in logged) == 8  # one dev evaluation per epoch
+
+
+@pytest.mark.slow
+def test_interrupted_finetuning_resumes_with_the_same_losses(tmp_path):
+  write_synthetic_boolq(tmp_path, sizes=(40, 8, 0))
+  run(tiny_config(tmp_path, epochs=3, checkpoint_every_steps=2), tmp_path / "straight")
+  run(tiny_config(tmp_path, epochs=3, checkpoint_every_steps=2, stop_at_step=4),
+      tmp_path / "resumed")
+  assert max(losses(tmp_path / "resumed")) == 4
+  run(tiny_config(tmp_path, epochs=3, checkpoint_every_steps=2), tmp_path / "resumed")
+  want, got = losses(tmp_path / "straight"), losses(tmp_path / "resumed")
+  assert sorted(got) == sorted(want) == list(range(1, 10))
+  for step in want:
+    assert got[step] == pytest.approx(want[step], rel=1e-5, abs=1e-6), step
+
+
+def test_unknown_task_lists_the_tasks(tmp_path):
+  with pytest.raises(examples_lib.TaskDataError, match="the tasks are boolq, cb, copa"):
+    tiny_config(tmp_path, task="mnli")
+
+
+def test_cli_reports_a_bad_line_with_file_and_line(tmp_path):
+  import subprocess, sys
+  write_synthetic_boolq(tmp_path)
+  (tmp_path / "train.jsonl").write_text('{"idx": 0, "question": "q", "passage": "p", "label": true}\n'
+                                        '{"idx": 1, "question": \n')
+  proc = subprocess.run(
+      [sys.executable, "-m", "glm_jax.finetune", "--config=configs/finetune/superglue.py",
+       "--config.task=boolq", f"--config.data_dir={tmp_path}", f"--config.tokenizer={TOKENIZER}",
+       "--config.tokenizer_kind=bert-uncased", "--config.model.vocab_size=1280",
+       "--config.model.num_layers=1", "--config.model.hidden_size=32",
+       "--config.model.num_heads=2", "--config.seq_length=32", f"--workdir={tmp_path / 'w'}"],
+      capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)),
+      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), timeout=300)
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  assert "train.jsonl:2: not valid JSON" in proc.stderr
+  assert "Traceback" not in proc.stderr
