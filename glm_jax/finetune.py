@@ -1,5 +1,6 @@
-"""Cloze finetuning on SuperGLUE: `python -m glm_jax.finetune --config=configs/finetune/superglue.py
---config.task=copa --config.data_dir=DIR --config.init_from=CKPT --workdir=DIR`.
+"""Finetuning on SuperGLUE (cloze) and seq2seq tasks: `python -m glm_jax.finetune
+--config=configs/finetune/superglue.py --config.task=copa --config.data_dir=DIR
+--config.init_from=CKPT --workdir=DIR` (or --config=configs/finetune/seq2seq.py --config.task=xsum).
 
 The loop is the pretraining one (`train.train_loop`: mesh, jitted sharded step, Orbax checkpoints,
 resume, SIGTERM, metrics.jsonl, TensorBoard); this module supplies the task: its batches and
@@ -34,6 +35,8 @@ from glm_jax import train
 from glm_jax import train_state
 from glm_jax.tasks import cloze_task
 from glm_jax.tasks import superglue
+from glm_jax.tasks.seq2seq import data as seq2seq_data
+from glm_jax.tasks.seq2seq import task as seq2seq_task
 from input_pipeline import tokenizer as tokenizer_lib
 from input_pipeline.errors import DataSourceError
 
@@ -140,8 +143,38 @@ class ClozeTask:
                                         self.choices(params, mesh, self.test_encoded))
 
 
+def is_seq2seq(config) -> bool:
+  """Seq2seq tasks (configs/finetune/seq2seq.py) and SuperGLUE tasks have distinct names."""
+  return str(config.task).lower() in seq2seq_data.TASKS
+
+
+def build_seq2seq_task(config, tokenizer) -> seq2seq_task.Seq2SeqTask:
+  """Reads the splits (test may be absent) and lays out the training rows."""
+  splits = {}
+  for split in ("train", "dev", "test"):
+    if (split == "test" and config.data_source == "files"
+        and not (epath.Path(config.data_dir) / "test.source").exists()):
+      splits[split] = []
+      continue
+    splits[split], stats = seq2seq_data.load_examples(
+        config.task, split, tokenizer, data_dir=config.data_dir, data_source=config.data_source)
+    if stats.empty_sources or stats.empty_targets:
+      log(f"{config.task} {split}: {stats.empty_sources} empty source lines, "
+          f"{stats.empty_targets} empty target lines (kept, as the original keeps them).")
+  if not splits["train"]:
+    raise FinetuneError(f"{config.data_dir}: the training set is empty.")
+  task = seq2seq_task.Seq2SeqTask(config, tokenizer, train=splits["train"], dev=splits["dev"],
+                                  test=splits["test"])
+  if task.stats.truncated_targets:
+    log(f"{config.task} train: {task.stats.truncated_targets} of {len(splits['train'])} targets "
+        f"longer than tgt_seq_length={config.tgt_seq_length} were cut (the original's rule).")
+  return task
+
+
 def build_task(config, tokenizer) -> ClozeTask:
   """Reads and encodes the splits; reports the examples cut to seq_length (as the original)."""
+  if is_seq2seq(config):
+    return build_seq2seq_task(config, tokenizer)
   info = superglue.get_task(config.task)
   encoder = superglue.make_encoder(info.name, tokenizer, config.seq_length, config.pattern_id)
   splits = {}
@@ -167,6 +200,8 @@ def prepare_config(config):
   """Task defaults, model shape from init_from, and the step count from the training set."""
   if not config.task:
     raise FinetuneError("pass --config.task (one of " + ", ".join(sorted(superglue.TASKS)) + ").")
+  if is_seq2seq(config):
+    return _prepare_seq2seq_config(config)
   superglue.get_task(config.task)
   from configs.finetune import superglue as sg_config  # pylint: disable=g-import-not-at-top
   sg_config.apply_task_defaults(config)
@@ -177,6 +212,28 @@ def prepare_config(config):
   if config.seq_length > config.model.max_sequence_length:
     raise FinetuneError(f"seq_length={config.seq_length} exceeds the model's "
                         f"max_sequence_length={config.model.max_sequence_length}.")
+  if config.global_batch_size % (jax.process_count() * config.grad_accum_steps):
+    raise FinetuneError(f"global_batch_size={config.global_batch_size} must divide over "
+                        f"{jax.process_count()} processes x {config.grad_accum_steps} micro-batches.")
+  return config
+
+
+def _prepare_seq2seq_config(config):
+  if "src_seq_length" not in config:
+    raise FinetuneError(f"task {config.task} is a seq2seq task: pass "
+                        "--config=configs/finetune/seq2seq.py.")
+  from configs.finetune import seq2seq as s2s_config  # pylint: disable=g-import-not-at-top
+  s2s_config.apply_task_defaults(config)
+  model_from_checkpoint(config)
+  if config.data_source == "files" and not config.data_dir:
+    raise FinetuneError("pass --config.data_dir=DIR (the folder with train.source, "
+                        "train.target, val.source, val.target, test.*).")
+  table = config.model.max_sequence_length + 1
+  if config.src_seq_length > table or config.tgt_seq_length + 1 > table:
+    raise FinetuneError(
+        f"src_seq_length={config.src_seq_length} / tgt_seq_length={config.tgt_seq_length} need "
+        f"{max(config.src_seq_length, config.tgt_seq_length + 1)} position rows but the model "
+        f"has {table} (max_sequence_length={config.model.max_sequence_length}); lower them.")
   if config.global_batch_size % (jax.process_count() * config.grad_accum_steps):
     raise FinetuneError(f"global_batch_size={config.global_batch_size} must divide over "
                         f"{jax.process_count()} processes x {config.grad_accum_steps} micro-batches.")
@@ -226,11 +283,16 @@ def write_predictions(task: ClozeTask, params, mesh, workdir: str) -> str | None
   if not task.test_examples or not task.config.predict_test:
     return None
   records = task.predict(params, mesh)
-  out = epath.Path(workdir) / "predictions" / task.info.submission_file
+  if hasattr(task, "output_files"):   # seq2seq: hypotheses (and references) one per line
+    files = task.output_files(records)
+  else:
+    files = {task.info.submission_file: "".join(json.dumps(r) + "\n" for r in records)}
+  out_dir = epath.Path(workdir) / "predictions"
   if jax.process_index() == 0:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("".join(json.dumps(r) + "\n" for r in records))
-  return str(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+      (out_dir / name).write_text(text)
+  return str(out_dir / task.info.submission_file)
 
 
 def run(config, workdir: str, mesh) -> dict:

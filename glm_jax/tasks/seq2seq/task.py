@@ -169,13 +169,21 @@ class Seq2SeqTask:
     return texts
 
   def evaluate(self, params, mesh=None) -> dict:
-    """ROUGE-1/2/L (F1, in [0, 1]) of the dev set's decoded predictions against their refs."""
+    """ROUGE-1/2/L F1 in percent (the paper's unit) of the dev set's decoded predictions."""
     del mesh
     predictions = self.decode(params, self.dev_examples)
-    return rouge.rouge_scores(predictions, [ex.ref for ex in self.dev_examples],
-                              self.metric_dataset)
+    scores = rouge.rouge_scores(predictions, [ex.ref for ex in self.dev_examples],
+                                self.metric_dataset)
+    return {k: 100.0 * v for k, v in scores.items()}
 
   def predict(self, params, mesh=None) -> list[str]:
     """The test set's predictions, in order (the loop writes them one per line)."""
     del mesh
     return self.decode(params, self.test_examples)
+
+  def output_files(self, predictions: Sequence[str]) -> dict[str, str]:
+    """The original's outputs: `test.jsonl.hyps` (one prediction per line) and `.refs`."""
+    def lines(texts):
+      return "".join(" ".join(t.splitlines()) + "\n" for t in texts)
+    return {self.info.submission_file: lines(predictions),
+            "test.jsonl.refs": lines(ex.ref for ex in self.test_examples)}
