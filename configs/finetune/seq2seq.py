@@ -75,7 +75,7 @@ def get_config():
   # --label-smoothing 0.1; arguments.py: --lr-decay-ratio 0.1, Adam (0.9, 0.999, 1e-8).
   config.learning_rate = 0.0         # --lr (0: the task's)
   config.warmup_ratio = 0.06
-  config.lr_schedule = "linear"
+  config.decay_style = "linear"      # --lr-decay-style linear
   config.min_learning_rate_ratio = 0.1
   config.weight_decay = 0.1
   config.label_smoothing = 0.1
