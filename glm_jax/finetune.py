@@ -152,8 +152,9 @@ def build_seq2seq_task(config, tokenizer) -> seq2seq_task.Seq2SeqTask:
   """Reads the splits (test may be absent) and lays out the training rows."""
   splits = {}
   for split in ("train", "dev", "test"):
+    test_file = "test.json" if config.task.lower() == "squad_generation" else "test.source"
     if (split == "test" and config.data_source == "files"
-        and not (epath.Path(config.data_dir) / "test.source").exists()):
+        and not (epath.Path(config.data_dir) / test_file).exists()):
       splits[split] = []
       continue
     splits[split], stats = seq2seq_data.load_examples(

@@ -41,10 +41,18 @@ CASES = [(i, c["task"], c["task_mask"], c["split"]) for i, c in enumerate(_fixtu
 @pytest.mark.parametrize("index,task,task_mask,split", CASES)
 def test_rows_equal_original_dataset(tmp_path, index, task, task_mask, split):
   case = _fixture()["cases"][index]
-  _write(tmp_path, "train" if split == "train" else "val", case["sources"], case["targets"])
   tok = _tokenizer(task_mask)
+  if task == "squad_generation":
+    for name in ("train.json", "dev.json"):
+      (tmp_path / name).write_text(json.dumps(_fixture()["squad_json"]))
+  else:
+    _write(tmp_path, "train" if split == "train" else "val", case["sources"], case["targets"])
   examples, _ = data.load_examples(task, split, tok, data_dir=str(tmp_path))
-  assert [ex.ref for ex in examples] == case["refs"]
+  if task == "squad_generation":  # our reference is the question (the original's is the answer)
+    assert [ex.answer for ex in examples] == case["answers"]
+    assert [ex.ref for ex in examples] == [tok.decode(tok.encode(ex.target)) for ex in examples]
+  else:
+    assert [ex.ref for ex in examples] == case["refs"]
   layout = data.make_layout(tok, case["src_seq_length"], case["tgt_seq_length"], task_mask)
   rows = case["rows"]
   if split == "train":

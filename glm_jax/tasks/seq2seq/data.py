@@ -175,10 +175,49 @@ def make_examples(task: str, split: str, sources: Sequence[str], targets: Sequen
   return examples
 
 
+SQUAD_FILES = {"train": "train.json", "dev": "dev.json", "test": "test.json"}
+
+
+def read_squad_generation(data_dir: str, split: str, tokenizer) -> list[Example]:
+  """Question generation from SQuAD-format json (`train.json`, `dev.json`, `test.json` with
+  data/paragraphs/qas, as the original's SQuADGenerationProcessor reads): one example per
+  (question, distinct answer text), the context as source, the question as target.
+
+  Differs from the original on purpose in two places: the ROUGE reference is the question (the
+  original stores the answer there, so its ROUGE compares questions with answers), and test
+  examples keep their answers (the original replaces them with "FAKE_ANSWER")."""
+  import json  # pylint: disable=g-import-not-at-top
+  path = os.path.join(data_dir, SQUAD_FILES[split])
+  if not os.path.exists(path):
+    raise Seq2SeqDataError(f"{path} does not exist; squad_generation reads SQuAD-format "
+                           "train.json / dev.json / test.json.")
+  try:
+    with open(path, encoding="utf-8") as f:
+      articles = json.load(f)["data"]
+  except (ValueError, KeyError, TypeError) as e:
+    raise Seq2SeqDataError(f"{path} is not SQuAD-format json ({e!r}); it needs "
+                           '{"data": [{"paragraphs": [{"context", "qas"}]}]}.') from None
+  examples = []
+  for article in articles:
+    for paragraph in article["paragraphs"]:
+      for qa in paragraph["qas"]:
+        answers = dict.fromkeys(a["text"] for a in qa.get("answers", []))  # distinct, in order
+        for answer in answers:
+          question = qa["question"]
+          examples.append(Example(f"{split}-{len(examples)}", paragraph["context"], question,
+                                  tokenizer.decode(tokenizer.encode(question)), answer))
+  return examples
+
+
 def load_examples(task: str, split: str, tokenizer, *, data_dir: str = "",
                   data_source: str = "files") -> tuple[list[Example], ReadStats]:
   """A split's examples from the original's files (`data_source=files`) or TFDS (`tfds`)."""
   task = check_task(task)
+  if task == "squad_generation":
+    if data_source != "files":
+      raise Seq2SeqDataError("squad_generation reads the SQuAD json files; use data_source=files.")
+    examples = read_squad_generation(data_dir, split, tokenizer)
+    return examples, ReadStats(examples=len(examples))
   if data_source == "files":
     if not data_dir:
       raise Seq2SeqDataError("data_dir is empty; point it at the folder with train.source, "
