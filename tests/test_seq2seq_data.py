@@ -119,3 +119,13 @@ def test_rouge_drops_short_and_duplicate_sentences_as_the_original():
       ["the people went to the city ."]
   assert rouge.fix_tokenization("it ' s 3 , 000 u . n . men \" yes \"", "cnn_dm") == \
       "it 's 3,000 u.n. men `` yes ''"
+
+
+def test_tfds_elements_become_the_original_file_lines():
+  element = {"article": b"First line.\nSecond line.", "highlights": b"One fact .\nTwo facts ."}
+  assert data.tfds_pair("cnn_dm", element) == ("First line. Second line.", "One fact . <S_SEP> Two facts .")
+  assert data.tfds_pair("cnn_dm_original", element)[1] == "One fact . Two facts ."
+  tok = _tokenizer(False)
+  (ex,) = data.make_examples("cnn_dm", "train", *map(list, zip(data.tfds_pair("cnn_dm", element))), tok)
+  assert ex.target == "One fact . [SEP] Two facts ." and "[SEP]" in ex.ref
+  assert data.tfds_pair("xsum", {"document": "a\nb", "summary": "s"}) == ("a b", "s")

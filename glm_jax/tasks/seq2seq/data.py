@@ -142,16 +142,17 @@ def read_tfds_pairs(task: str, split: str, data_dir: str | None = None) -> tuple
   except Exception as e:  # tfds raises many types; the message says what to do
     raise Seq2SeqDataError(f"could not load TFDS {name}/{TFDS_SPLITS[split]} ({e}); prepare it "
                            f"with `tfds build {name}` or use data_source=files.") from None
-  sources, targets = [], []
-  for element in tfds.as_numpy(ds):
-    sources.append(_tfds_text(element[src_key]).strip().replace("\n", " "))
-    target = _tfds_text(element[tgt_key]).strip()
-    if task == "cnn_dm":
-      target = " <S_SEP> ".join(s.strip() for s in target.split("\n") if s.strip())
-    else:
-      target = " ".join(target.split("\n"))
-    targets.append(target)
-  return sources, targets
+  pairs = [tfds_pair(task, element) for element in tfds.as_numpy(ds)]
+  return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def tfds_pair(task: str, element: dict) -> tuple[str, str]:
+  """One TFDS element -> (source line, target line) as the original's files hold them: one line
+  each; CNN/DM (task cnn_dm) highlights joined with <S_SEP>, which becomes [SEP] in targets."""
+  _, src_key, tgt_key = TFDS_SOURCES[task]
+  source = " ".join(_tfds_text(element[src_key]).split("\n")).strip()
+  lines = [s.strip() for s in _tfds_text(element[tgt_key]).split("\n") if s.strip()]
+  return source, (" <S_SEP> " if task == "cnn_dm" else " ").join(lines)
 
 
 def make_examples(task: str, split: str, sources: Sequence[str], targets: Sequence[str],
