@@ -32,7 +32,7 @@ KIND_FILES = {
     'roberta': ('vocab.json', 'merges.txt'),
     'chinese-sp': ('cog-pretrain.model',),
 }
-CONFIG_NAME = 'tokenizer_config.json'  # {"kind": ..., "task_mask": ..., "fix_command_token": ...}
+CONFIG_NAME = 'tokenizer_config.json'  # {"kind", "task_mask", "fix_command_token", "decoder_mask"}
 
 
 class TokenizerError(DataSourceError):
@@ -92,16 +92,26 @@ def _with_block_and_task(commands, n, task_mask, *, lstrip_task):
   return commands, n
 
 
-def bert_commands(vocab: dict, task_mask: bool, kind: str = 'bert-uncased'):
+def with_decoder_mask(commands, n, decoder_mask):
+  """Appends [dBLOCK] at n when `decoder_mask` (the original's add_decoder_mask: last, after the
+  block symbols and task masks, no whitespace stripping); returns (commands, n)."""
+  if decoder_mask:
+    return commands + [CommandToken('dBLOCK', '[dBLOCK]', n)], n + 1
+  return commands, n
+
+
+def bert_commands(vocab: dict, task_mask: bool, kind: str = 'bert-uncased', *,
+                  decoder_mask: bool = False):
   """WordPiece: the vocabulary's own [PAD] [CLS] [MASK] [UNK] [SEP]; eos is [PAD]."""
   _require(('[PAD]', '[CLS]', '[MASK]', '[UNK]', '[SEP]'), vocab, kind, 'vocab.txt')
   commands = [CommandToken('pad', '[PAD]', vocab['[PAD]']), CommandToken('CLS', '[CLS]', vocab['[CLS]']),
               CommandToken('MASK', '[MASK]', vocab['[MASK]']), CommandToken('unk', '[UNK]', vocab['[UNK]']),
               CommandToken('SEP', '[SEP]', vocab['[SEP]']), CommandToken('eos', '[PAD]', vocab['[PAD]'])]
-  return _with_block_and_task(commands, len(vocab), task_mask, lstrip_task=False)
+  return with_decoder_mask(*_with_block_and_task(commands, len(vocab), task_mask, lstrip_task=False),
+                           decoder_mask)
 
 
-def gpt2_commands(encoder: dict, task_mask: bool):
+def gpt2_commands(encoder: dict, task_mask: bool, *, decoder_mask: bool = False):
   """GPT-2: eos/pad is <|endoftext|>; sop, eop, [CLS], [MASK], [SEP], [UNK] follow the vocabulary."""
   _require(('<|endoftext|>',), encoder, 'gpt2', 'vocab.json')
   eos, n = encoder['<|endoftext|>'], len(encoder)
@@ -113,10 +123,10 @@ def gpt2_commands(encoder: dict, task_mask: bool):
   if task_mask:
     commands += [CommandToken('gMASK', '[gMASK]', n, True), CommandToken('sMASK', '[sMASK]', n + 1, True)]
     n += 2
-  return commands, n
+  return with_decoder_mask(commands, n, decoder_mask)
 
 
-def roberta_commands(encoder: dict, task_mask: bool):
+def roberta_commands(encoder: dict, task_mask: bool, *, decoder_mask: bool = False):
   """RoBERTa: eos/pad/[SEP] are </s>, [CLS] is <s>, [MASK] is <mask>, [UNK] is <unk>."""
   _require(('<s>', '</s>', '<mask>', '<unk>'), encoder, 'roberta', 'vocab.json')
   end = encoder['</s>']
@@ -124,14 +134,17 @@ def roberta_commands(encoder: dict, task_mask: bool):
               CommandToken('SEP', '[SEP]', end), CommandToken('CLS', '[CLS]', encoder['<s>']),
               CommandToken('MASK', '[MASK]', encoder['<mask>'], True),
               CommandToken('unk', '[UNK]', encoder['<unk>'])]
-  return _with_block_and_task(commands, len(encoder), task_mask, lstrip_task=True)
+  return with_decoder_mask(*_with_block_and_task(commands, len(encoder), task_mask, lstrip_task=True),
+                           decoder_mask)
 
 
-def chinese_commands(num_pieces: int, task_mask: bool, fix_command_token: bool):
+def chinese_commands(num_pieces: int, task_mask: bool, fix_command_token: bool, *,
+                     decoder_mask: bool = False):
   """cog-pretrain: eos, [SEP], [CLS], [MASK], [UNK] after the pieces; sop/eop skip one id.
 
-  Without `fix_command_token` (GLM-10B-Chinese) [gMASK] shares eop's id, as in the original;
-  GLM-Large-Chinese was trained with the fix ([sMASK], [gMASK] after eop).
+  Without `fix_command_token` (GLM-10B-Chinese) [gMASK] shares eop's id, as in the original
+  (and so does [dBLOCK] when there are no task masks); GLM-Large-Chinese was trained with the
+  fix ([sMASK], [gMASK] after eop).
   """
   v = num_pieces
   commands = [CommandToken('pad', '<|endoftext|>', v), CommandToken('eos', '<|endoftext|>', v),
@@ -145,7 +158,7 @@ def chinese_commands(num_pieces: int, task_mask: bool, fix_command_token: bool):
             (('gMASK', '[gMASK]'), ('sMASK', '[sMASK]'))
     commands += [CommandToken(k, t, n + i, True) for i, (k, t) in enumerate(order)]
     n += 2
-  return commands, n
+  return with_decoder_mask(commands, n, decoder_mask)
 
 
 # ------------------------------------------------------------------------------------ backends
@@ -398,9 +411,11 @@ class ReleasedTokenizer:
   """A released GLM tokenizer; `encode` gives the original's `EncodeAsIds(text).tokenization`."""
 
   def __init__(self, kind: str, path, backend, commands: list[CommandToken], vocab_size: int,
-               id_to_text: list[str | None], *, task_mask: bool, fix_command_token: bool = False):
+               id_to_text: list[str | None], *, task_mask: bool, fix_command_token: bool = False,
+               decoder_mask: bool = False):
     self.kind, self.path = kind, str(path)
     self.task_mask, self.fix_command_token = bool(task_mask), bool(fix_command_token)
+    self.decoder_mask = bool(decoder_mask)
     self.backend = backend
     self.commands = list(commands)
     self.vocab_size = int(vocab_size)
@@ -533,7 +548,8 @@ class ReleasedTokenizer:
   def config(self) -> dict:
     """What `tokenizer_config.json` records, so loading needs no flags."""
     return {'kind': self.kind, 'task_mask': self.task_mask,
-            'fix_command_token': self.fix_command_token, 'vocab_size': self.vocab_size}
+            'fix_command_token': self.fix_command_token, 'decoder_mask': self.decoder_mask,
+            'vocab_size': self.vocab_size}
 
   def save(self, directory) -> str:
     """Copies the tokenizer files to `directory` and writes `tokenizer_config.json` there."""
@@ -560,19 +576,20 @@ def _byte_decoder() -> dict[str, int]:
 # -------------------------------------------------------------------------------------- loading
 
 
-def _load_bert(directory, kind, task_mask):
+def _load_bert(directory, kind, task_mask, decoder_mask):
   vocab = {}
   for index, line in enumerate(_lines_like_readline(_read_file(directory, 'vocab.txt', kind))):
     vocab[line.strip()] = index  # a repeated line keeps its last index, as in the original
-  commands, n = bert_commands(vocab, task_mask, kind)
+  commands, n = bert_commands(vocab, task_mask, kind, decoder_mask=decoder_mask)
   id_to_text = [None] * (max(vocab.values()) + 1 if vocab else 0)
   for token, index in vocab.items():
     id_to_text[index] = token
   backend = WordPieceBackend(vocab, lowercase=kind == 'bert-uncased')
-  return ReleasedTokenizer(kind, directory, backend, commands, n, id_to_text, task_mask=task_mask)
+  return ReleasedTokenizer(kind, directory, backend, commands, n, id_to_text, task_mask=task_mask,
+                           decoder_mask=decoder_mask)
 
 
-def _load_bpe(directory, kind, task_mask):
+def _load_bpe(directory, kind, task_mask, decoder_mask):
   try:
     encoder = json.loads(_read_file(directory, 'vocab.json', kind).decode('utf-8'))
   except json.JSONDecodeError as e:
@@ -590,30 +607,36 @@ def _load_bpe(directory, kind, task_mask):
       raise TokenizerError(f'merges.txt merges {a!r} + {b!r} but vocab.json lacks '
                            f'{[t for t in (a, b, a + b) if t not in encoder]}; vocab.json and '
                            f'merges.txt of {directory} do not belong together')
-  commands, n = (gpt2_commands if kind == 'gpt2' else roberta_commands)(encoder, task_mask)
+  commands, n = (gpt2_commands if kind == 'gpt2' else roberta_commands)(encoder, task_mask,
+                                                                          decoder_mask=decoder_mask)
   id_to_text = [None] * (max(encoder.values()) + 1 if encoder else 0)
   for token, index in encoder.items():
     id_to_text[index] = token
   backend = ByteBPEBackend(encoder, merges)
-  return ReleasedTokenizer(kind, directory, backend, commands, n, id_to_text, task_mask=task_mask)
+  return ReleasedTokenizer(kind, directory, backend, commands, n, id_to_text, task_mask=task_mask,
+                           decoder_mask=decoder_mask)
 
 
-def _load_sentencepiece(directory, kind, task_mask, fix_command_token, num_threads):
+def _load_sentencepiece(directory, kind, task_mask, fix_command_token, decoder_mask, num_threads):
   proto = _read_file(directory, 'cog-pretrain.model', kind)
   try:
     backend = SentencePieceBackend(proto, num_threads)
   except RuntimeError as e:
     raise TokenizerError(f'{directory / "cog-pretrain.model"} is not a sentencepiece model ({e})') from None
   v = int(backend.sp.vocab_size())
-  commands, n = chinese_commands(v, task_mask, fix_command_token)
+  commands, n = chinese_commands(v, task_mask, fix_command_token, decoder_mask=decoder_mask)
   id_to_text = [backend.sp.id_to_piece(i) for i in range(v)]
   return ReleasedTokenizer(kind, directory, backend, commands, n, id_to_text, task_mask=task_mask,
-                           fix_command_token=fix_command_token)
+                           fix_command_token=fix_command_token, decoder_mask=decoder_mask)
 
 
 def load(path, kind: str, *, task_mask: bool = False, fix_command_token: bool = False,
-         num_threads: int = 2) -> ReleasedTokenizer:
-  """The released tokenizer of `kind` from the directory `path` (local or gs://)."""
+         decoder_mask: bool = False, num_threads: int = 2) -> ReleasedTokenizer:
+  """The released tokenizer of `kind` from the directory `path` (local or gs://).
+
+  `decoder_mask` adds [dBLOCK] (the original's add_decoder_mask, for block_mask_prob /
+  context_mask_ratio > 0).
+  """
   check_kind(kind)
   directory = epath.Path(path)
   if kind == 'chinese-sp' and directory.name.endswith('.model') and directory.is_file():
@@ -622,7 +645,8 @@ def load(path, kind: str, *, task_mask: bool = False, fix_command_token: bool = 
     raise TokenizerError(f'tokenizer directory {directory} does not exist; the {kind!r} tokenizer '
                          f'needs {" and ".join(KIND_FILES[kind])} there')
   if kind.startswith('bert'):
-    return _load_bert(directory, kind, bool(task_mask))
+    return _load_bert(directory, kind, bool(task_mask), bool(decoder_mask))
   if kind in ('gpt2', 'roberta'):
-    return _load_bpe(directory, kind, bool(task_mask))
-  return _load_sentencepiece(directory, kind, bool(task_mask), bool(fix_command_token), num_threads)
+    return _load_bpe(directory, kind, bool(task_mask), bool(decoder_mask))
+  return _load_sentencepiece(directory, kind, bool(task_mask), bool(fix_command_token),
+                             bool(decoder_mask), num_threads)

@@ -118,6 +118,7 @@ def load_or_train(cfg, cache_dir: str | None = None):
   threads = cfg.get('tokenizer_threads', 2)
   if cfg.get('tokenizer_kind', ''):
     return load_configured_pretrained(cfg)
+  check_no_decoder_mask(cfg)  # before training a tokenizer that could not be used
   if cfg.tokenizer_model_path:
     return Tokenizer(cfg.tokenizer_model_path, threads)
   cache_dir = cache_dir or cfg.tokenizer_cache_dir or os.path.expanduser('~/.cache/glm_jax/tokenizers')
@@ -141,15 +142,19 @@ TOKENIZER_KINDS = released_tokenizers.KINDS
 
 
 def load_pretrained(path, kind: str, *, task_mask: bool = False, fix_command_token: bool = False,
+                    decoder_mask: bool = False,
                     num_threads: int = 2) -> released_tokenizers.ReleasedTokenizer:
   """A released GLM tokenizer with exactly the original's ids, from the directory of its files.
 
   `kind`: 'bert-uncased' | 'bert-cased' (vocab.txt), 'gpt2' | 'roberta' (vocab.json, merges.txt),
   'chinese-sp' (cog-pretrain.model). `task_mask` adds [gMASK] / [sMASK] (GLM-10B, GLM-2B,
-  GLM-RoBERTa, the Chinese models); `fix_command_token` is GLM-Large-Chinese's id layout.
+  GLM-RoBERTa, the Chinese models); `fix_command_token` is GLM-Large-Chinese's id layout;
+  `decoder_mask` adds [dBLOCK] after them (the original's add_decoder_mask, which pretraining
+  with block_mask_prob or context_mask_ratio > 0 needs).
   """
   return released_tokenizers.load(path, kind, task_mask=task_mask,
-                                  fix_command_token=fix_command_token, num_threads=num_threads)
+                                  fix_command_token=fix_command_token, decoder_mask=decoder_mask,
+                                  num_threads=num_threads)
 
 
 def read_tokenizer_config(directory) -> dict | None:
@@ -165,12 +170,14 @@ def read_tokenizer_config(directory) -> dict | None:
 
 
 def load_tokenizer(path, kind: str | None = None, *, task_mask: bool | None = None,
-                   fix_command_token: bool | None = None, num_threads: int = 2):
+                   fix_command_token: bool | None = None, decoder_mask: bool | None = None,
+                   num_threads: int = 2):
   """Any tokenizer glm_jax uses, from one path, so every command line takes the same flag.
 
   A `.model` file is our sentencepiece tokenizer (unless kind='chinese-sp'); a directory holds a
-  released tokenizer whose kind / task_mask come from the arguments, else from its
-  `tokenizer_config.json` (written by `convert import --tokenizer` and by training); a checkpoint
+  released tokenizer whose kind / task_mask / fix_command_token / decoder_mask come from the
+  arguments, else from its `tokenizer_config.json` (written by `convert import --tokenizer` and
+  by training); a checkpoint
   or workdir directory holding `tokenizer/` or `tokenizer.model` gives the tokenizer stored there.
   """
   path = str(path)
@@ -182,7 +189,7 @@ def load_tokenizer(path, kind: str | None = None, *, task_mask: bool | None = No
     beside = tokenizer_beside(path) if target.is_dir() else None
     if beside is not None:  # a checkpoint directory with its tokenizer stored inside
       return load_tokenizer(beside, task_mask=task_mask, fix_command_token=fix_command_token,
-                            num_threads=num_threads)
+                            decoder_mask=decoder_mask, num_threads=num_threads)
     raise released_tokenizers.TokenizerError(
         f'{path} is neither a sentencepiece .model file nor a directory with '
         f'{released_tokenizers.CONFIG_NAME}; pass the tokenizer kind (one of '
@@ -192,12 +199,18 @@ def load_tokenizer(path, kind: str | None = None, *, task_mask: bool | None = No
   task_mask = task_mask if task_mask is not None else bool(saved.get('task_mask', False))
   if fix_command_token is None:
     fix_command_token = bool(saved.get('fix_command_token', False))
+  if decoder_mask is None:
+    decoder_mask = bool(saved.get('decoder_mask', False))
   return load_pretrained(path, kind, task_mask=task_mask, fix_command_token=fix_command_token,
-                         num_threads=num_threads)
+                         decoder_mask=decoder_mask, num_threads=num_threads)
 
 
 def load_configured_pretrained(cfg) -> released_tokenizers.ReleasedTokenizer:
-  """The released tokenizer a data config names (tokenizer_kind, tokenizer_path, task_mask)."""
+  """The released tokenizer a data config names (tokenizer_kind, tokenizer_path, task_mask).
+
+  [dBLOCK] is added exactly when the original's configure_data adds it: block_mask_prob > 0 or
+  context_mask_ratio > 0 (its ids then follow the other command tokens, as there).
+  """
   kind = released_tokenizers.check_kind(cfg.tokenizer_kind)
   if not cfg.get('tokenizer_path', ''):
     needs = ' and '.join(released_tokenizers.KIND_FILES[kind])
@@ -207,7 +220,26 @@ def load_configured_pretrained(cfg) -> released_tokenizers.ReleasedTokenizer:
         'sentencepiece tokenizer on the corpus')
   return load_pretrained(cfg.tokenizer_path, kind, task_mask=bool(cfg.get('task_mask', False)),
                          fix_command_token=bool(cfg.get('fix_command_token', False)),
+                         decoder_mask=needs_decoder_mask(cfg),
                          num_threads=cfg.get('tokenizer_threads', 2))
+
+
+def check_no_decoder_mask(cfg) -> None:
+  """One clear error where a config masks with [dBLOCK] but uses our sentencepiece tokenizer,
+  which has no [dBLOCK] (adding one to COMMAND_TOKENS would change every trained model's ids)."""
+  for name in ('block_mask_prob', 'context_mask_ratio'):
+    value = cfg.get(name, 0.0) or 0.0
+    if float(value) > 0.0:
+      raise DataSourceError(
+          f'config.data: {name}={value} needs a [dBLOCK] token, which our sentencepiece tokenizer '
+          f'lacks; set --config.data.{name}=0, or use a released tokenizer '
+          '(--config.data.tokenizer_kind=KIND --config.data.tokenizer_path=DIR), which then has [dBLOCK]')
+
+
+def needs_decoder_mask(cfg) -> bool:
+  """Whether a data config masks with [dBLOCK] (the original's add_decoder_mask condition)."""
+  return (float(cfg.get('block_mask_prob', 0.0) or 0.0) > 0.0
+          or float(cfg.get('context_mask_ratio', 0.0) or 0.0) > 0.0)
 
 
 def tokenizer_beside(checkpoint_dir) -> str | None:

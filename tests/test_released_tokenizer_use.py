@@ -15,6 +15,7 @@ from glm_jax import convert, model
 from input_pipeline import config as config_lib
 from input_pipeline import pipeline, released_tokenizers
 from input_pipeline import tokenizer as tokenizer_lib
+from input_pipeline.errors import DataSourceError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(ROOT, 'tests', 'data', 'released_tokenizers')
@@ -152,3 +153,88 @@ def test_generate_cli_refuses_a_tokenizer_larger_than_the_model_embedding(tmp_pa
   assert result.returncode != 0
   assert 'has 1007 pieces but the model only 256 embeddings' in result.stderr
   assert 'Traceback' not in result.stderr
+
+
+# ---------------------------------------------------------------- [dBLOCK] (block_mask_prob > 0)
+
+
+@pytest.mark.parametrize('name', SIZE_CONFIGS)
+def test_released_tokenizer_has_dblock_exactly_when_the_config_masks_with_it(name):
+  config = importlib.import_module(f'configs.{name}').get_config()
+  config.data.tokenizer_path = os.path.join(DATA, config.data.tokenizer_kind)
+  tok = tokenizer_lib.load_or_train(config.data)
+  masks = config.data.block_mask_prob > 0 or config.data.context_mask_ratio > 0
+  assert tok.decoder_mask == masks and ('dBLOCK' in tok.special_ids) == masks
+  if masks:  # the original's add_decoder_mask: [dBLOCK] is the last command id
+    assert tok.special_ids['dBLOCK'] == tok.vocab_size - 1
+  config.data.block_mask_prob, config.data.context_mask_ratio = 0.0, 0.2
+  assert 'dBLOCK' in tokenizer_lib.load_or_train(config.data).special_ids
+
+
+def test_glm_10b_config_builds_training_batches_with_dblock_from_the_gpt2_tokenizer():
+  """What `python -m glm_jax.train --config=configs/glm_10b.py` does before building the model."""
+  from glm_jax import train, train_data  # pylint: disable=g-import-not-at-top
+  config = importlib.import_module('configs.glm_10b').get_config()
+  assert config.data.block_mask_prob == 0.1
+  config.data.tokenizer_path = os.path.join(DATA, 'gpt2')
+  config.seq_length, config.global_batch_size = 64, 8
+  config = train.prepare_config(config)
+  data = train_data.build(config, 0, 1)
+  want = _released_expected('gpt2')
+  assert data.special_ids['dBLOCK'] == want['special_ids']['dBLOCK'] == 1009
+  assert data.vocab_size == want['vocab_size'] == 1010
+  dblock, dblocks = data.special_ids['dBLOCK'], 0
+  for _ in range(12):
+    batch = next(data.train)
+    assert batch['input_ids'].shape == (8, 64) and (batch['input_ids'] < data.vocab_size).all()
+    rows, cols = np.nonzero(batch['input_ids'] == dblock)
+    assert (cols >= batch['sep'][rows]).all()  # block_mask_prob masks Part-B inputs only
+    dblocks += len(rows)
+  data.train.close()
+  assert dblocks > 0
+
+
+def _released_expected(kind):
+  with open(os.path.join(DATA, kind, 'decoder_mask.json'), encoding='utf-8') as f:
+    return json.load(f)['task_mask']['true']
+
+
+def test_our_sentencepiece_tokenizer_with_block_mask_prob_is_one_error_before_training(tmp_path):
+  cfg = config_lib.default_data_config()
+  cfg.block_mask_prob = 0.1
+  with pytest.raises(DataSourceError, match=r'^config.data: block_mask_prob=0.1 needs a \[dBLOCK\] '
+                     r'token, which our sentencepiece tokenizer lacks; set --config.data.block_mask_prob=0'):
+    tokenizer_lib.load_or_train(cfg, str(tmp_path / 'cache'))
+  assert not os.path.exists(tmp_path / 'cache')  # no tokenizer was trained
+  cfg.block_mask_prob, cfg.context_mask_ratio = 0.0, 0.3
+  with pytest.raises(DataSourceError, match=r'context_mask_ratio=0.3 needs a \[dBLOCK\]'):
+    tokenizer_lib.load_or_train(cfg, str(tmp_path / 'cache'))
+
+
+def test_train_cli_with_block_mask_prob_and_our_tokenizer_prints_one_line(tmp_path):
+  result = subprocess.run([sys.executable, '-m', 'glm_jax.train', '--config=configs/tiny.py',
+                           f'--workdir={tmp_path / "run"}', '--config.data.block_mask_prob=0.1'],
+                          cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+  assert result.returncode == 2
+  assert 'Traceback' not in result.stderr
+  (line,) = [l for l in result.stderr.splitlines() if 'dBLOCK' in l]
+  assert line.startswith('glm_jax.train: bad data: config.data: block_mask_prob=0.1 needs a [dBLOCK]')
+
+
+@pytest.mark.slow
+def test_glm_10b_recipe_trains_two_steps_with_dblock_and_stores_its_tokenizer(tmp_path):
+  """`python -m glm_jax.train --config=configs/glm_10b.py` (block_mask_prob 0.1), model shrunk."""
+  workdir = tmp_path / 'run'
+  _run('glm_jax.train', '--config=configs/glm_10b.py', f'--workdir={workdir}',
+       f'--config.data.tokenizer_path={os.path.join(DATA, "gpt2")}',
+       '--config.vocab_from_tokenizer=True', '--config.model.num_layers=1',
+       '--config.model.hidden_size=64', '--config.model.num_heads=2',
+       '--config.model.max_sequence_length=32', '--config.seq_length=32',
+       '--config.global_batch_size=8', '--config.total_steps=2', '--config.log_every_steps=1',
+       '--config.eval_every_steps=0', '--config.checkpoint_every_steps=1000',
+       '--config.tensorboard=False', '--config.sample_tokens=0')
+  with open(workdir / 'metrics.jsonl') as f:
+    losses = [r['loss'] for r in map(json.loads, f) if 'loss' in r]
+  assert len(losses) == 2 and all(math.isfinite(x) for x in losses)
+  stored = tokenizer_lib.load_tokenizer(workdir)
+  assert stored.decoder_mask and stored.special_ids['dBLOCK'] == 1009 and stored.vocab_size == 1010

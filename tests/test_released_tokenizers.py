@@ -170,3 +170,75 @@ def test_decode_skips_ids_past_the_vocabulary(kind):
   tok = tokenizer_lib.load_pretrained(os.path.join(DATA, kind), kind, task_mask=True)
   ids = tok.encode('In the beginning')
   assert tok.decode(ids + [tok.vocab_size, tok.vocab_size + 50]) == tok.decode(ids)
+
+
+# ------------------------------------------------------------- [dBLOCK] (add_decoder_mask=True)
+
+
+def _decoder_mask_expected(kind):
+  with open(os.path.join(DATA, kind, 'decoder_mask.json'), encoding='utf-8') as f:
+    return json.load(f)
+
+
+@pytest.mark.parametrize('task_mask', [False, True])
+@pytest.mark.parametrize('kind', KINDS)
+def test_decoder_mask_ids_special_ids_vocab_size_and_decode_equal_original(kind, task_mask):
+  expected = _decoder_mask_expected(kind)
+  want = expected['task_mask'][str(task_mask).lower()]
+  tok = tokenizer_lib.load_pretrained(os.path.join(DATA, kind), kind, task_mask=task_mask,
+                                      decoder_mask=True)
+  assert tok.special_ids == want['special_ids']
+  assert tok.vocab_size == want['vocab_size']
+  texts = expected['texts']
+  assert sum('[dBLOCK]' in t for t in texts) >= 30
+  got = tok.encode_batch(texts)
+  mismatches = [(t, g, w) for t, g, w in zip(texts, got, want['ids']) if g != w]
+  assert not mismatches, mismatches[:3]
+  assert [a.tolist() for a in tok.encode_batch_numpy(texts)] == want['ids']
+  assert [tok.decode(ids) for ids in want['ids']] == want['decoded']
+
+
+@pytest.mark.parametrize('task_mask', [False, True])
+def test_chinese_fix_command_token_with_decoder_mask_equals_original(task_mask):
+  expected = _decoder_mask_expected('chinese-sp')
+  want = expected['fix_command_token'][str(task_mask).lower()]
+  tok = tokenizer_lib.load_pretrained(os.path.join(DATA, 'chinese-sp'), 'chinese-sp',
+                                      task_mask=task_mask, fix_command_token=True, decoder_mask=True)
+  assert tok.special_ids == want['special_ids']
+  assert tok.vocab_size == want['vocab_size']
+  assert tok.encode_batch(expected['texts']) == want['ids']
+  assert [tok.decode(ids) for ids in want['ids']] == want['decoded']
+
+
+@pytest.mark.parametrize('kind', KINDS)
+def test_dblock_is_the_last_command_id_and_keeps_the_space_on_its_left(kind):
+  plain = tokenizer_lib.load_pretrained(os.path.join(DATA, kind), kind, task_mask=True)
+  tok = tokenizer_lib.load_pretrained(os.path.join(DATA, kind), kind, task_mask=True,
+                                      decoder_mask=True)
+  assert 'dBLOCK' not in plain.special_ids
+  assert tok.special_ids == {**plain.special_ids, 'dBLOCK': plain.vocab_size}
+  assert tok.vocab_size == plain.vocab_size + 1
+  assert _decoder_mask_expected(kind)['task_mask']['true']['dblock_lstrip'] is False
+  dblock = tok.special_ids['dBLOCK']
+  # No lstrip (unlike [MASK] for BPE): 'a [dBLOCK]' keeps the space before [dBLOCK] in the text.
+  assert tok.encode('a [dBLOCK] b') == tok.encode('a ') + [dblock] + tok.encode(' b')
+  assert plain.encode('a [dBLOCK] b') != tok.encode('a [dBLOCK] b')
+
+
+def test_load_tokenizer_restores_decoder_mask_from_the_saved_config(tmp_path):
+  tok = tokenizer_lib.load_pretrained(os.path.join(DATA, 'gpt2'), 'gpt2', task_mask=True,
+                                      decoder_mask=True)
+  tok.save(tmp_path / 'ckpt' / 'tokenizer')
+  with open(tmp_path / 'ckpt' / 'tokenizer' / 'tokenizer_config.json') as f:
+    assert json.load(f)['decoder_mask'] is True
+  for path in (tmp_path / 'ckpt' / 'tokenizer', tmp_path / 'ckpt'):
+    again = tokenizer_lib.load_tokenizer(path)
+    assert again.decoder_mask and again.special_ids == tok.special_ids
+    assert again.vocab_size == tok.vocab_size
+  assert 'dBLOCK' not in tokenizer_lib.load_tokenizer(tmp_path / 'ckpt', decoder_mask=False).special_ids
+  # A config written before decoder_mask existed loads without [dBLOCK].
+  tokenizer_lib.load_pretrained(os.path.join(DATA, 'gpt2'), 'gpt2').save(tmp_path / 'old')
+  config = json.loads((tmp_path / 'old' / 'tokenizer_config.json').read_text())
+  del config['decoder_mask']
+  (tmp_path / 'old' / 'tokenizer_config.json').write_text(json.dumps(config))
+  assert not tokenizer_lib.load_tokenizer(tmp_path / 'old').decoder_mask
