@@ -51,6 +51,14 @@ class FinetuneError(DataSourceError):
   """A finetuning setup that cannot run; the message says what to change."""
 
 
+def _stored_shape(init_from: str):
+  """The model shape of a params checkpoint, from its metadata (nothing is loaded)."""
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  meta = ocp.StandardCheckpointer().metadata(os.path.abspath(str(init_from)))
+  meta = getattr(meta, "item_metadata", meta)
+  return export.infer_config(getattr(meta, "tree", meta))
+
+
 def model_from_checkpoint(config) -> None:
   """Sets config.model's shape (vocab, layers, width, heads, positions, FFN) from the params
   at init_from, so one config serves every released size; dropout and dtype stay configured."""
@@ -219,6 +227,35 @@ def prepare_config(config):
   return config
 
 
+def extend_position_tables(config, workdir: str) -> None:
+  """As the original's `load_pretrained`: when the task needs a longer position table than the
+  init_from params have (GLM-Large's 513 rows for CNN/DM's 608-token sources), both position
+  tables keep their rows and get new N(0, init_std) rows; the result is written once to
+  workdir/init_params_<rows> and used as init_from."""
+  if not config.init_from:
+    return
+  rows = int(config.model.max_sequence_length) + 1
+  out = os.path.join(os.path.abspath(workdir), f"init_params_{rows}")
+  if not os.path.isdir(out):
+    if _stored_shape(config.init_from).max_sequence_length + 1 >= rows:
+      return
+    params = checkpoint_lib.load_params(config.init_from)
+    stored = params["position_embeddings"]["embedding"].shape[0]
+    if stored >= rows:
+      return
+    rng = np.random.default_rng(int(config.seed))
+    for name in ("position_embeddings", "block_position_embeddings"):
+      table = np.asarray(params[name]["embedding"])
+      extra = rng.normal(0.0, float(config.model.init_std), (rows - stored, table.shape[1]))
+      params[name]["embedding"] = np.concatenate([table, extra.astype(table.dtype)])
+    checkpoint_lib.save_params(out, params)
+    log(f"position tables extended from {stored} to {rows} rows (new rows N(0, "
+        f"{config.model.init_std})), as the original does for src_seq_length="
+        f"{config.src_seq_length}: {out}")
+  with config.unlocked():
+    config.init_from = out
+
+
 def _prepare_seq2seq_config(config):
   if "src_seq_length" not in config:
     raise FinetuneError(f"task {config.task} is a seq2seq task: pass "
@@ -226,6 +263,9 @@ def _prepare_seq2seq_config(config):
   from configs.finetune import seq2seq as s2s_config  # pylint: disable=g-import-not-at-top
   s2s_config.apply_task_defaults(config)
   model_from_checkpoint(config)
+  if config.init_from and config.src_seq_length > config.model.max_sequence_length:
+    with config.unlocked():  # the original: max_position_embeddings = src_seq_length
+      config.model.max_sequence_length = int(config.src_seq_length)
   if config.data_source == "files" and not config.data_dir:
     raise FinetuneError("pass --config.data_dir=DIR (the folder with train.source, "
                         "train.target, val.source, val.target, test.*).")
@@ -304,6 +344,8 @@ def run(config, workdir: str, mesh) -> dict:
     raise FinetuneError(f"the tokenizer has {tokenizer.vocab_size} ids but the model only "
                         f"{config.model.vocab_size} embedding rows; use the model's tokenizer.")
   task = build_task(config, tokenizer)
+  if is_seq2seq(config):
+    extend_position_tables(config, workdir)
   data = types.SimpleNamespace(train=task.train_data())
   steps_per_epoch = data.train.steps_per_epoch
   with config.unlocked():
