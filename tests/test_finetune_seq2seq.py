@@ -128,3 +128,21 @@ def test_position_tables_are_extended_for_long_sources_as_the_original(tmp_path)
     assert 0.01 < new[33:].std() < 0.03                   # fresh N(0, 0.02) rows
   np.testing.assert_array_equal(np.asarray(extended["word_embeddings"]["embedding"]),
                                 np.asarray(params["word_embeddings"]["embedding"]))
+
+
+def test_cli_names_both_files_when_their_line_counts_differ(tmp_path):
+  import subprocess, sys
+  write_copy_task(tmp_path, sizes=(6, 2, 0))
+  (tmp_path / "train.target").write_text("one\ntwo\n")
+  proc = subprocess.run(
+      [sys.executable, "-m", "glm_jax.finetune", "--config=configs/finetune/seq2seq.py",
+       "--config.task=xsum", f"--config.data_dir={tmp_path}", f"--config.tokenizer={TOKENIZER}",
+       "--config.tokenizer_kind=bert-uncased", "--config.model.vocab_size=1280",
+       "--config.model.num_layers=1", "--config.model.hidden_size=32",
+       "--config.model.num_heads=2", "--config.model.max_sequence_length=64",
+       "--config.src_seq_length=32", "--config.tgt_seq_length=16", f"--workdir={tmp_path / 'w'}"],
+      capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)),
+      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), timeout=300)
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  assert f"{tmp_path}/train.source has 6 lines but {tmp_path}/train.target has 2" in proc.stderr
+  assert "Traceback" not in proc.stderr
