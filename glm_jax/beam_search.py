@@ -30,9 +30,15 @@ from glm_jax.model import GLM, as_glm_config, init_kv_cache
 NEG_INF = -jnp.inf  # what the original's processors write; top-k and sums keep it exact
 
 
-def reorder_beams(cache, flat_parents):
-  """Gathers every cache leaf's batch axis (axis 1, `[layers, batch * beams, ...]`) by parent."""
-  return jax.tree_util.tree_map(lambda c: jnp.take(c, flat_parents, axis=1), cache)
+def reorder_beams(cache, flat_parents, first_slot: int = 0):
+  """Gathers every cache leaf's batch axis (axis 1, `[layers, batch * beams, slots, ...]`) by
+  parent, from slot `first_slot` on: slots before it (an example's shared prompt, the same in
+  all of its beams) need no copy."""
+  if first_slot == 0:
+    return jax.tree_util.tree_map(lambda c: jnp.take(c, flat_parents, axis=1), cache)
+  return jax.tree_util.tree_map(
+      lambda c: c.at[:, :, first_slot:].set(jnp.take(c[:, :, first_slot:], flat_parents, axis=1)),
+      cache)
 
 
 def top_candidates(step_scores, beam_scores, num_candidates: int):
@@ -65,7 +71,8 @@ def _add_hypotheses(hyps, valid, seqs, lengths, scores):
 
 def search(step: Callable, cache, first_logits, *, num_beams: int, max_length: int,
            end_ids: Sequence[int], length_penalty=1.0, min_length: int = 0,
-           no_repeat_ngram_size: int = 0, length_offset: int = 0, vocab_limit: int | None = None):
+           no_repeat_ngram_size: int = 0, length_offset: int = 0, vocab_limit: int | None = None,
+           shared_slots: int = 0):
   """Beam search for a batch of examples; returns (tokens `[B, max_length]` -1 padded, lengths
   `[B]`, scores `[B]`) of each example's best hypothesis (end token excluded).
 
@@ -77,6 +84,8 @@ def search(step: Callable, cache, first_logits, *, num_beams: int, max_length: i
     them while fewer than that many tokens are generated.
   length_offset: added to a hypothesis' token count where it is scored and in the stopping rule
     (1 where the original counts the [sop] it starts from, as generate_samples.py does).
+  shared_slots: cache slots that hold the same thing in every beam of an example (the prompt);
+    beam reordering leaves them alone.
   Traceable: call it under `jax.jit`.
   """
   batch, vocab = first_logits.shape
@@ -116,7 +125,7 @@ def search(step: Callable, cache, first_logits, *, num_beams: int, max_length: i
     beam_scores = jnp.where(keep[:, None], new_scores, beam_scores)
     flat_parents = jnp.where(keep[:, None], rows[:, None] * k + parents,
                              rows[:, None] * k + jnp.arange(k)).reshape(-1)
-    cache = reorder_beams(cache, flat_parents)
+    cache = reorder_beams(cache, flat_parents, shared_slots)
     return cache, jnp.where(keep[:, None], tokens, 0).reshape(-1), seqs, beam_scores, hyps, \
         done | now_done
 
@@ -183,7 +192,8 @@ def _decode(params, source_ids, mask_positions, sop_id, length_penalty, *, cfg, 
 
   return search(step, cache, logits[:, src], num_beams=num_beams, max_length=max_length,
                 end_ids=end_ids, length_penalty=length_penalty, min_length=min_length,
-                no_repeat_ngram_size=no_repeat_ngram_size, vocab_limit=vocab_limit)
+                no_repeat_ngram_size=no_repeat_ngram_size, vocab_limit=vocab_limit,
+                shared_slots=src + 1)
 
 
 def decode_seq2seq(config, params, source_ids, mask_positions, *, sop_id: int, eop_id: int,
