@@ -208,7 +208,9 @@ def build_task(config, tokenizer) -> ClozeTask:
 def prepare_config(config):
   """Task defaults, model shape from init_from, and the step count from the training set."""
   if not config.task:
-    raise FinetuneError("pass --config.task (one of " + ", ".join(sorted(superglue.TASKS)) + ").")
+    raise FinetuneError("pass --config.task (one of " + ", ".join(sorted(superglue.TASKS)) +
+                        "; seq2seq with configs/finetune/seq2seq.py: " +
+                        ", ".join(seq2seq_data.TASKS) + ").")
   if is_seq2seq(config):
     return _prepare_seq2seq_config(config)
   superglue.get_task(config.task)
@@ -391,7 +393,7 @@ def main(argv) -> None:
   train.initialize_distributed()
   config = _CONFIG.value
   if config is None:
-    raise app.UsageError("Pass --config=configs/finetune/superglue.py.")
+    raise app.UsageError("Pass --config=configs/finetune/superglue.py (or seq2seq.py).")
   try:
     config = prepare_config(config)
     workdir = _WORKDIR.value or f"/tmp/glm_jax/finetune_{config.task}"
