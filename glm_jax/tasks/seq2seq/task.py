@@ -10,7 +10,7 @@ the first of the original's metrics, which its finetune loop keeps the best chec
 from __future__ import annotations
 
 import dataclasses
-import math
+import functools
 from typing import Sequence
 
 import jax
@@ -19,6 +19,7 @@ import numpy as np
 
 from glm_jax import beam_search
 from glm_jax.model import as_glm_config
+from glm_jax.tasks import cloze_task
 from glm_jax.tasks.seq2seq import data, rouge
 
 BATCH_NDIMS = {"input_ids": 2, "target_ids": 2, "loss_mask": 2, "position_ids": 3, "sep": 1}
@@ -58,46 +59,13 @@ class TaskInfo:
   submission_file: str = "test.jsonl.hyps"   # the original's output file name
 
 
-class EpochRows:
-  """The training rows in batches, reshuffled every epoch from (seed, epoch) like the original's
-  `sampler.set_epoch(seed + epoch)`; the last batch of an epoch is filled with loss-free rows.
-  Its state is the number of batches served, so a restored iterator continues exactly."""
-
-  def __init__(self, rows: dict, batch_size: int, seed: int, process_index: int = 0,
-               process_count: int = 1):
-    self.rows, self.batch_size, self.seed = rows, int(batch_size), int(seed)
-    self.count = len(rows["sep"])
-    if not self.count:
-      raise data.Seq2SeqDataError("the training set is empty.")
-    self.process_index, self.process_count = process_index, process_count
-    self.steps_per_epoch = math.ceil(self.count / self.batch_size)
-    self.position = 0
-
-  def __iter__(self):
-    return self
-
-  def __next__(self) -> dict:
-    epoch, index = divmod(self.position, self.steps_per_epoch)
-    order = np.random.RandomState(self.seed + epoch).permutation(self.count)
-    chosen = order[index * self.batch_size:(index + 1) * self.batch_size]
-    real = np.ones(self.batch_size, bool)
-    real[len(chosen):] = False
-    chosen = np.concatenate([chosen, np.full(self.batch_size - len(chosen), chosen[0])])
-    per_host = self.batch_size // self.process_count
-    take = slice(self.process_index * per_host, (self.process_index + 1) * per_host)
-    chosen, real = chosen[take], real[take]
-    self.position += 1
-    return {"input_ids": self.rows["tokens"][chosen],
-            "target_ids": self.rows["targets"][chosen],
-            "loss_mask": self.rows["loss_mask"][chosen] * real[:, None],
-            "position_ids": self.rows["position_ids"][chosen],
-            "sep": self.rows["sep"][chosen]}
-
-  def get_state(self) -> dict:
-    return {"position": self.position}
-
-  def set_state(self, state: dict) -> None:
-    self.position = int(state["position"])
+def pack_rows(rows: dict, items: Sequence[int | None]) -> dict:
+  """One host batch from row indices; None is a padding row (a copy of row 0 without loss)."""
+  index = np.array([0 if i is None else i for i in items], np.int64)
+  real = np.array([i is not None for i in items], np.float32)
+  return {"input_ids": rows["tokens"][index], "target_ids": rows["targets"][index],
+          "loss_mask": rows["loss_mask"][index] * real[:, None],
+          "position_ids": rows["position_ids"][index], "sep": rows["sep"][index]}
 
 
 class Seq2SeqTask:
@@ -128,9 +96,12 @@ class Seq2SeqTask:
   def objective(self):
     return make_objective(float(self.config.label_smoothing), int(self.config.src_seq_length))
 
-  def train_data(self) -> EpochRows:
-    return EpochRows(self.train_rows, self.config.global_batch_size, int(self.config.seed),
-                     jax.process_index(), jax.process_count())
+  def train_data(self) -> cloze_task.EpochBatches:
+    """Batches of row indices, reshuffled per epoch (the cloze task's resumable iterator)."""
+    return cloze_task.EpochBatches(list(range(len(self.train_rows["sep"]))),
+                                   self.config.global_batch_size, int(self.config.seed),
+                                   functools.partial(pack_rows, self.train_rows),
+                                   jax.process_index(), jax.process_count())
 
   def check_model(self, model_config) -> None:
     """The source and target must fit the model's position tables."""
