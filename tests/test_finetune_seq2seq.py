@@ -146,3 +146,25 @@ def test_cli_names_both_files_when_their_line_counts_differ(tmp_path):
   assert proc.returncode == 2, proc.stderr[-2000:]
   assert f"{tmp_path}/train.source has 6 lines but {tmp_path}/train.target has 2" in proc.stderr
   assert "Traceback" not in proc.stderr
+
+
+def test_objective_equals_the_loss_on_full_logits():
+  from glm_jax import model
+  from glm_jax.tasks.seq2seq import data as data_lib
+  from input_pipeline import tokenizer as tokenizer_lib
+  tok = tokenizer_lib.load_pretrained(TOKENIZER, "bert-uncased")
+  layout = data_lib.make_layout(tok, 12, 8, False)
+  examples = data_lib.make_examples("xsum", "train", ["house land people", "god man"],
+                                    ["lord earth day", "water"], tok)
+  rows = data_lib.train_rows("xsum", examples, tok, layout)
+  batch = task_lib.pack_rows(rows, [0, 1, None])
+  cfg = model.GLMConfig(vocab_size=1280, num_layers=2, hidden_size=64, num_heads=2,
+                        max_sequence_length=32, dtype="float32")
+  params = model.init_params(cfg, jax.random.PRNGKey(0))
+  glm = model.GLM(cfg)
+  got = task_lib.make_objective(0.1, 12).sums(glm, params, batch, jax.random.PRNGKey(1), True)
+  logits = glm.apply({"params": params}, batch["input_ids"], batch["position_ids"], batch["sep"])
+  want = task_lib.smoothed_token_sums(logits, batch["target_ids"], batch["loss_mask"], 0.1)
+  for key in ("loss_sum", "correct_sum", "tokens"):
+    assert float(got[key]) == pytest.approx(float(want[key]), rel=1e-5), key
+  assert float(got["tokens"]) == 4 + 2        # targets + [eop]; the padding row has no loss

@@ -40,13 +40,18 @@ def smoothed_token_sums(logits, target_ids, loss_mask, label_smoothing: float):
 
 
 def make_objective(label_smoothing: float, src_seq_length: int):
-  """The train step's objective: logits on the target part only (the source has no loss)."""
+  """The train step's objective. Only the target part goes through the vocabulary projection
+  (the cloze task's slot logits): the source has no loss."""
   from glm_jax.train_state import Objective  # the shared loop's type
 
   def sums(glm, params, batch, rng, deterministic):
-    logits = glm.apply({"params": params}, batch["input_ids"], batch["position_ids"],
-                       batch["sep"], deterministic=deterministic, rngs={"dropout": rng})
-    return smoothed_token_sums(logits[:, src_seq_length:], batch["target_ids"][:, src_seq_length:],
+    length = batch["input_ids"].shape[1]
+    slots = jnp.broadcast_to(jnp.arange(src_seq_length, length, dtype=jnp.int32),
+                             (batch["input_ids"].shape[0], 1, length - src_seq_length))
+    view = {"ids": batch["input_ids"][:, None], "position_ids": batch["position_ids"][:, None],
+            "sep": batch["sep"][:, None], "slots": slots}
+    logits = cloze_task.slot_logits(glm, params, view, rng, deterministic)[:, 0]
+    return smoothed_token_sums(logits, batch["target_ids"][:, src_seq_length:],
                                batch["loss_mask"][:, src_seq_length:], label_smoothing)
 
   return Objective(sums, lambda batch: jnp.sum(batch["loss_mask"].astype(jnp.float32)),
