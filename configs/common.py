@@ -65,6 +65,8 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.stop_at_step = 0            # end this invocation at this step, with a checkpoint (0 = total_steps); the schedule still spans total_steps
   config.synthetic_data = False      # random batches in the GLM layout (tests, benchmarks): no tokenizer, no TensorFlow
   config.tensorboard = True          # also write metrics as TensorBoard summaries (workdir/tensorboard)
+  config.restore_fallback = True     # latest checkpoint unreadable: move it aside, resume from the newest older one that reads (False = exit)
+  config.profile_steps = ""          # "first:last" (e.g. "10:15"): jax.profiler trace of those steps into workdir/profile ("" = off)
   config.sample_tokens = 24          # at the end, print one blank filled with up to this many tokens (0 = skip)
 
   # Parallelism: mesh axes (data, fsdp, tensor); -1 takes the remaining devices.

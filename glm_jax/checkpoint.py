@@ -3,6 +3,9 @@
 Layout of a workdir:
   checkpoints/<step>/state/...        Orbax (every process writes its own shards, async)
   data_state/<step>/process_<i>.json  each process's input-iterator state at that step
+A checkpoint that cannot be read (e.g. blobs truncated by an interrupted copy) is moved aside to
+`checkpoints/<step>.unreadable` (with `data_state/<step>.unreadable`), never deleted, and the newest
+older one that reads is restored (`restore_latest`). Paths may be local or gs:// (etils.epath).
 Params-only checkpoints (`save_params` / `load_params`) are what `glm_jax.convert` writes and what
 `--config.init_from` and `glm_jax.generate` read.
 """
@@ -10,16 +13,58 @@ Params-only checkpoints (`save_params` / `load_params`) are what `glm_jax.conver
 from __future__ import annotations
 
 import json
-import os
-import shutil
-from typing import Any
+import sys
+import time
+from typing import Any, Callable
 
 import jax
+import numpy as np
+from jax.experimental import multihost_utils
 import orbax.checkpoint as ocp
+
+from glm_jax import paths
 
 
 class CheckpointMismatchError(ValueError):
   """A checkpoint whose parameter shapes do not match the configured model."""
+
+
+class MissingDataStateError(FileNotFoundError):
+  """A checkpoint without iterator state for this process (another process count wrote it)."""
+
+
+class UnreadableCheckpointError(RuntimeError):
+  """The latest checkpoint cannot be read and restore_fallback is off (one-line message)."""
+
+
+def root_cause(error: BaseException, limit: int = 400) -> str:
+  """The first line of the innermost cause: e.g. TensorStore's 'OUT_OF_RANGE: Error reading ...'."""
+  seen = []
+  while error is not None and error not in seen:
+    seen.append(error)
+    error = error.__cause__ or error.__context__
+  for e in reversed(seen):
+    lines = str(e).strip().splitlines()
+    if lines:
+      reason = lines[0].split(" [tensorstore_spec=")[0]   # drop TensorStore's 1 kB spec dump
+      reason = reason if len(reason) <= limit else reason[:limit] + " ..."
+      return f"{type(e).__name__}: {reason}"
+  return type(seen[-1]).__name__
+
+
+def _ignore_reads_finishing_after_a_failed_restore() -> None:
+  """After one read of a restore fails, Orbax closes its event loop while TensorStore still has
+  reads in flight; each then prints 'RuntimeError: Event loop is closed' through sys.unraisablehook.
+  Those are echoes of the failure reported in one line, so they are dropped (only those)."""
+  previous = sys.unraisablehook
+  if getattr(previous, "_glm_jax_quiet", False):
+    return
+  def hook(unraisable):
+    if unraisable.exc_type is RuntimeError and str(unraisable.exc_value) == "Event loop is closed":
+      return
+    previous(unraisable)
+  hook._glm_jax_quiet = True  # pylint: disable=protected-access
+  sys.unraisablehook = hook
 
 
 def _leaf_shapes(tree) -> dict[str, tuple]:
@@ -52,8 +97,9 @@ class Checkpointer:
   """Async Orbax saves every K steps keeping N, plus per-process data-iterator state."""
 
   def __init__(self, workdir: str, keep: int):
-    self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
-    self.data_directory = os.path.abspath(os.path.join(workdir, "data_state"))
+    workdir = paths.as_path(workdir)
+    self.directory = workdir / "checkpoints"
+    self.data_directory = workdir / "data_state"
     self.manager = ocp.CheckpointManager(
         self.directory, item_handlers={"state": ocp.StandardCheckpointHandler()},
         options=ocp.CheckpointManagerOptions(
@@ -62,28 +108,24 @@ class Checkpointer:
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
 
-  def _data_path(self, step: int) -> str:
-    return os.path.join(self.data_directory, str(step), f"process_{jax.process_index()}.json")
+  def _data_path(self, step: int):
+    return self.data_directory / str(step) / f"process_{jax.process_index()}.json"
 
   def save(self, step: int, state, data_state: Any) -> None:
     """Starts an async save of `state`; writes this process's iterator state synchronously."""
-    path = self._data_path(step)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-      json.dump(data_state, f)
-    os.replace(path + ".tmp", path)
+    paths.write_text_atomic(self._data_path(step), json.dumps(data_state))
     self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)),
                       force=True)
     self._prune_data_states(keep_step=step)
 
   def _prune_data_states(self, keep_step: int) -> None:
-    if jax.process_index() != 0 or not os.path.isdir(self.data_directory):
+    if jax.process_index() != 0 or not self.data_directory.is_dir():
       return
     kept = set(self.manager.all_steps()) | {keep_step}
     oldest = min(kept)
-    for name in os.listdir(self.data_directory):
-      if name.isdigit() and int(name) < oldest:
-        shutil.rmtree(os.path.join(self.data_directory, name), ignore_errors=True)
+    for child in self.data_directory.iterdir():
+      if child.name.isdigit() and int(child.name) < oldest:
+        child.rmtree(missing_ok=True)
 
   def restore(self, step: int, abstract_state):
     """(state, data_state) at `step`, placed with the shardings in `abstract_state`.
@@ -93,17 +135,61 @@ class Checkpointer:
     """
     stored = self.manager.item_metadata(step)["state"]
     stored = getattr(stored, "tree", stored)
-    check_param_shapes(stored["params"], abstract_state.params,
-                       os.path.join(self.directory, str(step)))
+    check_param_shapes(stored["params"], abstract_state.params, str(self.directory / str(step)))
     restored = self.manager.restore(
         step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))
     path = self._data_path(step)
-    if not os.path.exists(path):
-      raise FileNotFoundError(
+    if not path.exists():
+      raise MissingDataStateError(
           f"Checkpoint step {step} has no data-iterator state for process "
           f"{jax.process_index()} at {path}; was it written with another process count?")
-    with open(path) as f:
-      return restored["state"], json.load(f)
+    return restored["state"], json.loads(path.read_text())
+
+  def restore_latest(self, abstract_state, fallback: bool = True,
+                     warn: Callable[[str], None] = print):
+    """(step, state, data_state) of the newest checkpoint that reads, or None if there is none.
+
+    A checkpoint that fails to read is named in one line (step, path, reason); with `fallback`
+    it is moved aside (never deleted, so its step can be saved again) and the next older one is
+    tried; without, UnreadableCheckpointError carries that line. A model of another shape
+    (CheckpointMismatchError) or missing iterator state for this process count is not "unreadable":
+    it is raised as is, and nothing is moved.
+    """
+    _ignore_reads_finishing_after_a_failed_restore()
+    for step in sorted(self.manager.all_steps(), reverse=True):
+      try:
+        state, data_state = self.restore(step, abstract_state)
+        error = None
+      except (CheckpointMismatchError, MissingDataStateError):
+        raise
+      except Exception as e:  # pylint: disable=broad-except
+        error = e  # TensorStore, asyncio and JSON errors all mean: these bytes do not read.
+        time.sleep(1.0)  # let the reads still in flight finish (quietly, see the hook)
+      failed = multihost_utils.process_allgather(np.int32(error is not None)) \
+          if jax.process_count() > 1 else [error is not None]
+      if not any(failed):
+        return step, state, data_state
+      line = (f"Checkpoint step {step} at {self.directory / str(step)} cannot be read: "
+              f"{root_cause(error) if error is not None else 'another process failed to read it'}")
+      if not fallback:
+        raise UnreadableCheckpointError(
+            line + " (restore_fallback=False; set --config.restore_fallback=True to resume "
+            "from the newest older checkpoint that reads)")
+      aside = self.set_aside(step)
+      warn(f"WARNING: {line}. Moved it to {aside}; trying the previous checkpoint.")
+    return None
+
+  def set_aside(self, step: int):
+    """Moves checkpoint `step` and its iterator state to `<step>.unreadable`; returns the new path."""
+    aside = self.directory / f"{step}.unreadable"
+    if jax.process_index() == 0:
+      aside = paths.move_aside(self.directory / str(step), ".unreadable")
+      if (self.data_directory / str(step)).exists():
+        paths.move_aside(self.data_directory / str(step), ".unreadable")
+    if jax.process_count() > 1:
+      multihost_utils.sync_global_devices(f"glm_jax set aside checkpoint {step}")
+    self.manager.reload()
+    return aside
 
   def reached_preemption(self, step: int) -> bool:
     """Multi-host preemption notice agreed by all processes (False when single-process)."""
@@ -119,7 +205,7 @@ class Checkpointer:
 def save_params(path: str, params) -> None:
   """Writes a params-only Orbax checkpoint (a plain nested dict of arrays) to `path`."""
   checkpointer = ocp.StandardCheckpointer()
-  checkpointer.save(os.path.abspath(path), params, force=True)
+  checkpointer.save(paths.as_path(path), params, force=True)
   checkpointer.wait_until_finished()
 
 
@@ -130,8 +216,8 @@ def load_params(path: str, target_shapes=None, shardings=None):
   matching tree of `jax.sharding.Sharding` (optional). Without a target, arrays come back as
   they were saved, on this process's default device.
   """
-  path = os.path.abspath(path)
-  if not os.path.isdir(path):
+  path = paths.as_path(path)
+  if not path.is_dir():
     raise FileNotFoundError(f"No params checkpoint at {path} (expected a directory written by "
                             "glm_jax.checkpoint.save_params / `python -m glm_jax.convert import`).")
   checkpointer = ocp.StandardCheckpointer()

@@ -205,9 +205,11 @@ def _to_numpy(tree):
 
 def load_state_dict(path: str) -> dict[str, np.ndarray]:
   """Reads `.pt` / `.bin` (torch), `.safetensors` or `.npz` into numpy arrays."""
-  if not os.path.exists(path):
+  from glm_jax import paths
+  source = paths.as_path(path)
+  if not source.exists():
     raise FileNotFoundError(f"Checkpoint file {path!r} does not exist.")
-  ext = os.path.splitext(path)[1].lower()
+  ext = source.suffix.lower()
   if ext in (".pt", ".bin"):
     try:
       import torch
@@ -215,7 +217,8 @@ def load_state_dict(path: str) -> dict[str, np.ndarray]:
       raise ImportError(f"Reading {path!r} needs PyTorch, which is not installed. Install it "
                         "(pip install torch) or convert the file to .safetensors / .npz first.") from e
     try:
-      obj = torch.load(path, map_location="cpu", weights_only=False)
+      with source.open("rb") as f:
+        obj = torch.load(f, map_location="cpu", weights_only=False)
     except Exception as e:  # torch raises many types for a corrupt file
       raise ConversionError(f"Could not read {path!r} as a torch checkpoint: {e}") from e
     if isinstance(obj, Mapping) and "module" in obj and isinstance(obj["module"], Mapping):
@@ -224,12 +227,13 @@ def load_state_dict(path: str) -> dict[str, np.ndarray]:
   if ext == ".safetensors":
     from safetensors.numpy import load_file
     try:
-      return dict(load_file(path))
+      with paths.local_copy(source) as local:   # load_file (unlike load) knows bfloat16
+        return dict(load_file(local))
     except Exception as e:
       raise ConversionError(f"Could not read {path!r} as safetensors: {e}") from e
   if ext == ".npz":
     try:
-      with np.load(path) as data:
+      with source.open("rb") as f, np.load(f) as data:
         prefix = "param/" if any(k.startswith("param/") for k in data.files) else ""
         return {k[len(prefix):]: data[k] for k in data.files if k.startswith(prefix)}
     except Exception as e:
@@ -240,7 +244,9 @@ def load_state_dict(path: str) -> dict[str, np.ndarray]:
 
 def save_safetensors(state_dict: Mapping[str, np.ndarray], path: str) -> None:
   from safetensors.numpy import save_file
-  save_file({k: np.ascontiguousarray(v) for k, v in state_dict.items()}, path)
+  from glm_jax import paths
+  with paths.local_staging(path) as local:      # save_file (unlike save) knows bfloat16
+    save_file({k: np.ascontiguousarray(v) for k, v in state_dict.items()}, local)
 
 
 def _torch_to_numpy(tensor):
@@ -264,7 +270,11 @@ def save_torch(state_dict: Mapping[str, np.ndarray], path: str) -> None:
       out[name] = torch.from_numpy(value.view(np.int16)).view(torch.bfloat16)
     else:
       out[name] = torch.from_numpy(value.copy())
-  torch.save(out, path)
+  from glm_jax import paths
+  target = paths.as_path(path)
+  target.parent.mkdir(parents=True, exist_ok=True)
+  with target.open("wb") as f:
+    torch.save(out, f)
 
 
 # ----------------------------------------------------------------------------- CLI

@@ -12,13 +12,12 @@ CLI:
 
 from __future__ import annotations
 
-import os
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from glm_jax import checkpoint as checkpoint_lib
+from glm_jax import paths
 from glm_jax.model import GLMConfig, strip_boxes
 
 
@@ -66,9 +65,9 @@ def load_for_inference(path: str, dtype: str | None = None):
 
 
 def latest_step(workdir: str) -> int:
-  directory = os.path.join(workdir, "checkpoints")
-  steps = sorted(int(n) for n in os.listdir(directory) if n.isdigit()) \
-      if os.path.isdir(directory) else []
+  directory = paths.as_path(workdir) / "checkpoints"
+  steps = sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit()) \
+      if directory.is_dir() else []
   if not steps:
     raise FileNotFoundError(f"No training checkpoints under {directory}; pass the --workdir "
                             "that `python -m glm_jax.train` wrote.")
@@ -82,10 +81,9 @@ def params_from_training_checkpoint(workdir: str, step: int | None = None):
   """
   import orbax.checkpoint as ocp
   step = latest_step(workdir) if step is None else int(step)
-  path = os.path.abspath(os.path.join(workdir, "checkpoints", str(step), "state"))
-  if not os.path.isdir(path):
-    raise FileNotFoundError(f"No train state at {path}; choose a step under "
-                            f"{os.path.join(workdir, 'checkpoints')}.")
+  path = paths.as_path(workdir) / "checkpoints" / str(step) / "state"
+  if not path.is_dir():
+    raise FileNotFoundError(f"No train state at {path}; choose a step under {path.parent.parent}.")
   state = ocp.StandardCheckpointer().restore(path)
   params = state["params"] if isinstance(state, dict) else state.params
   return jax.tree_util.tree_map(np.asarray, params)
@@ -105,7 +103,7 @@ def main(argv):
     tokenizer_lib.store_beside(tokenizer, f.output)
   cfg = infer_config(params)
   print(f"Wrote inference params ({cfg.num_layers} layers, hidden {cfg.hidden_size}, "
-        f"{f.dtype or cfg.param_dtype}) to {os.path.abspath(f.output)}")
+        f"{f.dtype or cfg.param_dtype}) to {paths.as_path(f.output)}")
 
 
 if __name__ == "__main__":

@@ -262,6 +262,14 @@ def _fill(params, ids, lengths, blank_pos, num_blanks, rng, temperature, top_p, 
   return jax.lax.while_loop(cond, body, state)[-1]
 
 
+def _to_host(out) -> np.ndarray:
+  """The whole array on this host, also when it spans processes (params sharded over hosts)."""
+  if isinstance(out, jax.Array) and not out.is_fully_addressable:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    return np.asarray(multihost_utils.process_allgather(out, tiled=True))
+  return np.asarray(out)
+
+
 def _to_lists(out: np.ndarray, num_blanks: np.ndarray) -> list[list[list[int]]]:
   return [[[int(x) for x in out[b, k] if x >= 0] for k in range(int(num_blanks[b]))]
           for b in range(out.shape[0])]
@@ -452,7 +460,7 @@ def fill_blanks(config, params, prompt_ids, *, special_ids: Mapping[str, int],
                        max_new_tokens=max_new_tokens, num_beams=num_beams,
                        no_repeat_ngram_size=no_repeat_ngram_size, sop=special["sop"], ends=ends,
                        vocab_limit=vocab_limit, beam_rule=beam_rule)
-      results.append(_to_lists(np.asarray(out)[None], b.num_blanks)[0])
+      results.append(_to_lists(_to_host(out)[None], b.num_blanks)[0])
     return results[0] if single else results
 
   if strategy == "sample":
@@ -468,7 +476,7 @@ def fill_blanks(config, params, prompt_ids, *, special_ids: Mapping[str, int],
               greedy=strategy == "greedy", top_k=top_k if strategy == "sample" else 0,
               no_repeat_ngram_size=no_repeat_ngram_size, use_cache=use_cache,
               sop=special["sop"], ends=ends, vocab_limit=vocab_limit)
-  results = _to_lists(np.asarray(out), b.num_blanks)
+  results = _to_lists(_to_host(out), b.num_blanks)
   return results[0] if single else results
 
 
@@ -515,7 +523,8 @@ def generate_text(config, params, tokenizer, texts, task_mask: bool = False, **k
 def _read_prompts(prompts, prompt_file) -> list[str]:
   texts = list(prompts or [])
   if prompt_file:
-    with open(prompt_file) as f:
+    from glm_jax import paths  # pylint: disable=g-import-not-at-top
+    with paths.as_path(prompt_file).open() as f:
       texts += [line.rstrip("\n") for line in f if line.strip()]
   if not texts:
     raise GenerationError("No prompt given; pass --prompt='Text with a [MASK].' or "

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 
 import jax
+
+from glm_jax import paths
 
 # Dense bf16 peak per chip, TFLOP/s. Keys are matched against `device.device_kind` in order,
 # case-insensitively (more specific names first).
@@ -79,10 +80,11 @@ class MetricsWriter:
 
   def __init__(self, workdir: str, tensorboard: bool = True):
     self.enabled = jax.process_index() == 0
-    self.path = os.path.join(workdir, "metrics.jsonl")
+    self.path = paths.as_path(workdir) / "metrics.jsonl"
     self._summary = None
+    self._remote_text = None   # metrics.jsonl's content, kept when it lives on Cloud Storage
     if self.enabled:
-      os.makedirs(workdir, exist_ok=True)
+      self.path.parent.mkdir(parents=True, exist_ok=True)
       if tensorboard:
         import tensorflow as tf  # pylint: disable=g-import-not-at-top
         from tensorflow.core.framework import summary_pb2  # pylint: disable=g-import-not-at-top
@@ -90,16 +92,16 @@ class MetricsWriter:
         # tf.summary.scalar needs the tensorboard package; this is the same record without it.
         self._scalar_metadata = summary_pb2.SummaryMetadata(
             plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
-        self._summary = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
+        self._summary = tf.summary.create_file_writer(str(self.path.parent / "tensorboard"))
 
   def truncate_after(self, step: int) -> None:
     """Drops records past `step` (left by a run that died after its last checkpoint)."""
-    if not self.enabled or not os.path.exists(self.path):
+    if not self.enabled or not self.path.exists():
       return
-    with open(self.path) as f:
-      kept = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
-    with open(self.path, "w") as f:
-      f.writelines(kept)
+    lines = self.path.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
+    if len(kept) < len(lines):
+      paths.write_text_atomic(self.path, "".join(kept))
 
   def write(self, step: int, values: dict) -> None:
     if not self.enabled:
@@ -107,8 +109,16 @@ class MetricsWriter:
     record = {"step": int(step)}
     record.update({k: (None if v is None or (isinstance(v, float) and math.isnan(v)) else v)
                    for k, v in values.items()})
-    with open(self.path, "a") as f:
-      f.write(json.dumps(record) + "\n")
+    line = json.dumps(record) + "\n"
+    if paths.is_remote(self.path):
+      # Cloud Storage objects cannot be appended to: rewrite the (small) file whole each time.
+      if self._remote_text is None:
+        self._remote_text = self.path.read_text() if self.path.exists() else ""
+      self._remote_text += line
+      self.path.write_text(self._remote_text)
+    else:
+      with self.path.open("a") as f:
+        f.write(line)
     if self._summary is not None:
       with self._summary.as_default(step=int(step)):
         for k, v in values.items():

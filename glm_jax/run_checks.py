@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 from glm_jax import model as model_lib
 from glm_jax import optim
+from glm_jax import paths
 from glm_jax import sharding
 
 
@@ -26,6 +25,14 @@ def _check_schedule(config) -> None:
   for key in ("eval_every_steps", "stop_at_step", "seed", "sample_tokens"):
     _require(isinstance(config[key], int) and config[key] >= 0,
              f"{key} must be an integer >= 0, got {config[key]!r}.")
+
+
+def _check_profile_steps(config) -> None:
+  from glm_jax import profiling  # pylint: disable=g-import-not-at-top
+  try:
+    profiling.parse_steps(config.get("profile_steps", ""))
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
 
 
 def _check_optimizer(config) -> None:
@@ -66,6 +73,7 @@ def _check_batch(config, num_devices: int, process_count: int) -> None:
 def validate(config, num_devices: int, process_count: int) -> None:
   """Raises ConfigError on the first value that cannot work on these devices."""
   _check_schedule(config)
+  _check_profile_steps(config)
   _check_optimizer(config)
   try:
     model_cfg = model_lib.as_glm_config(config)
@@ -84,7 +92,7 @@ def validate(config, num_devices: int, process_count: int) -> None:
            "float16 gradients underflow or overflow; use --config.model.dtype=bfloat16 (float32's "
            "range, no loss scaling needed) or float32.")
   _check_batch(config, num_devices, process_count)
-  _require(not config.init_from or os.path.isdir(config.init_from),
+  _require(not config.init_from or paths.as_path(config.init_from).is_dir(),
            f"init_from={config.init_from!r} is not a directory (expected a params checkpoint "
            "from `python -m glm_jax.convert import`).")
 

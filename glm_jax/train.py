@@ -9,7 +9,6 @@ SIGTERM (a preemption) saves a checkpoint and exits cleanly.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import sys
 
@@ -26,6 +25,8 @@ from glm_jax import metrics as metrics_lib
 from glm_jax import model as model_lib
 from glm_jax import objective
 from glm_jax import optim
+from glm_jax import paths
+from glm_jax import profiling
 from glm_jax import run_checks
 from glm_jax import sharding
 from glm_jax import train_data
@@ -89,10 +90,10 @@ class Preemption:
 
 
 def restore_or_init(config, checkpointer, data, optimizer, abstract, shardings):
-  """The latest checkpoint in the workdir if any; else fresh (or `init_from`) params."""
-  step = checkpointer.latest_step()
-  if step is not None:
-    state, data_state = checkpointer.restore(step, abstract)
+  """The latest checkpoint that reads (see restore_fallback); else fresh (or `init_from`) params."""
+  restored = checkpointer.restore_latest(abstract, fallback=config.restore_fallback, warn=log)
+  if restored is not None:
+    step, state, data_state = restored
     data.train.set_state(data_state)
     log(f"Resumed from {checkpointer.directory}/{step}.")
     return state
@@ -178,10 +179,11 @@ class TrainLogger:
     self.flush()
 
 
-def train_loop(config, mesh, data, state, step_fn, eval_fn, checkpointer, writer, *,
-               periodic_eval=None, tokens_per_step=None) -> tuple:
+def train_loop(config, mesh, data, state, step_fn, eval_fn, checkpointer, writer,
+               profiler=None, *, periodic_eval=None, tokens_per_step=None) -> tuple:
   """Runs steps until stop_at_step / total_steps or a preemption; returns (state, step).
 
+  profiler: a profiling.StepProfiler (config.profile_steps) told about each step, or None.
   periodic_eval: `(state, step) -> dict | None`, called after every step in place of the
   held-out LM evaluation every eval_every_steps (finetuning: the task's dev metrics when due).
   tokens_per_step: for throughput, when a step holds more than batch x seq_length tokens."""
@@ -198,8 +200,13 @@ def train_loop(config, mesh, data, state, step_fn, eval_fn, checkpointer, writer
         return evaluate(eval_fn, state.params, data, mesh, config.eval_steps)
       return None
   while step < stop:
-    state, step_metrics = step_fn(state, sharding.put_batch(next(data.train), mesh))
+    if profiler is not None:
+      profiler.before_step(step + 1)
+    with profiling.step_annotation(step + 1):
+      state, step_metrics = step_fn(state, sharding.put_batch(next(data.train), mesh))
     step += 1
+    if profiler is not None:
+      profiler.after_step(step, (state, step_metrics))
     logger.add(step, step_metrics)
     results = periodic_eval(state, step)
     if results is not None:
@@ -217,8 +224,12 @@ def train_loop(config, mesh, data, state, step_fn, eval_fn, checkpointer, writer
 
 
 def print_sample(config, params, data) -> None:
-  """Fills one blank with the freshly trained params (skipped without generate.py or a tokenizer)."""
-  if config.sample_tokens <= 0 or data.tokenizer is None or jax.process_index() != 0:
+  """Fills one blank with the freshly trained params (skipped without generate.py or a tokenizer).
+
+  Runs on every process: the params are spread over all of them, so a computation on process 0
+  alone would wait forever for the others (a hang at the end of multi-host runs). Process 0 prints.
+  """
+  if config.sample_tokens <= 0 or data.tokenizer is None:
     return
   try:
     from glm_jax import generate  # pylint: disable=g-import-not-at-top
@@ -239,12 +250,11 @@ def keep_tokenizer(data, workdir: str) -> None:
   if data.tokenizer is None or jax.process_index() != 0:
     return
   if hasattr(data.tokenizer, "save"):  # a released GLM tokenizer
-    data.tokenizer.save(os.path.join(workdir, "tokenizer"))
+    data.tokenizer.save(paths.as_path(workdir) / "tokenizer")
     return
-  target = os.path.join(workdir, "tokenizer.model")
-  if not os.path.exists(target):
-    os.makedirs(workdir, exist_ok=True)
-    shutil.copyfile(data.tokenizer.model_path, target)
+  target = paths.as_path(workdir) / "tokenizer.model"
+  if not target.exists():
+    paths.copy_file(data.tokenizer.model_path, target)
 
 
 def train_and_evaluate(config, workdir: str, mesh) -> None:
@@ -263,7 +273,9 @@ def train_and_evaluate(config, workdir: str, mesh) -> None:
   log(f"GLM {num_params / 1e6:.1f}M params | mesh "
       f"{dict(mesh.shape)} | batch {config.global_batch_size} x {config.seq_length} | "
       f"workdir {workdir}")
-  state, step = train_loop(config, mesh, data, state, step_fn, eval_fn, checkpointer, writer)
+  with profiling.profiled(config.profile_steps, workdir) as profiler:
+    state, step = train_loop(config, mesh, data, state, step_fn, eval_fn, checkpointer, writer,
+                             profiler)
   checkpointer.wait()
   checkpointer.close()
   writer.close()
@@ -298,7 +310,8 @@ def main(argv) -> None:
   with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.LOGICAL_RULES):
     try:
       train_and_evaluate(config, workdir, mesh)
-    except (checkpoint_lib.CheckpointMismatchError, DataSourceError) as e:
+    except (checkpoint_lib.CheckpointMismatchError, checkpoint_lib.MissingDataStateError,
+            checkpoint_lib.UnreadableCheckpointError, DataSourceError) as e:
       print(f"glm_jax.train: {e}", file=sys.stderr)
       sys.exit(2)
 

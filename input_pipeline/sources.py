@@ -132,8 +132,11 @@ def _default_documents(cfg, split, index, count):
 def list_files(pattern: str) -> list[str]:
   if not pattern:
     raise DataSourceError("source='files' needs cfg.files, a glob of text files (e.g. '/data/*.txt')")
-  files = sorted(f for f in glob_lib.glob(os.path.expanduser(pattern), recursive=True)
-                 if os.path.isfile(f))
+  if '://' in pattern:  # gs:// and other filesystems that tf.data reads (no '**' there)
+    files = sorted(f for f in tf.io.gfile.glob(pattern) if not tf.io.gfile.isdir(f))
+  else:
+    files = sorted(f for f in glob_lib.glob(os.path.expanduser(pattern), recursive=True)
+                   if os.path.isfile(f))
   if not files:
     raise DataSourceError(f'no files match cfg.files={pattern!r}; check the path or glob')
   return files
@@ -214,13 +217,19 @@ def iterate_texts(cfg, split: str = 'train') -> Iterator[str]:
       continue
 
 
+def _size_and_mtime(path: str) -> tuple:
+  if '://' in path:
+    stat = tf.io.gfile.stat(path)
+    return (path, int(stat.length), int(stat.mtime_nsec // 10**9))
+  return (path, os.path.getsize(path), int(os.path.getmtime(path)))
+
+
 def corpus_fingerprint(cfg) -> dict:
   """What identifies the corpus a tokenizer was trained on (for the tokenizer cache key)."""
   if cfg.source == 'default':
     return {'source': 'default', 'corpus': 'kjv-hodgeys-1.0.0'}
   if cfg.source == 'files':
     files = list_files(cfg.files)
-    return {'source': 'files', 'files': [(f, os.path.getsize(f), int(os.path.getmtime(f)))
-                                         for f in files]}
+    return {'source': 'files', 'files': [_size_and_mtime(f) for f in files]}
   return {'source': cfg.source, 'name': cfg.tfds_name, 'split': cfg.tfds_train_split,
           'data_dir': cfg.tfds_data_dir}

@@ -39,12 +39,14 @@ class Tokenizer:
   """A loaded sentencepiece model plus GLM command-token ids."""
 
   def __init__(self, model_path: str, num_threads: int = 2):
-    if not os.path.exists(model_path):
+    from etils import epath  # local or gs:// (a tokenizer kept in a bucket workdir)
+    path = epath.Path(model_path)
+    if not path.exists():
       raise FileNotFoundError(f'sentencepiece model {model_path!r} does not exist; set '
                               'tokenizer_model_path to a .model file or leave it empty to train one')
     self.model_path = str(model_path)
     self.num_threads = int(num_threads)
-    self.sp = spm.SentencePieceProcessor(model_file=self.model_path)
+    self.sp = spm.SentencePieceProcessor(model_proto=path.read_bytes())
     self.vocab_size = int(self.sp.get_piece_size())
     self.special_ids = {}
     for key, piece in COMMAND_TOKENS.items():
