@@ -1,5 +1,6 @@
-"""Cloze finetuning on SuperGLUE: `python -m glm_jax.finetune --config=configs/finetune/superglue.py
---config.task=copa --config.data_dir=DIR --config.init_from=CKPT --workdir=DIR`.
+"""Finetuning on SuperGLUE (cloze) and seq2seq tasks: `python -m glm_jax.finetune
+--config=configs/finetune/superglue.py --config.task=copa --config.data_dir=DIR
+--config.init_from=CKPT --workdir=DIR` (or --config=configs/finetune/seq2seq.py --config.task=xsum).
 
 The loop is the pretraining one (`train.train_loop`: mesh, jitted sharded step, Orbax checkpoints,
 resume, SIGTERM, metrics.jsonl, TensorBoard); this module supplies the task: its batches and
@@ -36,6 +37,8 @@ from glm_jax import train
 from glm_jax import train_state
 from glm_jax.tasks import cloze_task
 from glm_jax.tasks import superglue
+from glm_jax.tasks.seq2seq import data as seq2seq_data
+from glm_jax.tasks.seq2seq import task as seq2seq_task
 from input_pipeline import tokenizer as tokenizer_lib
 from input_pipeline.errors import DataSourceError
 
@@ -48,6 +51,14 @@ log = train.log
 
 class FinetuneError(DataSourceError):
   """A finetuning setup that cannot run; the message says what to change."""
+
+
+def _stored_shape(init_from: str):
+  """The model shape of a params checkpoint, from its metadata (nothing is loaded)."""
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  meta = ocp.StandardCheckpointer().metadata(os.path.abspath(str(init_from)))
+  meta = getattr(meta, "item_metadata", meta)
+  return export.infer_config(getattr(meta, "tree", meta))
 
 
 def model_from_checkpoint(config) -> None:
@@ -142,8 +153,39 @@ class ClozeTask:
                                         self.choices(params, mesh, self.test_encoded))
 
 
+def is_seq2seq(config) -> bool:
+  """Seq2seq tasks (configs/finetune/seq2seq.py) and SuperGLUE tasks have distinct names."""
+  return str(config.task).lower() in seq2seq_data.TASKS
+
+
+def build_seq2seq_task(config, tokenizer) -> seq2seq_task.Seq2SeqTask:
+  """Reads the splits (test may be absent) and lays out the training rows."""
+  splits = {}
+  for split in ("train", "dev", "test"):
+    test_file = "test.json" if config.task.lower() == "squad_generation" else "test.source"
+    if (split == "test" and config.data_source == "files"
+        and not (epath.Path(config.data_dir) / test_file).exists()):
+      splits[split] = []
+      continue
+    splits[split], stats = seq2seq_data.load_examples(
+        config.task, split, tokenizer, data_dir=config.data_dir, data_source=config.data_source)
+    if stats.empty_sources or stats.empty_targets:
+      log(f"{config.task} {split}: {stats.empty_sources} empty source lines, "
+          f"{stats.empty_targets} empty target lines (kept, as the original keeps them).")
+  if not splits["train"]:
+    raise FinetuneError(f"{config.data_dir}: the training set is empty.")
+  task = seq2seq_task.Seq2SeqTask(config, tokenizer, train=splits["train"], dev=splits["dev"],
+                                  test=splits["test"])
+  if task.stats.truncated_targets:
+    log(f"{config.task} train: {task.stats.truncated_targets} of {len(splits['train'])} targets "
+        f"longer than tgt_seq_length={config.tgt_seq_length} were cut (the original's rule).")
+  return task
+
+
 def build_task(config, tokenizer) -> ClozeTask:
   """Reads and encodes the splits; reports the examples cut to seq_length (as the original)."""
+  if is_seq2seq(config):
+    return build_seq2seq_task(config, tokenizer)
   info = superglue.get_task(config.task)
   encoder = superglue.make_encoder(info.name, tokenizer, config.seq_length, config.pattern_id)
   splits = {}
@@ -172,7 +214,11 @@ def build_task(config, tokenizer) -> ClozeTask:
 def prepare_config(config):
   """Task defaults, model shape from init_from, and the step count from the training set."""
   if not config.task:
-    raise FinetuneError("pass --config.task (one of " + ", ".join(sorted(superglue.TASKS)) + ").")
+    raise FinetuneError("pass --config.task (one of " + ", ".join(sorted(superglue.TASKS)) +
+                        "; seq2seq with configs/finetune/seq2seq.py: " +
+                        ", ".join(seq2seq_data.TASKS) + ").")
+  if is_seq2seq(config):
+    return _prepare_seq2seq_config(config)
   superglue.get_task(config.task)
   from configs.finetune import superglue as sg_config  # pylint: disable=g-import-not-at-top
   sg_config.apply_task_defaults(config)
@@ -180,6 +226,60 @@ def prepare_config(config):
   if config.data_source == "jsonl" and not config.data_dir:
     raise FinetuneError("pass --config.data_dir=DIR (the task's folder with train.jsonl, "
                         "val.jsonl, test.jsonl).")
+  return config
+
+
+def extend_position_tables(config, workdir: str) -> None:
+  """As the original's `load_pretrained`: when the task needs a longer position table than the
+  init_from params have (GLM-Large's 513 rows for CNN/DM's 608-token sources), both position
+  tables keep their rows and get new N(0, init_std) rows; the result is written once to
+  workdir/init_params_<rows> and used as init_from."""
+  if not config.init_from:
+    return
+  rows = int(config.model.max_sequence_length) + 1
+  out = os.path.join(os.path.abspath(workdir), f"init_params_{rows}")
+  if not os.path.isdir(out):
+    if _stored_shape(config.init_from).max_sequence_length + 1 >= rows:
+      return
+    params = checkpoint_lib.load_params(config.init_from)
+    stored = params["position_embeddings"]["embedding"].shape[0]
+    if stored >= rows:
+      return
+    rng = np.random.default_rng(int(config.seed))
+    for name in ("position_embeddings", "block_position_embeddings"):
+      table = np.asarray(params[name]["embedding"])
+      extra = rng.normal(0.0, float(config.model.init_std), (rows - stored, table.shape[1]))
+      params[name]["embedding"] = np.concatenate([table, extra.astype(table.dtype)])
+    checkpoint_lib.save_params(out, params)
+    log(f"position tables extended from {stored} to {rows} rows (new rows N(0, "
+        f"{config.model.init_std})), as the original does for src_seq_length="
+        f"{config.src_seq_length}: {out}")
+  with config.unlocked():
+    config.init_from = out
+
+
+def _prepare_seq2seq_config(config):
+  if "src_seq_length" not in config:
+    raise FinetuneError(f"task {config.task} is a seq2seq task: pass "
+                        "--config=configs/finetune/seq2seq.py.")
+  from configs.finetune import seq2seq as s2s_config  # pylint: disable=g-import-not-at-top
+  s2s_config.apply_task_defaults(config)
+  model_from_checkpoint(config)
+  if config.init_from and config.src_seq_length > config.model.max_sequence_length:
+    with config.unlocked():  # the original: max_position_embeddings = src_seq_length
+      config.model.max_sequence_length = int(config.src_seq_length)
+  if config.data_source == "files" and not config.data_dir:
+    raise FinetuneError("pass --config.data_dir=DIR (the folder with train.source, "
+                        "train.target, val.source, val.target, test.*).")
+  table = config.model.max_sequence_length + 1
+  if config.src_seq_length > table or config.tgt_seq_length + 1 > table:
+    raise FinetuneError(
+        f"src_seq_length={config.src_seq_length} / tgt_seq_length={config.tgt_seq_length} need "
+        f"{max(config.src_seq_length, config.tgt_seq_length + 1)} position rows but the model "
+        f"has {table} (max_sequence_length={config.model.max_sequence_length}); lower them.")
+  if config.global_batch_size % (jax.process_count() * config.grad_accum_steps):
+    raise FinetuneError(f"global_batch_size={config.global_batch_size} must divide over "
+                        f"{jax.process_count()} processes x {config.grad_accum_steps} micro-batches.")
   return config
 
 
@@ -226,11 +326,16 @@ def write_predictions(task: ClozeTask, params, mesh, workdir: str) -> str | None
   if not task.test_examples or not task.config.predict_test:
     return None
   records = task.predict(params, mesh)
-  out = epath.Path(workdir) / "predictions" / task.info.submission_file
+  if hasattr(task, "output_files"):   # seq2seq: hypotheses (and references) one per line
+    files = task.output_files(records)
+  else:
+    files = {task.info.submission_file: "".join(json.dumps(r) + "\n" for r in records)}
+  out_dir = epath.Path(workdir) / "predictions"
   if jax.process_index() == 0:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("".join(json.dumps(r) + "\n" for r in records))
-  return str(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+      (out_dir / name).write_text(text)
+  return str(out_dir / task.info.submission_file)
 
 
 def run(config, workdir: str, mesh) -> dict:
@@ -241,6 +346,8 @@ def run(config, workdir: str, mesh) -> dict:
     raise FinetuneError(f"the tokenizer has {tokenizer.vocab_size} ids but the model only "
                         f"{config.model.vocab_size} embedding rows; use the model's tokenizer.")
   task = build_task(config, tokenizer)
+  if is_seq2seq(config):
+    extend_position_tables(config, workdir)
   data = types.SimpleNamespace(train=task.train_data())
   steps_per_epoch = data.train.steps_per_epoch
   with config.unlocked():
@@ -290,7 +397,7 @@ def main(argv) -> None:
   train.initialize_distributed()
   config = _CONFIG.value
   if config is None:
-    raise app.UsageError("Pass --config=configs/finetune/superglue.py.")
+    raise app.UsageError("Pass --config=configs/finetune/superglue.py (or seq2seq.py).")
   try:
     config = prepare_config(config)
     workdir = _WORKDIR.value or f"/tmp/glm_jax/finetune_{config.task}"

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from glm_jax import attention as attention_lib
+from glm_jax import beam_search
 from glm_jax import sampling
 from glm_jax import sharding
 from glm_jax.model import GLM, as_glm_config, init_kv_cache
@@ -279,9 +280,29 @@ def _to_lists(out: np.ndarray, num_blanks: np.ndarray) -> list[list[list[int]]]:
 # ----------------------------------------------------------------------------- beam search
 
 
+def _original_rule_blank(cfg, params, cache, start, lengths, blank_position, total, *,
+                         prompt_slots, max_new_tokens, num_beams, length_penalty,
+                         no_repeat_ngram_size, sop, ends, vocab_limit):
+  """One blank by generate_samples.py's beam search (the HF scorer of `beam_search.search`, the
+  hypothesis length counting [sop]), candidates by top-k; the best tokens `[max_new]`."""
+  k = num_beams
+
+  def feed(c, tokens, block, slot):
+    position_ids = jnp.stack([jnp.full((k,), blank_position, jnp.int32),
+                              jnp.full((k,), block, jnp.int32)], axis=1)
+    return _cached_logits(cfg, params, c, tokens, position_ids, lengths, prompt_slots, slot, total)
+
+  first, cache = feed(cache, jnp.full((k,), sop, jnp.int32), 1, start)
+  tokens, _, _ = beam_search.search(
+      lambda c, fed, index: feed(c, fed, index + 2, start + 1 + index), cache, first[:1],
+      num_beams=k, max_length=max_new_tokens, end_ids=ends, length_penalty=length_penalty,
+      no_repeat_ngram_size=no_repeat_ngram_size, length_offset=1, vocab_limit=vocab_limit)
+  return tokens[0]
+
+
 def _beam_blank(cfg, params, cache, start, prompt_len, blank_position, *, prompt_slots,
                 max_new_tokens, num_beams, length_penalty, no_repeat_ngram_size, sop, ends,
-                vocab_limit):
+                vocab_limit, beam_rule="bound"):
   """Beam search for one blank; returns (best tokens [max_new] -1 padded, their count, cache
   with the winner's fed tokens written from slot `start`, the next free slot).
 
@@ -309,9 +330,8 @@ def _beam_blank(cfg, params, cache, start, prompt_len, blank_position, *, prompt
     if no_repeat_ngram_size > 0:
       banned = sampling.no_repeat_ngram_mask(seq, jnp.full((k,), n), no_repeat_ngram_size, vocab)
       step_logp = jnp.where(banned, neg, step_logp)
-    cand = (logp[:, None] + step_logp).reshape(-1)
-    scores, flat = jax.lax.top_k(cand, 2 * k)
-    parent, tok = flat // vocab, (flat % vocab).astype(jnp.int32)
+    scores, parent, tok = (x[0] for x in beam_search.top_candidates(step_logp[None], logp[None],
+                                                                    2 * k))
     is_end = jnp.isin(tok, end_ids) & (scores > neg / 2)
     # Finished: an end token after n tokens (n + 1 scored).
     fin_scores = jnp.where(is_end, norm(scores, n + 1), neg)
@@ -323,7 +343,7 @@ def _beam_blank(cfg, params, cache, start, prompt_len, blank_position, *, prompt
     live_scores, pick = jax.lax.top_k(jnp.where(is_end, neg, scores), k)
     parent, tok = parent[pick], tok[pick]
     seq = seq[parent].at[:, n].set(tok)
-    beam_cache = jax.tree_util.tree_map(lambda c: jnp.take(c, parent, axis=1), beam_cache)
+    beam_cache = beam_search.reorder_beams(beam_cache, parent)
     n = n + 1
     # Truncated at the budget: the live beams are hypotheses of max_new_tokens scored tokens.
     trunc = jnp.where(n >= max_new_tokens, norm(live_scores, n), neg)
@@ -344,7 +364,13 @@ def _beam_blank(cfg, params, cache, start, prompt_len, blank_position, *, prompt
   state = (jnp.int32(0), cache, jnp.full((k,), sop, jnp.int32),
            jnp.full((k, max_new_tokens), -1, jnp.int32), logp0,
            jnp.full((max_new_tokens,), -1, jnp.int32), jnp.float32(neg))
-  _, _, _, _, _, best_seq, _ = jax.lax.while_loop(cond, body, state)
+  if beam_rule == "original":
+    best_seq = _original_rule_blank(
+        cfg, params, cache, start, lengths, blank_position, total, prompt_slots=prompt_slots,
+        max_new_tokens=max_new_tokens, num_beams=k, length_penalty=length_penalty,
+        no_repeat_ngram_size=no_repeat_ngram_size, sop=sop, ends=ends, vocab_limit=vocab_limit)
+  else:
+    _, _, _, _, _, best_seq, _ = jax.lax.while_loop(cond, body, state)
   best_n = jnp.sum(best_seq >= 0).astype(jnp.int32)
 
   # Write the winner into the cache as the greedy loop would have: sop, then its tokens
@@ -361,10 +387,11 @@ def _beam_blank(cfg, params, cache, start, prompt_len, blank_position, *, prompt
 
 
 @functools.partial(jax.jit, static_argnames=(
-    "cfg", "max_new_tokens", "num_beams", "no_repeat_ngram_size", "sop", "ends", "vocab_limit"))
+    "cfg", "max_new_tokens", "num_beams", "no_repeat_ngram_size", "sop", "ends", "vocab_limit",
+    "beam_rule"))
 @sharding.with_rules
 def _beam_fill(params, ids, length, blank_pos, length_penalty, *, cfg, max_new_tokens, num_beams,
-               no_repeat_ngram_size, sop, ends, vocab_limit):
+               no_repeat_ngram_size, sop, ends, vocab_limit, beam_rule="bound"):
   """Beam search over every blank of one prompt (ids `[1, P]`); `[NB, max_new]` tokens."""
   prompt_slots, nb = ids.shape[1], blank_pos.shape[0]
   total = prompt_slots + nb * max_new_tokens
@@ -373,7 +400,8 @@ def _beam_fill(params, ids, length, blank_pos, length_penalty, *, cfg, max_new_t
   blank_fn = functools.partial(
       _beam_blank, cfg, params, prompt_slots=prompt_slots, max_new_tokens=max_new_tokens,
       num_beams=num_beams, length_penalty=length_penalty,
-      no_repeat_ngram_size=no_repeat_ngram_size, sop=sop, ends=ends, vocab_limit=vocab_limit)
+      no_repeat_ngram_size=no_repeat_ngram_size, sop=sop, ends=ends, vocab_limit=vocab_limit,
+      beam_rule=beam_rule)
 
   def over_blanks(carry, position):
     cache, start = carry
@@ -391,13 +419,15 @@ def fill_blanks(config, params, prompt_ids, *, special_ids: Mapping[str, int],
                 max_new_tokens: int = 32, strategy: str = "greedy", temperature: float = 0.9,
                 top_k: int = 40, top_p: float = 0.0, num_beams: int = 4,
                 length_penalty: float = 1.0, no_repeat_ngram_size: int = 0, seed: int = 0,
-                vocab_limit: int | None = None, use_cache: bool = True):
+                vocab_limit: int | None = None, use_cache: bool = True, beam_rule: str = "bound"):
   """Fills every blank of each prompt, left to right; returns each blank's tokens (end excluded).
 
   prompt_ids: one prompt (list of ints, e.g. `[CLS] ... [MASK] ... [eos]`, see `build_prompt`)
     -> `list[list[int]]` (one list per blank); or a batch of prompts -> a list of those.
   strategy: "greedy" | "sample" (temperature, top_k (0 = off), top_p (0 = off), seed) |
     "beam" (num_beams, length_penalty; prompts run one at a time).
+  beam_rule: "bound" (stop when no live beam can beat the best finished one) | "original"
+    (generate_samples.py's Hugging Face scorer, candidates by top-k: `beam_search.search`).
   no_repeat_ngram_size: never repeat an n-gram inside one blank (0 = off).
   vocab_limit: ids at or above it are never generated (pass the tokenizer's size so the
     embedding's padding rows stay out); default the whole vocabulary.
@@ -423,6 +453,8 @@ def fill_blanks(config, params, prompt_ids, *, special_ids: Mapping[str, int],
     if 2 * num_beams > cfg.vocab_size:
       raise GenerationError(f"num_beams={num_beams} needs 2 * num_beams <= vocab_size "
                             f"({cfg.vocab_size}); use fewer beams.")
+    if beam_rule not in ("bound", "original"):
+      raise GenerationError(f"beam_rule={beam_rule!r} is unknown; use 'bound' or 'original'.")
     results = []
     for p in prompts:
       b = make_batch(cfg, [p], special, max_new_tokens)
@@ -430,7 +462,7 @@ def fill_blanks(config, params, prompt_ids, *, special_ids: Mapping[str, int],
                        jnp.asarray(b.blank_pos[0]), jnp.float32(length_penalty), cfg=cfg,
                        max_new_tokens=max_new_tokens, num_beams=num_beams,
                        no_repeat_ngram_size=no_repeat_ngram_size, sop=special["sop"], ends=ends,
-                       vocab_limit=vocab_limit)
+                       vocab_limit=vocab_limit, beam_rule=beam_rule)
       results.append(_to_lists(_to_host(out)[None], b.num_blanks)[0])
     return results[0] if single else results
 
@@ -527,7 +559,7 @@ def main(argv):
   kwargs = dict(max_new_tokens=f.max_new_tokens, strategy=f.strategy, temperature=f.temperature,
                 top_k=f.top_k, top_p=f.top_p, num_beams=f.num_beams,
                 length_penalty=f.length_penalty, no_repeat_ngram_size=f.no_repeat_ngram_size,
-                seed=f.seed)
+                seed=f.seed, beam_rule=f.beam_rule)
   for start in range(0, len(texts), f.batch_size):
     for text in generate_text(config, params, tokenizer, texts[start:start + f.batch_size],
                               task_mask=f.task_mask, **kwargs):
@@ -553,6 +585,9 @@ def _define_flags():
   flags.DEFINE_float("top_p", 0.0, "Nucleus sampling mass; 0 = off.")
   flags.DEFINE_integer("num_beams", 4, "Beams (strategy=beam).")
   flags.DEFINE_float("length_penalty", 1.0, "Beam score = log-prob / length ** length_penalty.")
+  flags.DEFINE_enum("beam_rule", "bound", ["bound", "original"],
+                    "bound: stop when no live beam can win; original: generate_samples.py's "
+                    "Hugging Face scorer (candidates by top-k).")
   flags.DEFINE_integer("no_repeat_ngram_size", 0, "Never repeat an n-gram inside a blank; 0 = off.")
   flags.DEFINE_integer("seed", 0, "Sampling seed.")
   flags.DEFINE_string("dtype", None, "Compute dtype (float32 / bfloat16); default the params'.")

@@ -1,0 +1,89 @@
+"""Seq2seq beam decoding speed: the original's beam search (glm_jax.beam_search) batched over
+examples against one example at a time, in one run on one machine. Prints JSON.
+
+  python benchmarks/seq2seq_decode.py                              # CPU: a small model
+  python benchmarks/seq2seq_decode.py --shape=glm_large --src_len=608 --max_length=60 --beams=6
+
+[eop] is made unreachable (vocab_limit), so every example decodes exactly `--max_length` tokens
+per beam. Random weights: speed does not depend on them. Times are medians over `--repeats` runs
+after one compiling run; tokens/s counts the best hypothesis' tokens (examples x max_length).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from glm_jax import beam_search, model  # noqa: E402
+
+SHAPES = {
+    "small": dict(vocab_size=4096, num_layers=2, hidden_size=128, num_heads=2,
+                  max_sequence_length=256, dtype="float32"),
+    "glm_large": dict(vocab_size=30592, num_layers=24, hidden_size=1024, num_heads=16,
+                      max_sequence_length=1024, dtype="bfloat16"),
+}
+CLS, MASK, SOP = 1, 2, 3
+
+
+def _median_time(fn, repeats):
+  jax.block_until_ready(fn())  # compile
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--shape", choices=sorted(SHAPES), default="small")
+  parser.add_argument("--examples", type=int, default=8)
+  parser.add_argument("--src_len", type=int, default=128)
+  parser.add_argument("--max_length", type=int, default=32)
+  parser.add_argument("--beams", type=int, default=4)
+  parser.add_argument("--no_repeat_ngram_size", type=int, default=3)
+  parser.add_argument("--repeats", type=int, default=3)
+  args = parser.parse_args()
+  cfg = model.GLMConfig(**SHAPES[args.shape], embedding_dropout=0.0, attention_dropout=0.0,
+                        hidden_dropout=0.0)
+  params = model.init_params(cfg, jax.random.PRNGKey(0))
+  rng = np.random.default_rng(0)
+  src = rng.integers(8, cfg.vocab_size - 1, (args.examples, args.src_len)).astype(np.int32)
+  src[:, 0], src[:, 1] = CLS, MASK
+  masks = np.ones((args.examples,), np.int32)
+  eop = cfg.vocab_size - 1
+
+  def decode(rows, mask_rows):
+    return beam_search.decode_seq2seq(
+        cfg, params, rows, mask_rows, sop_id=SOP, eop_id=eop, num_beams=args.beams,
+        max_length=args.max_length, length_penalty=1.0,
+        no_repeat_ngram_size=args.no_repeat_ngram_size, vocab_limit=eop)
+
+  out = decode(src, masks)
+  assert (np.asarray(out[1]) == args.max_length).all(), "an example stopped early"
+  t_batched = _median_time(lambda: decode(src, masks), args.repeats)
+  t_single = _median_time(lambda: [decode(src[i:i + 1], masks[i:i + 1])
+                                   for i in range(args.examples)], args.repeats)
+  tokens = args.examples * args.max_length
+  print(json.dumps({
+      "benchmark": "seq2seq_decode", "shape": args.shape, "device": jax.devices()[0].device_kind,
+      "backend": jax.default_backend(), "jax": jax.__version__, "dtype": cfg.dtype,
+      "examples": args.examples, "src_len": args.src_len, "max_length": args.max_length,
+      "num_beams": args.beams, "no_repeat_ngram_size": args.no_repeat_ngram_size,
+      "batched_s": t_batched, "batched_tokens_per_s": tokens / t_batched,
+      "one_at_a_time_s": t_single, "one_at_a_time_tokens_per_s": tokens / t_single,
+      "speedup_batched_vs_one_at_a_time": t_single / t_batched}, indent=2))
+
+
+if __name__ == "__main__":
+  main()
