@@ -33,6 +33,7 @@ from glm_jax import optim
 from glm_jax import run_checks
 from glm_jax import sharding
 from glm_jax import train_state
+from glm_jax.errors import TopologyError
 
 GIB = 1024 ** 3
 COMPILE_STACK_BYTES = 512 * 1024 ** 2
@@ -58,10 +59,6 @@ _MEGACORE = ("v4", "v5p")
 
 COLLECTIVE_KINDS = ("all-gather", "all-reduce", "reduce-scatter", "all-to-all",
                     "collective-permute", "collective-broadcast", "ragged-all-to-all")
-
-
-class TopologyError(ValueError):
-  """A topology name libtpu does not know, or libtpu is missing."""
 
 
 def hbm_gib(device_kind: str) -> float | None:

@@ -23,18 +23,8 @@ from jax.experimental import multihost_utils
 import orbax.checkpoint as ocp
 
 from glm_jax import paths
-
-
-class CheckpointMismatchError(ValueError):
-  """A checkpoint whose parameter shapes do not match the configured model."""
-
-
-class MissingDataStateError(FileNotFoundError):
-  """A checkpoint without iterator state for this process (another process count wrote it)."""
-
-
-class UnreadableCheckpointError(RuntimeError):
-  """The latest checkpoint cannot be read and restore_fallback is off (one-line message)."""
+from glm_jax.errors import (  # pylint: disable=unused-import (old import path)
+    CheckpointMismatchError, MissingDataStateError, UnreadableCheckpointError)
 
 
 def root_cause(error: BaseException, limit: int = 400) -> str:

@@ -1,7 +1,28 @@
-"""What every command-line entry point shares."""
+"""The one runner every command-line entry point goes through: flags, quiet logs, user errors.
 
+A `UserError` (glm_jax.errors) or a missing file ends the command with ONE line on stderr and
+exit status `USER_ERROR_EXIT_CODE` (2), never a traceback:
+
+    error: <message>                    (generate, convert, extract_params, evaluate)
+    glm_jax.train: bad data: <message>  (train and finetune name themselves and the kind)
+
+`evaluate` keeps exit status 1, which scripts and its tests already rely on (see README).
+This module imports only `glm_jax.errors`, so nothing here can form an import cycle.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable, Sequence
+
+from absl import app
 from absl import flags
 from absl import logging
+
+from glm_jax import errors
+
+USER_ERROR_EXIT_CODE = 2
+USER_ERRORS = (errors.UserError, FileNotFoundError)
 
 
 def quiet_logs() -> None:
@@ -10,21 +31,33 @@ def quiet_logs() -> None:
     logging.set_verbosity(logging.WARNING)
 
 
-def user_errors() -> tuple[type[Exception], ...]:
+def user_errors() -> tuple[type[BaseException], ...]:
   """Errors whose message already says what is wrong and how to fix it: no traceback needed."""
-  from glm_jax import checkpoint, convert, generate  # pylint: disable=g-import-not-at-top
-  from input_pipeline.errors import DataSourceError  # pylint: disable=g-import-not-at-top
-  from glm_jax.eval_rows import EvaluationError  # pylint: disable=g-import-not-at-top
-  return (FileNotFoundError, checkpoint.CheckpointMismatchError, convert.ConversionError,
-          generate.GenerationError, DataSourceError,
-          EvaluationError)
+  return USER_ERRORS
 
 
-def exit_on_user_error(main):
-  """Wraps an absl `main` so a user error ends with one line on stderr (exit status 1)."""
+def error_line(error: BaseException, program: str = "") -> str:
+  """The one line a user error prints: `error: MSG`, or `PROGRAM: KIND: MSG` for train/finetune."""
+  if not program:
+    return f"error: {error}"
+  kind = getattr(error, "kind", "")
+  return f"{program}: {kind}: {error}" if kind else f"{program}: {error}"
+
+
+def exit_on_user_error(main: Callable, program: str = "",
+                       exit_code: int = USER_ERROR_EXIT_CODE) -> Callable:
+  """Wraps an absl `main` so a user error prints `error_line` and exits with `exit_code`."""
   def wrapped(argv):
     try:
       return main(argv)
-    except user_errors() as e:
-      raise SystemExit(f"error: {e}") from None
+    except USER_ERRORS as e:
+      print(error_line(e, program), file=sys.stderr)
+      sys.exit(exit_code)
   return wrapped
+
+
+def run(main: Callable[[Sequence[str]], object], *, program: str = "",
+        exit_code: int = USER_ERROR_EXIT_CODE, flags_parser: Callable | None = None) -> None:
+  """`absl.app.run(main)` for an entry point: one line and `exit_code` on a user error."""
+  kwargs = {"flags_parser": flags_parser} if flags_parser is not None else {}
+  app.run(exit_on_user_error(main, program, exit_code), **kwargs)

@@ -20,6 +20,8 @@ from typing import Mapping
 
 import numpy as np
 
+from glm_jax.errors import ConversionError, MissingDependencyError, UserError
+
 HF_PREFIX = "glm."
 _LAYER = re.compile(r"^transformer\.layers\.(\d+)\.(.+)$")
 _LAYER_KEYS = (
@@ -35,10 +37,6 @@ _TOP_KEYS = (
     "transformer.block_position_embeddings.weight",
     "transformer.final_layernorm.weight", "transformer.final_layernorm.bias",
 )
-
-
-class ConversionError(ValueError):
-  """A checkpoint that does not describe a GLM model we can map."""
 
 
 def _strip_prefix(state_dict: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -214,8 +212,9 @@ def load_state_dict(path: str) -> dict[str, np.ndarray]:
     try:
       import torch
     except ImportError as e:
-      raise ImportError(f"Reading {path!r} needs PyTorch, which is not installed. Install it "
-                        "(pip install torch) or convert the file to .safetensors / .npz first.") from e
+      raise MissingDependencyError(
+          f"Reading {path!r} needs PyTorch, which is not installed. Install it (pip install torch)"
+          " or convert the file to .safetensors / .npz first.") from e
     try:
       with source.open("rb") as f:
         obj = torch.load(f, map_location="cpu", weights_only=False)
@@ -330,8 +329,9 @@ def export_checkpoint(checkpoint_dir: str, output_path: str, torch_output: str =
   save_safetensors(state_dict, output_path)
   if torch_output:
     if not torch_available():
-      raise ImportError("--torch_output needs PyTorch, which is not installed; the .safetensors "
-                        f"file {output_path} was written.")
+      raise MissingDependencyError(
+          "--torch_output needs PyTorch, which is not installed; the .safetensors "
+          f"file {output_path} was written.")
     save_torch(state_dict, torch_output)
   return len(state_dict)
 
@@ -372,8 +372,10 @@ def main(argv):
       n = export_checkpoint(f.checkpoint, f.output, torch_output, f.prefix)
       print(f"Wrote {n} tensors in THUDM naming to {f.output}"
             + (f" and {torch_output}" if torch_output else "") + ".")
-  except (ConversionError, FileNotFoundError, ImportError, ValueError) as e:
-    raise SystemExit(f"error: {e}") from None
+  except (ValueError, ImportError) as e:  # e.g. safetensors' own errors: still one line
+    if isinstance(e, UserError):
+      raise
+    raise ConversionError(str(e)) from e
 
 
 def _define_flags():
@@ -397,6 +399,6 @@ def _define_flags():
 
 
 if __name__ == "__main__":
-  from absl import app
+  from glm_jax import cli  # pylint: disable=g-import-not-at-top
   _define_flags()
-  app.run(main)
+  cli.run(main)

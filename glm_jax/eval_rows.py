@@ -13,9 +13,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Mapping, Sequence
 
-
-class EvaluationError(ValueError):
-  """Input that cannot be scored; the message names the problem and the fix."""
+from glm_jax.errors import EvaluationError
 
 
 REQUIRED_SPECIAL_KEYS = ("eos", "CLS", "MASK", "sop", "eop")

@@ -237,8 +237,6 @@ def _define_flags():
 
 
 if __name__ == "__main__":
-  from absl import app
-  from glm_jax import cli
+  from glm_jax import cli  # pylint: disable=g-import-not-at-top
   _define_flags()
-  from glm_jax import evaluate  # the module's own classes, not __main__'s copies
-  app.run(cli.exit_on_user_error(evaluate.main))
+  cli.run(main, exit_code=1)  # 1, not cli.USER_ERROR_EXIT_CODE: scripts and tests rely on it

@@ -108,10 +108,10 @@ def main(argv):
 
 if __name__ == "__main__":
   from glm_jax import cli
-  from absl import app, flags
+  from absl import flags
   flags.DEFINE_string("workdir", None, "Training workdir (holds checkpoints/<step>/state).")
   flags.DEFINE_integer("step", None, "Checkpoint step; default the latest.")
   flags.DEFINE_string("output", None, "Directory to write the params-only checkpoint to.")
   flags.DEFINE_string("dtype", None, "Cast params to this dtype (e.g. bfloat16); default keep.")
   flags.mark_flags_as_required(["workdir", "output"])
-  app.run(cli.exit_on_user_error(main))
+  cli.run(main)

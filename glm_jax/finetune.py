@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import sys
 import types
 
 from absl import app
@@ -35,22 +34,18 @@ from glm_jax import run_checks
 from glm_jax import sharding
 from glm_jax import train
 from glm_jax import train_state
+from glm_jax.errors import FinetuneError
 from glm_jax.tasks import cloze_task
 from glm_jax.tasks import superglue
 from glm_jax.tasks.seq2seq import data as seq2seq_data
 from glm_jax.tasks.seq2seq import task as seq2seq_task
 from input_pipeline import tokenizer as tokenizer_lib
-from input_pipeline.errors import DataSourceError
 
 # The same flags as pretraining (--config, --workdir, multi-process): defined once, in train.py.
 _CONFIG = train._CONFIG  # pylint: disable=protected-access
 _WORKDIR = train._WORKDIR  # pylint: disable=protected-access
 
 log = train.log
-
-
-class FinetuneError(DataSourceError):
-  """A finetuning setup that cannot run; the message says what to change."""
 
 
 def _stored_shape(init_from: str):
@@ -398,16 +393,12 @@ def main(argv) -> None:
   config = _CONFIG.value
   if config is None:
     raise app.UsageError("Pass --config=configs/finetune/superglue.py (or seq2seq.py).")
-  try:
-    config = prepare_config(config)
-    workdir = _WORKDIR.value or f"/tmp/glm_jax/finetune_{config.task}"
-    mesh = sharding.make_mesh(config.mesh)
-    with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.LOGICAL_RULES):
-      run(config, workdir, mesh)
-  except (run_checks.ConfigError, *cli.user_errors()) as e:
-    print(f"glm_jax.finetune: {e}", file=sys.stderr)
-    sys.exit(2)
+  config = prepare_config(config)  # a bad config or data source: one line from cli.run
+  workdir = _WORKDIR.value or f"/tmp/glm_jax/finetune_{config.task}"
+  mesh = sharding.make_mesh(config.mesh)
+  with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.LOGICAL_RULES):
+    run(config, workdir, mesh)
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=train.parse_flags)
+  cli.run(main, program="glm_jax.finetune", flags_parser=train.parse_flags)

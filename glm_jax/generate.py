@@ -32,6 +32,7 @@ from glm_jax import attention as attention_lib
 from glm_jax import beam_search
 from glm_jax import sampling
 from glm_jax import sharding
+from glm_jax.errors import GenerationError
 from glm_jax.model import GLM, as_glm_config, init_kv_cache
 
 STRATEGIES = ("greedy", "sample", "beam")
@@ -39,10 +40,6 @@ BLANK_KEYS = ("MASK", "sMASK", "gMASK")
 END_KEYS = ("eop", "eos")
 REQUIRED_SPECIAL_KEYS = BLANK_KEYS + END_KEYS + ("sop",)
 PAD_TO = 16  # prompt slots are rounded up to a multiple of this, so nearby lengths share a compile
-
-
-class GenerationError(ValueError):
-  """Input that cannot be generated from; the message names the problem and the fix."""
 
 
 # ----------------------------------------------------------------------------- input checks
@@ -598,8 +595,6 @@ def _define_flags():
 
 
 if __name__ == "__main__":
-  from glm_jax import cli
-  from absl import app
+  from glm_jax import cli  # pylint: disable=g-import-not-at-top
   _define_flags()
-  from glm_jax import generate  # the module's own classes, not __main__'s copies
-  app.run(cli.exit_on_user_error(generate.main))
+  cli.run(main)

@@ -6,10 +6,7 @@ from glm_jax import model as model_lib
 from glm_jax import optim
 from glm_jax import paths
 from glm_jax import sharding
-
-
-class ConfigError(ValueError):
-  """A run-config value that cannot work, with the key to change."""
+from glm_jax.errors import ConfigError
 
 
 def _require(ok: bool, message: str) -> None:

@@ -35,7 +35,6 @@ from glm_jax import sharding
 from glm_jax import train_data
 from glm_jax import train_state
 from input_pipeline.blank_infilling import OBJECTIVES as EVAL_OBJECTIVES
-from input_pipeline.errors import DataSourceError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Run config file, e.g. configs/tiny.py.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints, metrics.jsonl and TensorBoard logs "
@@ -324,23 +323,11 @@ def main(argv) -> None:
   config = _CONFIG.value
   if config is None:
     raise app.UsageError("Pass --config=configs/<name>.py (e.g. configs/tiny.py).")
-  try:
-    config = prepare_config(config)
-  except run_checks.ConfigError as e:
-    print(f"glm_jax.train: bad config: {e}", file=sys.stderr)
-    sys.exit(2)
-  except DataSourceError as e:
-    print(f"glm_jax.train: bad data: {e}", file=sys.stderr)
-    sys.exit(2)
+  config = prepare_config(config)  # a bad config or data source: one line from cli.run
   workdir = _WORKDIR.value or default_workdir()
   mesh = sharding.make_mesh(config.mesh)
   with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.LOGICAL_RULES):
-    try:
-      train_and_evaluate(config, workdir, mesh)
-    except (checkpoint_lib.CheckpointMismatchError, checkpoint_lib.MissingDataStateError,
-            checkpoint_lib.UnreadableCheckpointError, DataSourceError) as e:
-      print(f"glm_jax.train: {e}", file=sys.stderr)
-      sys.exit(2)
+    train_and_evaluate(config, workdir, mesh)
 
 
 def compile_only(config) -> None:
@@ -367,4 +354,4 @@ def parse_flags(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=parse_flags)
+  cli.run(main, program="glm_jax.train", flags_parser=parse_flags)

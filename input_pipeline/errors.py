@@ -1,5 +1,3 @@
-"""The pipeline's user-facing error, importable without TensorFlow (the trainer catches it)."""
+"""The pipeline's user-facing errors, importable without TensorFlow (defined in glm_jax.errors)."""
 
-
-class DataSourceError(ValueError):
-  """A data source that cannot be read; the message says what to change."""
+from glm_jax.errors import DataSourceError, TokenizerError, UserError  # pylint: disable=unused-import

@@ -21,7 +21,7 @@ from typing import Iterable, Sequence
 import numpy as np
 from etils import epath
 
-from input_pipeline.errors import DataSourceError
+from input_pipeline.errors import DataSourceError, TokenizerError
 
 KINDS = ('bert-uncased', 'bert-cased', 'gpt2', 'roberta', 'chinese-sp')
 # The files each kind reads from its directory (as the published GLM repositories ship them).
@@ -32,11 +32,8 @@ KIND_FILES = {
     'roberta': ('vocab.json', 'merges.txt'),
     'chinese-sp': ('cog-pretrain.model',),
 }
+SENTENCE_END_CHARS = '.?!;:\n。？！；…'  # as the original's contains_sentence_end
 CONFIG_NAME = 'tokenizer_config.json'  # {"kind", "task_mask", "fix_command_token", "decoder_mask"}
-
-
-class TokenizerError(DataSourceError):
-  """Tokenizer files or options that cannot be used; the message names the problem and the fix."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -534,7 +531,6 @@ class ReleasedTokenizer:
   def sentence_end_ids(self) -> list[int]:
     """Text pieces whose printed form holds a sentence-end character (the original's test)."""
     if self._sentence_end_ids is None:
-      from input_pipeline.tokenizer import SENTENCE_END_CHARS  # pylint: disable=g-import-not-at-top
       ends = set(SENTENCE_END_CHARS)
       commands = set(self._id_to_command)
       self._sentence_end_ids = [i for i, t in enumerate(self._id_to_text)

@@ -27,7 +27,7 @@ COMMAND_TOKENS = {
     'eop': '<|endofpiece|>',
     'SEP': '[SEP]',
 }
-SENTENCE_END_CHARS = '.?!;:\n。？！；…'  # as the original's contains_sentence_end
+SENTENCE_END_CHARS = released_tokenizers.SENTENCE_END_CHARS
 
 
 def padded_vocab_size(n: int, multiple: int = 128) -> int:

@@ -1,0 +1,66 @@
+"""Every error a user can fix, in one leaf module (it imports nothing of ours).
+
+Each class derives from `UserError`, so an entry point needs one `except` (see `glm_jax.cli.run`):
+the message already names the problem and the fix, so the user sees one line, not a traceback.
+Each class also derives from the built-in it was before this module existed (ValueError, ...), so
+`except ValueError` in callers keeps working. The old import paths (`run_checks.ConfigError`,
+`input_pipeline.errors.DataSourceError`, `checkpoint.CheckpointMismatchError`, ...) stay valid.
+"""
+
+
+class UserError(Exception):
+  """Input the user can fix (a flag, a config key, a file); the message says what to change."""
+
+  kind = ""  # a short label some entry points put before the message ("bad config", "bad data")
+
+
+class ConfigError(UserError, ValueError):
+  """A run-config value that cannot work, with the key to change."""
+
+  kind = "bad config"
+
+
+class TopologyError(ConfigError):
+  """A TPU topology name libtpu does not know, or libtpu is missing."""
+
+
+class DataSourceError(UserError, ValueError):
+  """A data source that cannot be read; the message says what to change."""
+
+  kind = "bad data"
+
+
+class TokenizerError(DataSourceError):
+  """Tokenizer files or options that cannot be used; the message names the problem and the fix."""
+
+
+class FinetuneError(DataSourceError):
+  """A finetuning setup that cannot run; the message says what to change."""
+
+
+class CheckpointMismatchError(UserError, ValueError):
+  """A checkpoint whose parameter shapes do not match the configured model."""
+
+
+class MissingDataStateError(UserError, FileNotFoundError):
+  """A checkpoint without iterator state for this process (another process count wrote it)."""
+
+
+class UnreadableCheckpointError(UserError, RuntimeError):
+  """The latest checkpoint cannot be read and restore_fallback is off (one-line message)."""
+
+
+class ConversionError(UserError, ValueError):
+  """A checkpoint that does not describe a GLM model we can map."""
+
+
+class GenerationError(UserError, ValueError):
+  """A prompt or decoding option that cannot work; the message names the fix."""
+
+
+class EvaluationError(UserError, ValueError):
+  """Input that cannot be scored; the message names the problem and the fix."""
+
+
+class MissingDependencyError(UserError, ImportError):
+  """An optional package (e.g. PyTorch) that this command needs is not installed."""

@@ -1,0 +1,73 @@
+"""The import graph of glm_jax and input_pipeline: no cycles, leaves that stay leaves."""
+
+import ast
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PACKAGES = ("glm_jax", "input_pipeline")
+
+
+def _module_name(path: pathlib.Path) -> str:
+  parts = list(path.relative_to(ROOT).with_suffix("").parts)
+  return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module_name(p): p for pkg in PACKAGES for p in sorted((ROOT / pkg).rglob("*.py"))}
+
+
+def _imports(module: str) -> set[str]:
+  """Our modules that `module` imports anywhere in its body (top level or inside a function)."""
+  found = set()
+  for node in ast.walk(ast.parse(MODULES[module].read_text())):
+    if isinstance(node, ast.Import):
+      names = [alias.name for alias in node.names]
+    elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+      names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+    else:
+      continue
+    found.update(n for n in names if n in MODULES and n != module)
+  return found
+
+
+def _cycle_from(start: str, graph: dict[str, set[str]]) -> list[str] | None:
+  """One import cycle through `start` (as a path of module names), or None."""
+  stack, seen = [(start, [start])], set()
+  while stack:
+    module, path = stack.pop()
+    for dep in sorted(graph[module]):
+      if dep == start:
+        return path + [start]
+      if dep not in seen:
+        seen.add(dep)
+        stack.append((dep, path + [dep]))
+  return None
+
+
+def test_no_module_imports_itself_back_even_through_a_deferred_import():
+  # A cycle that only works because one side imports inside a function still breaks when the
+  # modules are imported in another order (or run with python -m); the graph counts those too.
+  graph = {m: _imports(m) for m in MODULES}
+  cycles = [c for c in (_cycle_from(m, graph) for m in MODULES) if c]
+  assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
+
+
+def test_errors_is_a_leaf_and_cli_needs_only_errors():
+  assert _imports("glm_jax.errors") == set()
+  assert _imports("glm_jax.cli") - {"glm_jax"} == {"glm_jax.errors"}
+
+
+@pytest.mark.slow
+def test_each_module_imports_alone_in_a_fresh_interpreter():
+  env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
+  failures = []
+  for module in MODULES:
+    proc = subprocess.run([sys.executable, "-c", f"import {module}"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+      failures.append(f"{module}: {proc.stderr.strip().splitlines()[-1:]}")
+  assert not failures, "\n".join(failures)
