@@ -6,8 +6,10 @@ Layout of a workdir:
 A checkpoint that cannot be read (e.g. blobs truncated by an interrupted copy) is moved aside to
 `checkpoints/<step>.unreadable` (with `data_state/<step>.unreadable`), never deleted, and the newest
 older one that reads is restored (`restore_latest`). Paths may be local or gs:// (etils.epath).
-Params-only checkpoints (`save_params` / `load_params`) are what `glm_jax.convert` writes and what
-`--config.init_from` and `glm_jax.generate` read.
+Params-only checkpoints (`save_params` / `load_params`; `save_for_inference` /
+`load_for_inference` with the model shape from `infer_config`) are all read and written here:
+`glm_jax.convert` and `glm_jax.extract_params` write them; `--config.init_from`, `generate`,
+`evaluate` and `finetune` read them.
 """
 
 from __future__ import annotations
@@ -18,11 +20,14 @@ import time
 from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 import orbax.checkpoint as ocp
 
 from glm_jax import paths
+from glm_jax import sharding
+from glm_jax.model import GLMConfig, strip_boxes
 from glm_jax.errors import (  # pylint: disable=unused-import (old import path)
     CheckpointMismatchError, MissingDataStateError, UnreadableCheckpointError)
 
@@ -74,13 +79,6 @@ def check_param_shapes(stored, expected, where: str) -> None:
     raise CheckpointMismatchError(
         f"The checkpoint at {where} holds a model of another shape than the config:\n{shown}\n"
         "Use the config the checkpoint was trained with (model.* keys), or a fresh --workdir.")
-
-
-def _with_shardings(shapes, shardings):
-  if shardings is None:
-    return shapes
-  return jax.tree_util.tree_map(
-      lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes, shardings)
 
 
 class Checkpointer:
@@ -213,9 +211,99 @@ def load_params(path: str, target_shapes=None, shardings=None):
   checkpointer = ocp.StandardCheckpointer()
   if target_shapes is None:
     return checkpointer.restore(path)
+  check_param_shapes(_stored_tree(checkpointer, path), target_shapes, path)
+  return checkpointer.restore(path, sharding.abstract_arrays(target_shapes, shardings))
+
+
+def _stored_tree(checkpointer, path):
+  """The stored tree of shapes and dtypes (nothing is read but the metadata)."""
   stored = checkpointer.metadata(path)
   stored = getattr(stored, "item_metadata", stored)
-  stored = getattr(stored, "tree", stored)
-  check_param_shapes(stored, target_shapes, path)
-  return checkpointer.restore(path, _with_shardings(target_shapes, shardings))
+  return getattr(stored, "tree", stored)
 
+
+# ----------------------------------------------------------- params-only checkpoints: model shape
+
+
+def infer_config(params, dtype: str | None = None) -> GLMConfig:
+  """The model shape of a params tree (inference config: no dropout).
+
+  Every `GLMConfig` shape field follows from the parameter shapes, so a params checkpoint needs no
+  config file beside it and cannot disagree with one. `params` may be arrays or Orbax metadata.
+  dtype: compute dtype; default the params' own dtype (bf16 params compute in bf16).
+  """
+  try:
+    vocab, hidden = params["word_embeddings"]["embedding"].shape
+    positions = params["position_embeddings"]["embedding"].shape[0]
+    qkv = params["layers"]["attention"]["query_key_value"]["kernel"].shape  # [L, h, 3, H, d]
+    ffn = params["layers"]["mlp"]["dense_h_to_4h"]["kernel"].shape[-1]
+  except (KeyError, TypeError, AttributeError) as e:
+    raise CheckpointMismatchError(
+        f"Not a GLM params tree (missing {e}); extract one with `python -m "
+        "glm_jax.extract_params` or convert it with `python -m glm_jax.convert import`.") from e
+  param_dtype = jnp.dtype(params["word_embeddings"]["embedding"].dtype).name
+  return GLMConfig(vocab_size=int(vocab), num_layers=int(qkv[0]), hidden_size=int(hidden),
+                   num_heads=int(qkv[3]), max_sequence_length=int(positions) - 1,
+                   mlp_ratio=int(ffn) // int(hidden), embedding_dropout=0.0,
+                   attention_dropout=0.0, hidden_dropout=0.0, dtype=dtype or param_dtype,
+                   param_dtype=param_dtype)
+
+
+def stored_config(path: str) -> GLMConfig:
+  """The model shape of the params checkpoint at `path`, from its metadata (nothing is loaded).
+
+  Lets finetuning size its model from `--config.init_from` before any array is read.
+  """
+  return infer_config(_stored_tree(ocp.StandardCheckpointer(), paths.as_path(path)))
+
+
+def cast_params(params, dtype):
+  """Floating-point leaves to `dtype` (e.g. bfloat16 halves the file); others unchanged."""
+  dtype = jnp.dtype(dtype)
+  return jax.tree_util.tree_map(
+      lambda x: jnp.asarray(x, dtype) if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating)
+      else x, params)
+
+
+def save_for_inference(path: str, params, dtype: str | None = None) -> None:
+  """Writes a params-only checkpoint, cast to `dtype` when given (inference needs no optimizer)."""
+  params = strip_boxes(params)
+  infer_config(params)  # refuse to write something generate could not read back
+  if dtype is not None:
+    params = cast_params(params, dtype)
+  save_params(path, params)
+
+
+def load_for_inference(path: str, dtype: str | None = None):
+  """(GLMConfig, params) from a params-only checkpoint; `dtype` sets the compute dtype.
+
+  The one way generate, evaluate and finetune read a model: the shape comes from the params.
+  """
+  params = strip_boxes(load_params(path))
+  return infer_config(params, dtype), params
+
+
+def latest_step(workdir: str) -> int:
+  """The newest step under `workdir/checkpoints`, without opening an Orbax manager."""
+  directory = paths.as_path(workdir) / "checkpoints"
+  steps = sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit()) \
+      if directory.is_dir() else []
+  if not steps:
+    raise FileNotFoundError(f"No training checkpoints under {directory}; pass the --workdir "
+                            "that `python -m glm_jax.train` wrote.")
+  return steps[-1]
+
+
+def params_from_training_checkpoint(workdir: str, step: int | None = None):
+  """The params of a training checkpoint (`workdir/checkpoints/<step>/state`), as numpy.
+
+  The optimizer state is read with the rest (Orbax restores the stored tree) and dropped here,
+  so a finished run becomes a checkpoint a third of the size for inference.
+  """
+  step = latest_step(workdir) if step is None else int(step)
+  path = paths.as_path(workdir) / "checkpoints" / str(step) / "state"
+  if not path.is_dir():
+    raise FileNotFoundError(f"No train state at {path}; choose a step under {path.parent.parent}.")
+  state = ocp.StandardCheckpointer().restore(path)
+  params = state["params"] if isinstance(state, dict) else state.params
+  return jax.tree_util.tree_map(np.asarray, params)

@@ -9,7 +9,7 @@ CLI:
   python -m glm_jax.convert export --checkpoint=DIR --output=glm.safetensors [--torch_output=x.pt]
     (the .pt is written beside the .safetensors by default when torch is installed)
 The import side writes an Orbax params checkpoint (`checkpoint.save_params`), the format that
-`--config.init_from`, `glm_jax.generate` and `glm_jax.export` read.
+`--config.init_from`, `glm_jax.generate` and `glm_jax.extract_params` read.
 """
 
 from __future__ import annotations
@@ -336,69 +336,88 @@ def export_checkpoint(checkpoint_dir: str, output_path: str, torch_output: str =
   return len(state_dict)
 
 
-def main(argv):
-  from absl import flags
-  from glm_jax import cli
+USAGE = ("usage: python -m glm_jax.convert import --input=FILE --num_heads=N --output=DIR "
+         "[--dtype=float32] [--tokenizer=DIR --tokenizer_kind=KIND [--task_mask]]\n"
+         "       python -m glm_jax.convert export --checkpoint=DIR --output=FILE.safetensors "
+         "[--torch_output=FILE.pt] [--prefix=glm.]")
+
+
+def define_import_flags() -> None:
+  """`convert import`'s flags only (absl has no subcommands: each command defines its own set)."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_string("input", None, ".pt / .bin / .safetensors / .npz in THUDM naming.")
+  flags.DEFINE_integer("num_heads", None, "Attention heads (hidden / 64 in GLM releases).")
+  flags.DEFINE_string("output", None, "Directory for the params-only checkpoint.")
+  flags.DEFINE_string("dtype", "", "Compute dtype of the model config (default float32).")
+  flags.DEFINE_string("tokenizer", "", "Directory with the released model's tokenizer files "
+                      "(vocab.txt / vocab.json + merges.txt / cog-pretrain.model), copied to "
+                      "OUTPUT/tokenizer/ with its kind.")
+  flags.DEFINE_string("tokenizer_kind", "", "bert-uncased | bert-cased | gpt2 | roberta | "
+                      "chinese-sp (see the README's table of released models).")
+  flags.DEFINE_boolean("task_mask", False, "The tokenizer has [gMASK]/[sMASK] (GLM-2B, GLM-10B, "
+                       "GLM-RoBERTa, the Chinese models).")
+  flags.DEFINE_boolean("fix_command_token", False, "chinese-sp ids of GLM-Large-Chinese.")
+  flags.mark_flags_as_required(["input", "num_heads", "output"])
+
+
+def define_export_flags() -> None:
+  """`convert export`'s flags only; `--output` is a file here, a directory for `import`."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_string("checkpoint", None, "Params-only checkpoint directory.")
+  flags.DEFINE_string("output", None, "The .safetensors file to write.")
+  flags.DEFINE_string("torch_output", "auto", "Also write a torch .pt state dict here; 'auto' = "
+                      "beside --output when torch is installed, '' = never.")
+  flags.DEFINE_string("prefix", "", "Prefix for every name ('glm.' for Hugging Face).")
+  flags.mark_flags_as_required(["checkpoint", "output"])
+
+
+COMMANDS = {"import": define_import_flags, "export": define_export_flags}
+
+
+def run_import(f) -> None:
+  """`convert import`: a THUDM file (and its tokenizer) into a params-only checkpoint."""
+  tokenizer = None
+  if f.tokenizer:
+    # Unset flags leave task_mask / fix_command_token to DIR's tokenizer_config.json, if any.
+    tokenizer = load_import_tokenizer(
+        f.tokenizer, f.tokenizer_kind, f.task_mask if f["task_mask"].present else None,
+        f.fix_command_token if f["fix_command_token"].present else None)
+  elif f.tokenizer_kind:
+    raise ConversionError("--tokenizer_kind needs --tokenizer=DIR (the released tokenizer's files).")
+  cfg = import_checkpoint(f.input, f.num_heads, f.output, f.dtype or None, tokenizer)
+  print(f"Wrote params to {f.output}: {cfg.num_layers} layers, hidden {cfg.hidden_size}, "
+        f"{cfg.num_heads} heads, vocab {cfg.vocab_size}, positions "
+        f"{cfg.max_sequence_length + 1}."
+        + (f" Tokenizer ({tokenizer.kind}, task_mask={tokenizer.task_mask}, "
+           f"{tokenizer.vocab_size} ids) in {os.path.join(f.output, 'tokenizer')}."
+           if tokenizer is not None else ""))
+
+
+def run_export(f) -> None:
+  """`convert export`: a params-only checkpoint into THUDM-named .safetensors (and .pt)."""
+  torch_output = default_torch_output(f.output) if f.torch_output == "auto" else f.torch_output
+  n = export_checkpoint(f.checkpoint, f.output, torch_output, f.prefix)
+  print(f"Wrote {n} tensors in THUDM naming to {f.output}"
+        + (f" and {torch_output}" if torch_output else "") + ".")
+
+
+def main(argv) -> None:
+  """Runs `import` or `export` (argv[1]); any failure of the files is one ConversionError line."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from glm_jax import cli  # pylint: disable=g-import-not-at-top
   cli.quiet_logs()
-  f = flags.FLAGS
-  if len(argv) != 2 or argv[1] not in ("import", "export"):
-    raise SystemExit("usage: python -m glm_jax.convert import --input=FILE --num_heads=N "
-                     "--output=DIR [--tokenizer=DIR --tokenizer_kind=KIND [--task_mask]]\n"
-                     "       python -m glm_jax.convert export --checkpoint=DIR "
-                     "--output=FILE.safetensors [--torch_output=FILE.pt] [--prefix=glm.]")
+  if len(argv) != 2 or argv[1] not in COMMANDS:
+    raise ConversionError(f"expected one command, import or export.\n{USAGE}")
   try:
-    if argv[1] == "import":
-      if not f.input or not f.output or not f.num_heads:
-        raise SystemExit("import needs --input, --num_heads and --output.")
-      tokenizer = None
-      if f.tokenizer:
-        # Unset flags leave task_mask / fix_command_token to DIR's tokenizer_config.json, if any.
-        tokenizer = load_import_tokenizer(
-            f.tokenizer, f.tokenizer_kind, f.task_mask if f["task_mask"].present else None,
-            f.fix_command_token if f["fix_command_token"].present else None)
-      elif f.tokenizer_kind:
-        raise SystemExit("--tokenizer_kind needs --tokenizer=DIR (the released tokenizer's files).")
-      cfg = import_checkpoint(f.input, f.num_heads, f.output, f.dtype or None, tokenizer)
-      print(f"Wrote params to {f.output}: {cfg.num_layers} layers, hidden {cfg.hidden_size}, "
-            f"{cfg.num_heads} heads, vocab {cfg.vocab_size}, positions "
-            f"{cfg.max_sequence_length + 1}."
-            + (f" Tokenizer ({tokenizer.kind}, task_mask={tokenizer.task_mask}, "
-               f"{tokenizer.vocab_size} ids) in {os.path.join(f.output, 'tokenizer')}."
-               if tokenizer is not None else ""))
-    else:
-      if not f.checkpoint or not f.output:
-        raise SystemExit("export needs --checkpoint and --output.")
-      torch_output = default_torch_output(f.output) if f.torch_output == "auto" else f.torch_output
-      n = export_checkpoint(f.checkpoint, f.output, torch_output, f.prefix)
-      print(f"Wrote {n} tensors in THUDM naming to {f.output}"
-            + (f" and {torch_output}" if torch_output else "") + ".")
+    (run_import if argv[1] == "import" else run_export)(flags.FLAGS)
   except (ValueError, ImportError) as e:  # e.g. safetensors' own errors: still one line
     if isinstance(e, UserError):
       raise
     raise ConversionError(str(e)) from e
 
 
-def _define_flags():
-  from absl import flags
-  flags.DEFINE_string("input", "", "import: .pt / .bin / .safetensors / .npz in THUDM naming.")
-  flags.DEFINE_integer("num_heads", 0, "import: attention heads (hidden / 64 in GLM releases).")
-  flags.DEFINE_string("dtype", "", "import: compute dtype of the model config (default float32).")
-  flags.DEFINE_string("checkpoint", "", "export: params checkpoint directory.")
-  flags.DEFINE_string("output", "", "import: checkpoint directory; export: .safetensors file.")
-  flags.DEFINE_string("torch_output", "auto", "export: also write a torch .pt state dict here; "
-                      "'auto' = beside --output when torch is installed, '' = never.")
-  flags.DEFINE_string("prefix", "", "export: prefix for every name ('glm.' for Hugging Face).")
-  flags.DEFINE_string("tokenizer", "", "import: directory with the released model's tokenizer "
-                      "files (vocab.txt / vocab.json + merges.txt / cog-pretrain.model), copied "
-                      "to OUTPUT/tokenizer/ with its kind.")
-  flags.DEFINE_string("tokenizer_kind", "", "import: bert-uncased | bert-cased | gpt2 | roberta | "
-                      "chinese-sp (see the README's table of released models).")
-  flags.DEFINE_boolean("task_mask", False, "import: the tokenizer has [gMASK]/[sMASK] (GLM-2B, "
-                       "GLM-10B, GLM-RoBERTa, the Chinese models).")
-  flags.DEFINE_boolean("fix_command_token", False, "import: chinese-sp ids of GLM-Large-Chinese.")
-
-
 if __name__ == "__main__":
+  import sys  # pylint: disable=g-import-not-at-top
   from glm_jax import cli  # pylint: disable=g-import-not-at-top
-  _define_flags()
+  COMMANDS.get(sys.argv[1] if len(sys.argv) > 1 else "", lambda: None)()
   cli.run(main)

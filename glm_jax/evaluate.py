@@ -153,13 +153,14 @@ def run(task: str, data: str, checkpoint: str, tokenizer_path: str, *, tokenizer
         dtype=None, mesh_shape=None, output=None) -> dict:
   """Everything the CLI does, callable from Python; returns the metrics it prints."""
   from etils import epath
-  from glm_jax import export, sharding
+  from glm_jax import checkpoint as checkpoint_lib
+  from glm_jax import sharding
   from input_pipeline import tokenizer as tokenizer_lib
   if task not in TASKS:
     raise EvaluationError(f"--task={task!r} is not one of {TASKS}.")
   if not epath.Path(data).exists():  # before loading a large checkpoint
     raise FileNotFoundError(f"Evaluation data {data} does not exist; pass --data=FILE.")
-  config, params = export.load_for_inference(checkpoint, dtype)
+  config, params = checkpoint_lib.load_for_inference(checkpoint, dtype)
   tokenizer = tokenizer_lib.load_tokenizer(tokenizer_path, tokenizer_kind)
   scoring.check_vocab(config, tokenizer.vocab_size)
   if mask_token not in tokenizer.special_ids:
@@ -210,7 +211,7 @@ def _define_flags():
   flags.DEFINE_enum("task", None, list(TASKS), "What to evaluate.")
   flags.DEFINE_string("data", None, "LAMBADA JSONL ({\"text\"} per line), the raw "
                       "wiki.test.tokens, or a cloze JSONL ({text_a, text_b, candidates, label}).")
-  flags.DEFINE_string("checkpoint", None, "Params-only checkpoint directory (glm_jax.export or "
+  flags.DEFINE_string("checkpoint", None, "Params-only checkpoint directory (glm_jax.extract_params or "
                       "`convert import`).")
   flags.DEFINE_string("tokenizer", None, "Tokenizer: a released tokenizer's directory or our "
                       "sentencepiece .model file.")

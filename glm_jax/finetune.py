@@ -25,7 +25,6 @@ from etils import epath
 
 from glm_jax import checkpoint as checkpoint_lib
 from glm_jax import cli
-from glm_jax import export
 from glm_jax import metrics as metrics_lib
 from glm_jax import optim
 from glm_jax import paths
@@ -48,14 +47,6 @@ _WORKDIR = train._WORKDIR  # pylint: disable=protected-access
 log = train.log
 
 
-def _stored_shape(init_from: str):
-  """The model shape of a params checkpoint, from its metadata (nothing is loaded)."""
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  meta = ocp.StandardCheckpointer().metadata(os.path.abspath(str(init_from)))
-  meta = getattr(meta, "item_metadata", meta)
-  return export.infer_config(getattr(meta, "tree", meta))
-
-
 def model_from_checkpoint(config) -> None:
   """Sets config.model's shape (vocab, layers, width, heads, positions, FFN) from the params
   at init_from, so one config serves every released size; dropout and dtype stay configured."""
@@ -65,11 +56,7 @@ def model_from_checkpoint(config) -> None:
   if not path.is_dir():
     raise FinetuneError(f"--config.init_from={config.init_from} is not a params checkpoint "
                         "directory (make one with `python -m glm_jax.convert import`).")
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  meta = ocp.StandardCheckpointer().metadata(paths.as_path(config.init_from))
-  meta = getattr(meta, "item_metadata", meta)
-  meta = getattr(meta, "tree", meta)
-  shape = export.infer_config(meta)
+  shape = checkpoint_lib.stored_config(config.init_from)
   with config.unlocked():
     for key in ("vocab_size", "num_layers", "hidden_size", "num_heads", "max_sequence_length",
                 "mlp_ratio"):
@@ -234,7 +221,7 @@ def extend_position_tables(config, workdir: str) -> None:
   rows = int(config.model.max_sequence_length) + 1
   out = os.path.join(os.path.abspath(workdir), f"init_params_{rows}")
   if not os.path.isdir(out):
-    if _stored_shape(config.init_from).max_sequence_length + 1 >= rows:
+    if checkpoint_lib.stored_config(config.init_from).max_sequence_length + 1 >= rows:
       return
     params = checkpoint_lib.load_params(config.init_from)
     stored = params["position_embeddings"]["embedding"].shape[0]
@@ -291,7 +278,7 @@ class BestKeeper:
     value = results[self.metric]
     if self.best is not None and value <= self.best["value"]:
       return False
-    export.save_for_inference(self.params_dir, params)
+    checkpoint_lib.save_for_inference(self.params_dir, params)
     self.best = {"metric": self.metric, "value": value, "step": step, "epoch": epoch,
                  "results": results}
     if jax.process_index() == 0:

@@ -535,12 +535,12 @@ def _read_prompts(prompts, prompt_file) -> list[str]:
 def main(argv):
   del argv
   from absl import flags
-  from glm_jax import export
+  from glm_jax import checkpoint as checkpoint_lib
   from glm_jax import cli
   cli.quiet_logs()
   from input_pipeline import tokenizer as tokenizer_lib
   f = flags.FLAGS
-  config, params = export.load_for_inference(f.checkpoint, f.dtype)
+  config, params = checkpoint_lib.load_for_inference(f.checkpoint, f.dtype)
   tokenizer_path = f.tokenizer or tokenizer_lib.tokenizer_beside(f.checkpoint)
   if tokenizer_path is None:
     raise GenerationError(
@@ -565,7 +565,7 @@ def main(argv):
 
 def _define_flags():
   from absl import flags
-  flags.DEFINE_string("checkpoint", None, "Params-only checkpoint directory (glm_jax.export, "
+  flags.DEFINE_string("checkpoint", None, "Params-only checkpoint directory (glm_jax.extract_params, "
                       "`convert import`, or checkpoint.save_params).")
   flags.DEFINE_string("tokenizer", None, "Our sentencepiece .model file, or a directory with a "
                       "released GLM tokenizer; default: the one stored with --checkpoint.")

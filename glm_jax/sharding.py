@@ -97,6 +97,17 @@ def put_batch(batch: Mapping[str, np.ndarray], mesh):
           for k, v in batch.items()}
 
 
+def abstract_arrays(shapes, shardings=None):
+  """`shapes` (a tree of arrays or ShapeDtypeStructs) as ShapeDtypeStructs placed by `shardings`.
+
+  What `jax.jit(..., out_shardings)` and Orbax restores take to create arrays already sharded.
+  """
+  if shardings is None:
+    return shapes
+  return jax.tree_util.tree_map(
+      lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes, shardings)
+
+
 def with_rules(fn, mesh=None):
   """`fn` traced under the project's logical-axis rules (and `mesh`, if given).
 

@@ -49,9 +49,7 @@ def state_shardings(config, mesh, optimizer):
   shapes = model_lib.strip_boxes(boxed)
   specs = nn.get_partition_spec(boxed)
   shardings = sharding.logical_to_sharding(specs, shapes, mesh)
-  abstract = jax.tree_util.tree_map(
-      lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes, shardings)
-  return abstract, shardings
+  return sharding.abstract_arrays(shapes, shardings), shardings
 
 
 def batch_shardings(mesh, batch_ndims=None) -> dict[str, NamedSharding]:

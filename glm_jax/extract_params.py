@@ -1,0 +1,48 @@
+"""CLI: take the params out of a training checkpoint into a params-only checkpoint for inference.
+
+The output is a plain `checkpoint.save_params` directory (optionally cast to bfloat16), which
+`glm_jax.generate`, `glm_jax.evaluate`, `--config.init_from` and `python -m glm_jax.convert
+export` all read; the run's tokenizer is copied beside it.
+
+  python -m glm_jax.extract_params --workdir=WORKDIR [--step=N] --output=DIR [--dtype=bfloat16]
+
+(`python -m glm_jax.export` is the old spelling of this command; it still works for one release.)
+"""
+
+from __future__ import annotations
+
+from absl import flags
+
+from glm_jax import checkpoint as checkpoint_lib
+from glm_jax import cli
+from glm_jax import paths
+
+
+def define_flags() -> None:
+  """The command's flags; defined only when it runs, so importing the module defines none."""
+  flags.DEFINE_string("workdir", None, "Training workdir (holds checkpoints/<step>/state).")
+  flags.DEFINE_integer("step", None, "Checkpoint step; default the latest.")
+  flags.DEFINE_string("output", None, "Directory to write the params-only checkpoint to.")
+  flags.DEFINE_string("dtype", None, "Cast params to this dtype (e.g. bfloat16); default keep.")
+  flags.mark_flags_as_required(["workdir", "output"])
+
+
+def main(argv) -> None:
+  """Extracts, casts and writes the params, copies the tokenizer, and prints one summary line."""
+  del argv
+  from input_pipeline import tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
+  cli.quiet_logs()
+  f = flags.FLAGS
+  params = checkpoint_lib.params_from_training_checkpoint(f.workdir, f.step)
+  checkpoint_lib.save_for_inference(f.output, params, f.dtype)
+  tokenizer = tokenizer_lib.tokenizer_beside(f.workdir)  # the run's tokenizer goes along
+  if tokenizer is not None:
+    tokenizer_lib.store_beside(tokenizer, f.output)
+  cfg = checkpoint_lib.infer_config(params)
+  print(f"Wrote inference params ({cfg.num_layers} layers, hidden {cfg.hidden_size}, "
+        f"{f.dtype or cfg.param_dtype}) to {paths.as_path(f.output)}")
+
+
+if __name__ == "__main__":
+  define_flags()
+  cli.run(main)
