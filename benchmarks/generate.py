@@ -24,7 +24,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from glm_jax import generate, model  # noqa: E402
+from glm_jax import decode_loop, generate, model  # noqa: E402
 
 SHAPES = {
     # configs/tiny.py's model with a sentencepiece-sized vocabulary.
@@ -57,12 +57,12 @@ def bench(cfg, params, batch, prompt_len, new_tokens, repeats):
   total = b.ids.shape[1] + new_tokens
 
   def run(use_cache):
-    return generate._fill(  # the loop itself, with the end token unreachable
+    return decode_loop.fill(  # the loop itself, with the end token unreachable
         params, *arrays, jax.random.PRNGKey(0), jnp.float32(1.0), jnp.float32(0.0), cfg=cfg,
         max_new_tokens=new_tokens, greedy=True, top_k=0, no_repeat_ngram_size=0,
         use_cache=use_cache, sop=SOP, ends=(end,), vocab_limit=end)
 
-  prefill = jax.jit(lambda p, i, l: generate._prefill(cfg, p, i, l, total))
+  prefill = jax.jit(lambda p, i, l: decode_loop.prefill(cfg, p, i, l, total))
   t_prefill = _median_time(lambda: prefill(params, arrays[0], arrays[1]), repeats)
   out = run(True)
   assert int((np.asarray(out) >= 0).sum()) == batch * new_tokens, "a row stopped early"

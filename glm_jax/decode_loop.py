@@ -1,0 +1,183 @@
+"""The jitted greedy / sampling decode loop: prefill once, then one token per row per step.
+
+Decoding is one `lax.while_loop` over a fixed-size cache (`prompt slots + blanks * max_new_tokens`),
+compiled once per (shapes, strategy); each step feeds one token per row. Rows of a batch move in
+lockstep: slot `P + t` holds row b's t-th fed token whatever blank it is on, so a row sees its
+prompt (`j < len_b`, padding excluded) and every decode slot up to its own. `glm_jax.generate`
+is the public entry; `glm_jax.beam_blanks` reuses the masks and steps here.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from glm_jax import attention as attention_lib
+from glm_jax import sampling
+from glm_jax import sharding
+from glm_jax.model import GLM, init_kv_cache
+
+
+def decode_mask(lengths, prompt_slots: int, query_slots, total: int):
+  """`[B, q, total]` bool: a token at cache slot `query_slots[i]` sees its row's prompt
+  (`j < lengths[b]`; padding slots never) and every decode slot up to its own."""
+  j = jnp.arange(total, dtype=jnp.int32)[None, None, :]
+  q = jnp.asarray(query_slots, jnp.int32).reshape(1, -1, 1)
+  prompt = j < jnp.asarray(lengths, jnp.int32)[:, None, None]
+  decoded = (j >= prompt_slots) & (j <= q)
+  return prompt | decoded
+
+
+def recompute_mask(lengths, prompt_slots: int, last_slot, total: int):
+  """`[B, total, total]`: the full-recomputation mask over a buffer whose slots up to
+  `last_slot` are filled. The prompt is bidirectional, decode slots causal (the GLM mask with
+  `sep = len`), padding and unfilled slots invisible."""
+  i = jnp.arange(total, dtype=jnp.int32)[None, :, None]
+  j = jnp.arange(total, dtype=jnp.int32)[None, None, :]
+  sep = jnp.asarray(lengths, jnp.int32)[:, None, None]
+  valid = (j < sep) | ((j >= prompt_slots) & (j <= last_slot))
+  return valid & ((j < sep) | (j <= i))
+
+
+def prompt_positions(lengths, slots: int):
+  """`[B, slots]` positions 0..len-1, then 0 on padding (which may lie past the position table)."""
+  positions = jnp.arange(slots, dtype=jnp.int32)[None, :]
+  return jnp.where(positions < jnp.asarray(lengths)[:, None], positions, 0)
+
+
+def prefill(cfg, params, ids, lengths, total):
+  """Runs the prompt once (sep = its length) and returns the cache with its keys/values."""
+  batch, slots = ids.shape
+  positions = prompt_positions(lengths, slots)
+  position_ids = jnp.stack([positions, jnp.zeros_like(positions)], axis=1)
+  # The GLM mask with sep = length; keys past the prompt slots are never visible (j <= i < P).
+  mask = attention_lib.glm_mask(lengths, slots, total)[:, 0]
+  _, cache = GLM(cfg).apply({"params": params}, ids, position_ids,
+                            kv_cache=init_kv_cache(cfg, batch, total), cache_index=0,
+                            attention_mask=mask)
+  return cache
+
+
+def cached_logits(cfg, params, cache, tokens, position_ids, lengths, prompt_slots, slot, total):
+  """One decode step: feeds `tokens [B]` at cache slot `slot`; returns (logits [B, V], cache)."""
+  mask = decode_mask(lengths, prompt_slots, slot[None], total)
+  logits, cache = GLM(cfg).apply({"params": params}, tokens[:, None], position_ids[:, :, None],
+                                 kv_cache=cache, cache_index=slot, attention_mask=mask)
+  return logits[:, 0], cache
+
+
+def limit_vocab(logits, vocab_limit: int):
+  """Never choose ids >= vocab_limit (the embedding rows padded past the tokenizer's pieces)."""
+  if vocab_limit >= logits.shape[-1]:
+    return logits
+  return jnp.where(jnp.arange(logits.shape[-1]) < vocab_limit, logits, sampling.NEG_INF)
+
+
+# ----------------------------------------------------------------------------- greedy / sampling
+
+
+@flax.struct.dataclass
+class LoopState:
+  """What the greedy / sampling loop carries from one step to the next (all `[B]` unless noted)."""
+  step: jax.Array     # scalar: decode steps taken; the next token goes to slot prompt_slots + step
+  memory: Any         # the KV cache (or, recomputing, the (ids, positions) buffers)
+  token: jax.Array    # the token to feed next (sop when a blank starts)
+  block: jax.Array    # its block position (1 for sop, then 2, 3, ...)
+  blank: jax.Array    # which blank the row is filling
+  count: jax.Array    # tokens kept for that blank so far
+  done: jax.Array     # bool: every blank of the row is filled
+  out: jax.Array      # [B, NB, max_new_tokens] the kept tokens, -1 elsewhere
+
+
+@functools.partial(jax.jit, static_argnames=(
+    "cfg", "max_new_tokens", "greedy", "top_k", "no_repeat_ngram_size", "use_cache", "ends",
+    "vocab_limit"))
+@sharding.with_rules
+def fill(params, ids, lengths, blank_pos, num_blanks, rng, temperature, top_p, *, cfg,
+          max_new_tokens, greedy, top_k, no_repeat_ngram_size, use_cache, sop, ends, vocab_limit):
+  """The jitted decode loop. Returns `[B, NB, max_new_tokens]` tokens, -1 past each blank's end.
+
+  `use_cache=False` runs the same loop by full recomputation (the whole buffer every step):
+  the reference the cache is checked and benchmarked against.
+  """
+  batch, prompt_slots = ids.shape
+  nb = blank_pos.shape[1]
+  steps = nb * max_new_tokens
+  total = prompt_slots + steps
+  rows = jnp.arange(batch)
+  end_ids = jnp.asarray(ends, jnp.int32)
+
+  if use_cache:
+    memory = prefill(cfg, params, ids, lengths, total)
+  else:
+    buf_pos = jnp.pad(prompt_positions(lengths, prompt_slots), ((0, 0), (0, steps)))
+    memory = (jnp.pad(ids, ((0, 0), (0, steps))),
+              jnp.stack([buf_pos, jnp.zeros_like(buf_pos)], axis=1))
+
+  def logits_at(memory, tokens, position_ids, slot):
+    if use_cache:
+      return cached_logits(cfg, params, memory, tokens, position_ids, lengths, prompt_slots,
+                            slot, total)
+    buf_ids, buf_pos = memory
+    buf_ids = jax.lax.dynamic_update_slice_in_dim(buf_ids, tokens[:, None], slot, axis=1)
+    buf_pos = jax.lax.dynamic_update_slice_in_dim(buf_pos, position_ids[:, :, None], slot, axis=2)
+    mask = recompute_mask(lengths, prompt_slots, slot, total)
+    logits = GLM(cfg).apply({"params": params}, buf_ids, buf_pos, attention_mask=mask)
+    return jax.lax.dynamic_index_in_dim(logits, slot, axis=1, keepdims=False), (buf_ids, buf_pos)
+
+  def body(state: LoopState) -> LoopState:
+    t, memory, token, block, blank, count, done, out = (
+        state.step, state.memory, state.token, state.block, state.blank, state.count,
+        state.done, state.out)
+    slot = prompt_slots + t
+    blank_c = jnp.minimum(blank, nb - 1)
+    position_ids = jnp.stack([blank_pos[rows, blank_c], block], axis=1)   # [B, 2]
+    logits, memory = logits_at(memory, token, position_ids, slot)
+    logits = limit_vocab(logits, vocab_limit)
+    if no_repeat_ngram_size > 0:
+      banned = sampling.no_repeat_ngram_mask(out[rows, blank_c], count, no_repeat_ngram_size,
+                                             logits.shape[-1])
+      logits = jnp.where(banned, sampling.NEG_INF, logits)
+    nxt = sampling.choose(logits, jax.random.fold_in(rng, t), greedy=greedy,
+                          temperature=temperature, top_k=top_k, top_p=top_p)
+    is_end = jnp.isin(nxt, end_ids)
+    keep = ~done & ~is_end
+    count_c = jnp.minimum(count, max_new_tokens - 1)
+    out = out.at[rows, blank_c, count_c].set(jnp.where(keep, nxt, out[rows, blank_c, count_c]))
+    count = count + keep
+    finished = ~done & (is_end | (count >= max_new_tokens))
+    blank = blank + finished
+    token = jnp.where(finished, sop, nxt)
+    block = jnp.where(finished, 1, block + 1)
+    count = jnp.where(finished, 0, count)
+    done = done | (blank >= num_blanks)
+    return LoopState(step=t + 1, memory=memory, token=token, block=block, blank=blank,
+                     count=count, done=done, out=out)
+
+  def cond(state: LoopState):
+    return (state.step < steps) & ~jnp.all(state.done)
+
+  zeros = jnp.zeros((batch,), jnp.int32)
+  state = LoopState(step=jnp.int32(0), memory=memory, token=jnp.full((batch,), sop, jnp.int32),
+                    block=zeros + 1, blank=zeros, count=zeros, done=num_blanks <= 0,
+                    out=jnp.full((batch, nb, max_new_tokens), -1, jnp.int32))
+  return jax.lax.while_loop(cond, body, state).out
+
+
+def to_host(out) -> np.ndarray:
+  """The whole array on this host, also when it spans processes (params sharded over hosts)."""
+  if isinstance(out, jax.Array) and not out.is_fully_addressable:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    return np.asarray(multihost_utils.process_allgather(out, tiled=True))
+  return np.asarray(out)
+
+
+def to_lists(out: np.ndarray, num_blanks: np.ndarray) -> list[list[list[int]]]:
+  """`[B, NB, max_new]` tokens (-1 padded) -> per row, per blank, the generated ids."""
+  return [[[int(x) for x in out[b, k] if x >= 0] for k in range(int(num_blanks[b]))]
+          for b in range(out.shape[0])]
