@@ -1,7 +1,9 @@
 """GLM autoregressive blank infilling: span sampling and the Part A / Part B sample layout.
 
-Pure numpy, deterministic given a `np.random.Generator`. See GLM_SPEC.md, "Autoregressive blank
-infilling" and "Span sampling". Semantics follow THUDM/GLM `blocklm_utils.py`; the code is ours.
+Pure numpy, deterministic given a `np.random.Generator`. The objective is the GLM paper's
+(arXiv 2103.10360, section 2.1 "Autoregressive Blank Infilling" and 2.3 "Multi-Task Pretraining");
+the exact semantics follow THUDM/GLM `blocklm_utils.py` (tests/data holds its outputs); the code
+is ours.
 """
 
 from __future__ import annotations
@@ -61,65 +63,87 @@ def layout_batch(plans: Sequence[Plan], seq_length: int, *, sop_id: int, eop_id:
   not handled here. `spans`, if given, replaces the plans' own: `(starts, ends, counts)` with all
   plans' spans concatenated (as `place_batch` returns them).
   """
-  S, R = int(seq_length), len(plans)
-  B = R if batch_size is None else int(batch_size)
-  out = {'input_ids': np.full((B, S), pad_id, np.int32), 'target_ids': np.full((B, S), pad_id, np.int32),
-         'loss_mask': np.zeros((B, S), np.int32), 'position_ids': np.zeros((B, S), np.int32),
-         'block_position_ids': np.zeros((B, S), np.int32), 'sep': np.zeros(B, np.int32)}
-  if R == 0:
+  seq_length, num_plans = int(seq_length), len(plans)
+  batch_size = num_plans if batch_size is None else int(batch_size)
+  out = {key: np.full((batch_size, seq_length), pad_id, np.int32)
+         for key in ('input_ids', 'target_ids')}
+  out.update({key: np.zeros((batch_size, seq_length), np.int32)
+              for key in ('loss_mask', 'position_ids', 'block_position_ids')})
+  out['sep'] = np.zeros(batch_size, np.int32)
+  if num_plans == 0:
     return out
-  row_of = np.arange(R) if rows is None else np.asarray(rows, np.int64)
-  n = np.array([p.tokens.shape[0] for p in plans], np.int64)
-  tok = np.concatenate([p.tokens for p in plans]).astype(np.int32, copy=False)
-  base = n.cumsum() - n  # where each sample starts in `tok`
+  row_of_plan = np.arange(num_plans) if rows is None else np.asarray(rows, np.int64)
+  plan_lengths = np.array([p.tokens.shape[0] for p in plans], np.int64)
+  tokens = np.concatenate([p.tokens for p in plans]).astype(np.int32, copy=False)
+  plan_start = exclusive_cumsum(plan_lengths)  # where each plan starts in `tokens`
   if spans is None:
     empty = [np.zeros(0, np.int64)]
     spans = (np.concatenate([np.asarray(p.starts, np.int64) for p in plans] + empty),
              np.concatenate([np.asarray(p.ends, np.int64) for p in plans] + empty),
              [len(p.starts) for p in plans])
-  starts, ends, k = spans
-  span_row = np.repeat(np.arange(R), k)
-  starts, ends = starts + base[span_row], ends + base[span_row]
-  lens = ends - starts
+  span_starts, span_ends, spans_per_plan = spans
+  plan_of_span = np.repeat(np.arange(num_plans), spans_per_plan)
+  span_starts = span_starts + plan_start[plan_of_span]
+  span_ends = span_ends + plan_start[plan_of_span]
+  span_lengths = span_ends - span_starts
+
   # Part A: keep every token but the 2nd.. of each span; the span's first token becomes its mask.
-  total = tok.shape[0]
-  depth = (np.bincount(starts + 1, minlength=total + 1) - np.bincount(ends, minlength=total + 1)).cumsum()
-  keep = depth[:total] == 0
-  a_tok = tok.copy()
-  a_tok[starts] = np.repeat(np.array([p.mask_id for p in plans], np.int32), k)
-  sep = n - np.bincount(span_row, weights=lens - 1, minlength=R).astype(np.int64)
-  if np.any(sep + np.bincount(span_row, lens + 1, R) > S):
-    raise ValueError(f'a sample exceeds seq_length {S}')
-  a_rows = np.repeat(np.arange(R), sep)
-  a_pos = np.arange(a_rows.shape[0]) - np.repeat(sep.cumsum() - sep, sep)
-  a_dest = row_of[a_rows] * S + a_pos
-  kept = a_tok[keep]
+  num_tokens = tokens.shape[0]
+  inside_span_tail = (np.bincount(span_starts + 1, minlength=num_tokens + 1)
+                      - np.bincount(span_ends, minlength=num_tokens + 1)).cumsum()
+  kept_in_part_a = inside_span_tail[:num_tokens] == 0
+  part_a_tokens = tokens.copy()
+  part_a_tokens[span_starts] = np.repeat(np.array([p.mask_id for p in plans], np.int32),
+                                         spans_per_plan)
+  part_a_length = plan_lengths - np.bincount(plan_of_span, weights=span_lengths - 1,
+                                             minlength=num_plans).astype(np.int64)
+  if np.any(part_a_length + np.bincount(plan_of_span, span_lengths + 1, num_plans) > seq_length):
+    raise ValueError(f'a sample exceeds seq_length {seq_length}')
+  part_a_plan = np.repeat(np.arange(num_plans), part_a_length)
+  part_a_position = ranges_within(part_a_length)
+  part_a_slot = row_of_plan[part_a_plan] * seq_length + part_a_position
+  kept_tokens = part_a_tokens[kept_in_part_a]
   flat = {key: out[key].reshape(-1) for key in ('input_ids', 'target_ids', 'loss_mask',
                                                  'position_ids', 'block_position_ids')}
-  flat['input_ids'][a_dest] = kept
-  flat['target_ids'][a_dest] = kept
-  flat['position_ids'][a_dest] = a_pos
+  flat['input_ids'][part_a_slot] = kept_tokens
+  flat['target_ids'][part_a_slot] = kept_tokens
+  flat['position_ids'][part_a_slot] = part_a_position
+
   # Part B: [sop] s1..sk -> s1..sk [eop] at the mask's Part-A position, block positions 1..k+1.
-  kept_before = keep.cumsum() - keep  # Part-A index (in the concatenation) of each kept token
-  mask_pos = kept_before[starts] - (sep.cumsum() - sep)[span_row]
-  blen = lens + 1
-  first = blen.cumsum() - blen
-  offset = np.arange(int(blen.sum())) - np.repeat(first, blen)
-  src = np.repeat(starts - 1, blen) + offset  # input token index (sop slot -> start - 1)
-  b_rows = np.repeat(span_row, blen)
-  b_size = np.bincount(span_row, blen, R).astype(np.int64)
-  b_dest = row_of[b_rows] * S + sep[b_rows] + np.arange(b_rows.shape[0]) - np.repeat(b_size.cumsum() - b_size, b_size)
-  b_in = tok[np.maximum(src, 0)]
-  b_in[first] = sop_id
-  b_tgt = tok[np.minimum(src + 1, total - 1)]
-  b_tgt[first + blen - 1] = eop_id
-  flat['input_ids'][b_dest] = b_in
-  flat['target_ids'][b_dest] = b_tgt
-  flat['position_ids'][b_dest] = np.repeat(mask_pos, blen)
-  flat['block_position_ids'][b_dest] = offset + 1
-  flat['loss_mask'][b_dest] = 1
-  out['sep'][row_of] = sep
+  part_a_index = exclusive_cumsum(kept_in_part_a)  # Part-A index of each token (concatenated)
+  mask_position = (part_a_index[span_starts]
+                   - exclusive_cumsum(part_a_length)[plan_of_span])
+  block_lengths = span_lengths + 1  # [sop] + the span
+  block_first = exclusive_cumsum(block_lengths)
+  within_block = ranges_within(block_lengths)
+  source_index = np.repeat(span_starts - 1, block_lengths) + within_block  # sop slot: start - 1
+  block_plan = np.repeat(plan_of_span, block_lengths)
+  part_b_length = np.bincount(plan_of_span, block_lengths, num_plans).astype(np.int64)
+  part_b_slot = (row_of_plan[block_plan] * seq_length + part_a_length[block_plan]
+                 + ranges_within(part_b_length))
+  part_b_inputs = tokens[np.maximum(source_index, 0)]
+  part_b_inputs[block_first] = sop_id
+  part_b_targets = tokens[np.minimum(source_index + 1, num_tokens - 1)]
+  part_b_targets[block_first + block_lengths - 1] = eop_id
+  flat['input_ids'][part_b_slot] = part_b_inputs
+  flat['target_ids'][part_b_slot] = part_b_targets
+  flat['position_ids'][part_b_slot] = np.repeat(mask_position, block_lengths)
+  flat['block_position_ids'][part_b_slot] = within_block + 1
+  flat['loss_mask'][part_b_slot] = 1
+  out['sep'][row_of_plan] = part_a_length
   return out
+
+
+def exclusive_cumsum(counts) -> np.ndarray:
+  """Where each group starts when groups of `counts` items are laid end to end: [0, c0, c0+c1, ...)."""
+  counts = np.asarray(counts)
+  return counts.cumsum() - counts
+
+
+def ranges_within(lengths) -> np.ndarray:
+  """0..len-1 for each group, concatenated: the index of every item inside its own group."""
+  lengths = np.asarray(lengths, np.int64)
+  return np.arange(int(lengths.sum())) - np.repeat(exclusive_cumsum(lengths), lengths)
 
 
 def build_suffix_sample(tokens, division: int, *, gmask_id: int, sop_id: int) -> dict:
@@ -252,8 +276,8 @@ def place_batch(placements: Sequence[tuple]) -> tuple[np.ndarray, np.ndarray, li
   free = np.asarray(seg_len, np.int64) - seg_sum - seg_count + 1
   places = (np.concatenate(u) * (free[seg] + 1)).astype(np.int64)
   places = places[np.lexsort((places, seg))]  # sorted within each segment, segments in order
-  before = (lens + 1).cumsum() - (lens + 1)  # exclusive cumsum of span + gap, within the segment
-  before -= np.repeat(before[seg_count.cumsum() - seg_count], seg_count)
+  before = exclusive_cumsum(lens + 1)  # tokens of the earlier spans + gaps, within the segment
+  before -= np.repeat(before[exclusive_cumsum(seg_count)], seg_count)
   starts = np.asarray(seg_start, np.int64)[seg] + places + before
   ends = starts + lens
   row = np.repeat(np.arange(len(placements)), sample_k)
@@ -299,7 +323,7 @@ class BlankInfilling:
                max_span_length: int = 40, shuffle_spans: bool = True,
                sentence_end_ids: Iterable[int] = (), sentence_cut_slack: float = 0.05,
                task_mask: bool = True, block_mask_prob: float = 0.0,
-               context_mask_ratio: float = 0.0, **unused_knobs):
+               context_mask_ratio: float = 0.0):
     missing = [k for k in SPECIAL_KEYS if k not in special_ids]
     if missing:
       raise ValueError(f'special_ids lacks {missing}; pass a dict with keys {SPECIAL_KEYS}')
