@@ -9,7 +9,7 @@ is ours.
 from __future__ import annotations
 
 import math
-from typing import Iterable, NamedTuple, Sequence
+from typing import Iterable, NamedTuple, Sequence, Union
 
 import numpy as np
 
@@ -21,15 +21,33 @@ SPECIAL_KEYS = ('CLS', 'MASK', 'sMASK', 'gMASK', 'sop', 'eop', 'eos')
 # Layout
 # ---------------------------------------------------------------------------------------------
 
-class Plan(NamedTuple):
-  """One sample before layout: `tokens` (the prefix used) and its spans, `[start, end)` in Part-B
-  order, each replaced in Part A by `mask_id`. `division` > 0 instead selects the suffix form."""
+class SpanPlan(NamedTuple):
+  """A sample whose spans are known: `tokens` (the prefix used) and its spans, `[start, end)` in
+  Part-B order, each replaced in Part A by `mask_id`."""
   tokens: np.ndarray
   starts: Sequence[int]
   ends: Sequence[int]
   mask_id: int
-  division: int = 0
-  placement: tuple | None = None  # token objective: spans still to place, see `place_batch`
+  division = 0  # not the suffix form
+
+
+class UnplacedSpanPlan(NamedTuple):
+  """A token-objective sample whose span lengths are drawn but not yet placed: `placement` is
+  `(segments, uniforms, order_keys)` for `place_batch`, which places a whole batch at once."""
+  tokens: np.ndarray
+  mask_id: int
+  placement: tuple
+  division = 0  # not the suffix form
+
+
+class SuffixPlan(NamedTuple):
+  """The document objective's suffix form: `tokens[:division] [gMASK]`, then the rest as Part B."""
+  tokens: np.ndarray
+  mask_id: int
+  division: int
+
+
+Plan = Union[SpanPlan, UnplacedSpanPlan, SuffixPlan]  # one type per case
 
 
 def build_sample(tokens, spans, *, mask_id: int, sop_id: int, eop_id: int) -> dict:
@@ -47,7 +65,7 @@ def build_sample(tokens, spans, *, mask_id: int, sop_id: int, eop_id: int) -> di
   order = starts.argsort()
   if sp.size and (starts[order][1:] < ends[order][:-1]).any():
     raise ValueError(f'spans must not overlap: {sp.tolist()}')
-  rows = layout_batch([Plan(tokens, starts, ends, mask_id)], n + 2 * len(starts),
+  rows = layout_batch([SpanPlan(tokens, starts, ends, mask_id)], n + 2 * len(starts),
                       sop_id=sop_id, eop_id=eop_id, pad_id=0)
   return {k: v[0] for k, v in rows.items()}
 
@@ -394,7 +412,7 @@ class BlankInfilling:
     return int(lo + ends[-1] + 1) if ends.size else int(n_cap)
 
   def _plan(self, tokens, starts, ends, mask_key) -> Plan:
-    return Plan(tokens, starts, ends, self.ids[mask_key])
+    return SpanPlan(tokens, starts, ends, self.ids[mask_key])
 
   # -- objectives -------------------------------------------------------------------------------
   def draw(self, rng: np.random.Generator, objective: str, batch_size: int, single_span: bool = False):
@@ -436,12 +454,12 @@ class BlankInfilling:
     keys = draws['order_keys'][b] if self.shuffle_spans else None
     if k == 0 or not seg_lens:
       self.stats['too_short'] += int(k > 0)
-      return Plan(tokens, (), (), self.ids['MASK'], placement=([], draws['uniforms'][b], keys))
+      return UnplacedSpanPlan(tokens, self.ids['MASK'], ([], draws['uniforms'][b], keys))
     lengths = draws['lengths'][b, :k][draws['place_keys'][b, :k].argsort()].tolist()
     alloc, dropped = allocate_lengths(lengths, seg_lens, self.mask_ratio)
     self.stats['dropped_spans'] += dropped
     segments = [(st, ln, lens) for lens, st, ln in zip(alloc, seg_starts, seg_lens) if lens]
-    return Plan(tokens, (), (), self.ids['MASK'], placement=(segments, draws['uniforms'][b], keys))
+    return UnplacedSpanPlan(tokens, self.ids['MASK'], (segments, draws['uniforms'][b], keys))
 
   def _sentence(self, window, rng) -> Plan:
     S = self.seq_length
@@ -480,7 +498,7 @@ class BlankInfilling:
     else:
       gen = int(rng.integers(low, high + 1))
     if suffix:
-      return Plan(tokens, (), (), self.ids[self.generation_mask], division=n - gen)
+      return SuffixPlan(tokens, self.ids[self.generation_mask], division=n - gen)
     start = 1 + int(rng.integers(0, n - 2 - gen + 1))
     return self._plan(tokens, (start,), (start + gen,), self.generation_mask)
 
@@ -507,7 +525,7 @@ class BlankInfilling:
     """`[batch_size, seq_length]` arrays (and `sep`) for `plans`; missing rows are padding."""
     ids = self.ids
     batch_size = len(plans) if batch_size is None else batch_size
-    pending = [p.placement for p in plans if p.placement is not None]
+    pending = [p.placement for p in plans if isinstance(p, UnplacedSpanPlan)]
     if pending and len(pending) == len(plans):  # token objective: place the whole batch at once
       return layout_batch(plans, self.seq_length, sop_id=ids['sop'], eop_id=ids['eop'],
                           pad_id=ids['eos'], batch_size=batch_size, spans=place_batch(pending))
@@ -515,14 +533,14 @@ class BlankInfilling:
       starts, ends, counts = place_batch(pending)
       bounds = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
       plans = list(plans)
-      pending_rows = [i for i, p in enumerate(plans) if p.placement is not None]
+      pending_rows = [i for i, p in enumerate(plans) if isinstance(p, UnplacedSpanPlan)]
       for i, lo, hi in zip(pending_rows, bounds[:-1], bounds[1:]):
-        plans[i] = plans[i]._replace(starts=starts[lo:hi], ends=ends[lo:hi], placement=None)
-    spans = [i for i, p in enumerate(plans) if not p.division]
+        plans[i] = SpanPlan(plans[i].tokens, starts[lo:hi], ends[lo:hi], plans[i].mask_id)
+    spans = [i for i, p in enumerate(plans) if not isinstance(p, SuffixPlan)]
     out = layout_batch([plans[i] for i in spans], self.seq_length, sop_id=ids['sop'],
                        eop_id=ids['eop'], pad_id=ids['eos'], batch_size=batch_size, rows=spans)
     for i, p in enumerate(plans):  # suffix-form rows (document objective), one by one
-      if p.division:
+      if isinstance(p, SuffixPlan):
         sample = pad_sample(build_suffix_sample(p.tokens, p.division, gmask_id=p.mask_id,
                                                 sop_id=ids['sop']), self.seq_length, ids['eos'])
         for key in out:
@@ -570,7 +588,7 @@ class BlankInfilling:
     the document objective's suffix form (the original shifts only `make_block_data` layouts)."""
     for row, plan in enumerate(plans):
       last = int(out['sep'][row]) - 1
-      if plan.division or last >= max_positions - 1:
+      if isinstance(plan, SuffixPlan) or last >= max_positions - 1:
         continue
       length = int(out['sep'][row] + out['loss_mask'][row].sum())
       out['position_ids'][row, :length] += int(rng.integers(0, max_positions - last))
