@@ -81,7 +81,8 @@ def main():
   if args.dtype:
     cfg = cfg.replace(dtype=args.dtype)
   seq = args.seq or config.seq_length
-  backends = ["xla"] + (["cudnn"] if jax.default_backend() == "gpu" else [])
+  backends = (["xla"] + (["cudnn"] if jax.default_backend() == "gpu" else [])
+              + (["pallas"] if jax.default_backend() == "tpu" else []))
   for backend in backends:
     result = measure(cfg.replace(attention_backend=backend), args.batch, seq, args.steps)
     print(json.dumps({"benchmark": "forward_backward", "config": args.config, "backend": backend,

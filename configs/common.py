@@ -26,7 +26,7 @@ def model_config(**overrides) -> ml_collections.ConfigDict:
   model.dtype = "bfloat16"           # compute dtype (softmax, LayerNorm, logits, loss stay fp32)
   model.param_dtype = "float32"      # parameter and optimizer-state dtype
   model.remat_policy = "none"        # activation checkpointing: none | full | dots | dots_no_batch
-  model.attention_backend = "auto"   # auto | xla | cudnn (cudnn: GPU, bf16, no attention dropout)
+  model.attention_backend = "auto"   # auto | xla | cudnn | pallas (cudnn: GPU, bf16; pallas: TPU kernel; both: no attention dropout)
   model.update(overrides)
   return model
 

@@ -3,20 +3,25 @@
 GLM's one architectural idea lives here: Part A (the first `sep` tokens of a sample) is read
 bidirectionally, Part B (the blanks being filled) causally, and Part B sees all of Part A.
 Query i may attend key j iff `j < sep or j <= i`. `sep = 0` is a plain causal LM.
+Backends: `xla` (dense, every platform), `cudnn` (GPU) and `pallas` (the TPU flash kernel of
+pallas_attention.py, sharded over batch and heads; the KV-cached decode path keeps XLA).
 """
 
 from __future__ import annotations
 
 import math
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from glm_jax.pallas_attention import pallas_attention  # re-exported: attention.pallas_attention
 
 # The original masks scores with the fp16 minimum, not -inf; a fully masked row never occurs
 # because every query sees itself.
 MASK_VALUE = -65504.0
 
-BACKENDS = ("auto", "xla", "cudnn")
+BACKENDS = ("auto", "xla", "cudnn", "pallas")
 
 
 def glm_mask(sep: jax.Array, q_len: int, k_len: int | None = None, q_offset=0,
@@ -38,19 +43,30 @@ def glm_mask(sep: jax.Array, q_len: int, k_len: int | None = None, q_offset=0,
   return mask[:, None]
 
 
+def target_platform() -> str:
+  """The platform the model compiles for: the ambient mesh's devices (AOT for a TPU topology
+  from a CPU host says 'tpu'), else JAX's default backend."""
+  mesh = jax.sharding.get_abstract_mesh()
+  device = None if mesh.empty else getattr(mesh, "abstract_device", None)
+  return getattr(device, "platform", None) or jax.default_backend()
+
+
 def resolve_backend(name: str, *, dtype, training_with_dropout: bool) -> str:
   """Turns a configured backend name into the one that runs here, or says why it cannot."""
   if name not in BACKENDS:
     raise ValueError(f"attention_backend={name!r} is not one of {BACKENDS}.")
-  on_gpu = jax.default_backend() == "gpu"
+  platform = target_platform()
+  on_gpu = platform == "gpu"
   half = jnp.dtype(dtype) in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
   if name == "auto":
+    if platform == "tpu" and not training_with_dropout:
+      return "pallas"
     return "cudnn" if (on_gpu and half and not training_with_dropout) else "xla"
   if name == "cudnn":
     if not on_gpu:
       raise ValueError(
           f"attention_backend='cudnn' needs an NVIDIA GPU, but JAX runs on "
-          f"'{jax.default_backend()}'. Set attention_backend='xla' (or 'auto').")
+          f"'{platform}'. Set attention_backend='xla' (or 'auto').")
     if not half:
       raise ValueError(
           f"attention_backend='cudnn' needs dtype bfloat16 or float16, got {jnp.dtype(dtype)}. "
@@ -58,6 +74,15 @@ def resolve_backend(name: str, *, dtype, training_with_dropout: bool) -> str:
     if training_with_dropout:
       raise ValueError(
           "attention_backend='cudnn' has no attention-probability dropout. Set "
+          "attention_dropout=0.0 for training, or use attention_backend='xla'.")
+  if name == "pallas":
+    if on_gpu:
+      raise ValueError(
+          "attention_backend='pallas' is a TPU kernel, but JAX runs on 'gpu'. Set "
+          "attention_backend='cudnn' (or 'auto').")
+    if training_with_dropout:
+      raise ValueError(
+          "attention_backend='pallas' has no attention-probability dropout. Set "
           "attention_dropout=0.0 for training, or use attention_backend='xla'.")
   return name
 
@@ -83,8 +108,43 @@ def cudnn_attention(query, key, value, mask):
       implementation="cudnn")
 
 
+def sharded_pallas_attention(query, key, value, sep):
+  """`pallas_attention` on each device's batch rows and heads (shard_map over the ambient mesh).
+
+  A Pallas kernel is opaque to XLA's partitioner, which would gather its operands onto every
+  device; here batch goes over the mesh axes of `act_batch` and heads over those of `act_heads`
+  (the logical-axis rules in force), each where it divides evenly. Off TPU (CPU tests) the
+  kernel runs in interpret mode.
+  """
+  interpret = target_platform() != "tpu"
+  mesh = jax.sharding.get_abstract_mesh()
+  if mesh.empty or mesh.size == 1:
+    return pallas_attention(query, key, value, sep, interpret=interpret)
+  batch_axes, _, head_axes, _ = nn.logical_to_mesh_axes(("act_batch", None, "act_heads", None))
+
+  def usable(axes, size):
+    axes = tuple(a for a in ((axes,) if isinstance(axes, str) else (axes or ()))
+                 if a in mesh.axis_names)
+    return axes if axes and size % math.prod(mesh.shape[a] for a in axes) == 0 else None
+
+  batch_axes = usable(batch_axes, query.shape[0])
+  head_axes = usable(head_axes, query.shape[2])
+  qkv_spec = jax.sharding.PartitionSpec(batch_axes, None, head_axes, None)
+  local = jax.shard_map(
+      lambda q, k, v, s: pallas_attention(q, k, v, s, interpret=interpret), mesh=mesh,
+      in_specs=(qkv_spec, qkv_spec, qkv_spec, jax.sharding.PartitionSpec(batch_axes)),
+      out_specs=qkv_spec, check_vma=False)
+  return local(query, key, value, jnp.asarray(sep, jnp.int32))
+
+
 def attend(backend: str, query, key, value, mask, *, dropout_fn=None):
-  """Dispatches to a resolved backend (see `resolve_backend`)."""
+  """Dispatches to a resolved backend (see `resolve_backend`).
+
+  `mask` is the boolean `[b, 1, q, k]` mask for 'xla' / 'cudnn', and `sep` `[b]` for 'pallas'
+  (the kernel builds the GLM mask itself, block by block).
+  """
+  if backend == "pallas":
+    return sharded_pallas_attention(query, key, value, mask)
   if backend == "cudnn":
     return cudnn_attention(query, key, value, mask)
   return xla_attention(query, key, value, mask, dropout_fn=dropout_fn)

@@ -31,6 +31,7 @@ import numpy as np
 from glm_jax import attention as attention_lib
 from glm_jax import beam_search
 from glm_jax import sampling
+from glm_jax import sharding
 from glm_jax.model import GLM, as_glm_config, init_kv_cache
 
 STRATEGIES = ("greedy", "sample", "beam")
@@ -194,6 +195,7 @@ def _limit_vocab(logits, vocab_limit: int):
 @functools.partial(jax.jit, static_argnames=(
     "cfg", "max_new_tokens", "greedy", "top_k", "no_repeat_ngram_size", "use_cache", "ends",
     "vocab_limit"))
+@sharding.with_rules
 def _fill(params, ids, lengths, blank_pos, num_blanks, rng, temperature, top_p, *, cfg,
           max_new_tokens, greedy, top_k, no_repeat_ngram_size, use_cache, sop, ends, vocab_limit):
   """The jitted decode loop. Returns `[B, NB, max_new_tokens]` tokens, -1 past each blank's end.
@@ -387,6 +389,7 @@ def _beam_blank(cfg, params, cache, start, prompt_len, blank_position, *, prompt
 @functools.partial(jax.jit, static_argnames=(
     "cfg", "max_new_tokens", "num_beams", "no_repeat_ngram_size", "sop", "ends", "vocab_limit",
     "beam_rule"))
+@sharding.with_rules
 def _beam_fill(params, ids, length, blank_pos, length_penalty, *, cfg, max_new_tokens, num_beams,
                no_repeat_ngram_size, sop, ends, vocab_limit, beam_rule="bound"):
   """Beam search over every blank of one prompt (ids `[1, P]`); `[NB, max_new]` tokens."""

@@ -39,7 +39,7 @@ class GLMConfig:
   dtype: str = "bfloat16"          # compute dtype
   param_dtype: str = "float32"     # parameter storage dtype
   remat_policy: str = "none"       # none | full | dots | dots_no_batch
-  attention_backend: str = "auto"  # auto | xla | cudnn
+  attention_backend: str = "auto"  # auto | xla | cudnn | pallas
 
   def __post_init__(self):
     for name in ("vocab_size", "num_layers", "hidden_size", "num_heads", "max_sequence_length",
@@ -242,6 +242,8 @@ class GLM(nn.Module):
     training_with_dropout = not deterministic and cfg.attention_dropout > 0
     backend = attention_lib.resolve_backend(
         cfg.attention_backend, dtype=dtype, training_with_dropout=training_with_dropout)
+    if backend == "pallas" and (attention_mask is not None or kv_cache is not None):
+      backend = "xla"  # explicit masks (the KV-cached decode path) keep XLA attention
 
     def table(name, rows):
       return nn.Embed(rows, cfg.hidden_size, dtype=jnp.float32, param_dtype=param_dtype,
@@ -262,7 +264,9 @@ class GLM(nn.Module):
         raise ValueError("Decoding with kv_cache needs an explicit attention_mask.")
       if sep is None:
         raise ValueError("Pass sep (Part-A length per example; 0 for a causal LM).")
-      mask = attention_lib.glm_mask(sep, length)
+      # The Pallas kernel builds the mask itself from sep, block by block.
+      mask = (jnp.asarray(sep, jnp.int32) if backend == "pallas"
+              else attention_lib.glm_mask(sep, length))
     else:
       mask = attention_mask[:, None].astype(bool)
 

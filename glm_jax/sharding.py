@@ -6,6 +6,8 @@ the mesh axes ('data', 'fsdp', 'tensor'). Changing the parallelism is a config c
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 from typing import Mapping, Sequence
 
@@ -93,3 +95,22 @@ def put_batch(batch: Mapping[str, np.ndarray], mesh):
   """Host-local numpy batch -> global arrays (each process passes only its own rows)."""
   return {k: jax.make_array_from_process_local_data(batch_sharding(mesh, v.ndim), v)
           for k, v in batch.items()}
+
+
+def with_rules(fn, mesh=None):
+  """`fn` traced under the project's logical-axis rules (and `mesh`, if given).
+
+  The model annotates activations with logical names; those constraints only act inside a rules
+  context and a mesh. Wrapping a step before `jax.jit` makes it shard the same whether it is
+  called from the CLI or from a notebook that never entered `nn.logical_axis_rules`.
+  """
+  @functools.wraps(fn)
+  def traced(*args, **kwargs):
+    with contextlib.ExitStack() as stack:
+      if mesh is not None:
+        use_abstract = getattr(jax.sharding, "use_abstract_mesh", None)  # guard for later JAX
+        stack.enter_context(use_abstract(mesh.abstract_mesh) if use_abstract
+                            else jax.set_mesh(mesh))
+      stack.enter_context(nn.logical_axis_rules(LOGICAL_RULES))
+      return fn(*args, **kwargs)
+  return traced

@@ -4,6 +4,9 @@ Reads top to bottom: start the processes -> check the config -> build the mesh -
 -> restore or initialise the state -> jit the step -> loop with periodic actions (log, evaluate,
 checkpoint). Re-running the same command in the same workdir resumes from the last checkpoint;
 SIGTERM (a preemption) saves a checkpoint and exits cleanly.
+
+`--compile_only --topology=v5p:4x4x4` only compiles the step for a TPU slice and reports its
+per-chip memory (glm_jax/aot.py); `run(config, workdir)` is the same run from Python.
 """
 
 from __future__ import annotations
@@ -42,6 +45,14 @@ _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of pr
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Total processes (multi-process).")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index (multi-process).")
 _INIT_TIMEOUT = flags.DEFINE_integer("initialization_timeout", 300, "Seconds to wait for peers.")
+_COMPILE_ONLY = flags.DEFINE_bool("compile_only", False, "Compile the train step for --topology "
+                                  "(no TPU needed; libtpu from requirements-tpu.txt) and print "
+                                  "per-chip memory, fit and collectives as JSON; train nothing.")
+_TOPOLOGY = flags.DEFINE_string("topology", None, "TPU topology for --compile_only, e.g. "
+                                "v5p:4x4x4, v4:4x4x4, v5e:4x4.")
+_NUM_SLICES = flags.DEFINE_integer("num_slices", 1, "Slices (joined over DCN) for --compile_only.")
+_HLO_DUMP = flags.DEFINE_string("hlo_dump", None, "--compile_only: also write the optimized HLO "
+                                "text to this path.")
 
 _TPU_POD_ENV = ("TPU_WORKER_HOSTNAMES", "MEGASCALE_COORDINATOR_ADDRESS")
 
@@ -284,6 +295,20 @@ def train_and_evaluate(config, workdir: str, mesh) -> None:
     print_sample(config, state.params, data)
 
 
+def run(config, workdir: str):
+  """Trains (or resumes) `config` in `workdir` from Python: the CLI's run without absl flags.
+
+  For notebooks: `train.run(tiny.get_config(), "/tmp/glm")`. Raises ConfigError / DataSourceError
+  on bad input, like the CLI's messages; multi-host runs still start with jax.distributed first.
+  Returns the config as trained (e.g. with `vocab_from_tokenizer` resolved), for generation.
+  """
+  config = prepare_config(config)
+  mesh = sharding.make_mesh(config.mesh)
+  with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.LOGICAL_RULES):
+    train_and_evaluate(config, workdir, mesh)
+  return config
+
+
 def default_workdir() -> str:
   name = os.path.splitext(os.path.basename(config_flags.get_config_filename(flags.FLAGS["config"])))[0]
   return os.path.join("/tmp/glm_jax", name)
@@ -293,6 +318,8 @@ def main(argv) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   cli.quiet_logs()
+  if _COMPILE_ONLY.value:
+    compile_only(_CONFIG.value)
   initialize_distributed()
   config = _CONFIG.value
   if config is None:
@@ -314,6 +341,16 @@ def main(argv) -> None:
             checkpoint_lib.UnreadableCheckpointError, DataSourceError) as e:
       print(f"glm_jax.train: {e}", file=sys.stderr)
       sys.exit(2)
+
+
+def compile_only(config) -> None:
+  """--compile_only: one JSON report line, then exit (0 fits, 1 does not, 2 bad input)."""
+  if config is None:
+    raise app.UsageError("Pass --config=configs/<name>.py (e.g. configs/tiny.py).")
+  if not _TOPOLOGY.value:
+    raise app.UsageError("--compile_only needs --topology, e.g. --topology=v5p:4x4x4.")
+  from glm_jax import aot  # pylint: disable=g-import-not-at-top
+  sys.exit(aot.main(config, _TOPOLOGY.value, _NUM_SLICES.value, _HLO_DUMP.value))
 
 
 def parse_flags(argv):

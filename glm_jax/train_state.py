@@ -132,7 +132,11 @@ def _gradients(glm, params, batch, rng, accum, mesh, task_objective: Objective =
 def make_train_step(config, mesh, optimizer, shardings,
                     task_objective: Objective = LM_OBJECTIVE) -> Callable:
   """`train_step(state, batch) -> (state, metrics)`; jitted, state donated, metrics replicated.
-  `task_objective`: the loss (pretraining's Part-B cross-entropy unless a task gives another)."""
+  `task_objective`: the loss (pretraining's Part-B cross-entropy unless a task gives another).
+
+  The step traces under the logical-axis rules and `mesh` itself, so it shards the same with or
+  without an ambient `nn.logical_axis_rules` / `jax.set_mesh` context (e.g. from a notebook).
+  """
   glm = model_lib.GLM(model_lib.as_glm_config(config))
   schedule = optim.learning_rate_schedule(config)
   accum = int(config.grad_accum_steps)
@@ -147,13 +151,14 @@ def make_train_step(config, mesh, optimizer, shardings,
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
   replicated = NamedSharding(mesh, P())
-  return jax.jit(train_step, in_shardings=(shardings, batch_shardings(mesh, task_objective.batch_ndims)),
+  return jax.jit(sharding.with_rules(train_step, mesh),
+                 in_shardings=(shardings, batch_shardings(mesh, task_objective.batch_ndims)),
                  out_shardings=(shardings, replicated), donate_argnums=0)
 
 
 def make_eval_step(config, mesh, param_shardings) -> Callable:
   """`eval_step(params, batch, groups) -> {loss_sum, correct_sum, tokens, group_loss_sum,
-  group_tokens}` without dropout; `groups` `[B, G]` marks each row's objective (one-hot)."""
+  group_tokens}` without dropout, under its own rules; `groups` `[B, G]` marks each row's objective (one-hot)."""
   glm = model_lib.GLM(model_lib.as_glm_config(config))
 
   def eval_step(params, batch, groups):
@@ -163,6 +168,6 @@ def make_eval_step(config, mesh, param_shardings) -> Callable:
     return dict(objective.token_sums(logits, batch["target_ids"], batch["loss_mask"]),
                 group_loss_sum=per_group["loss_sum"], group_tokens=per_group["tokens"])
 
-  return jax.jit(eval_step, in_shardings=(param_shardings, batch_shardings(mesh),
-                                          sharding.batch_sharding(mesh, 2)),
+  return jax.jit(sharding.with_rules(eval_step, mesh),
+                 in_shardings=(param_shardings, batch_shardings(mesh), sharding.batch_sharding(mesh, 2)),
                  out_shardings=NamedSharding(mesh, P()))

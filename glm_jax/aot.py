@@ -1,0 +1,401 @@
+"""Compile the train step for a TPU topology on any host: per-chip memory, fit, collectives.
+
+`python -m glm_jax.train --config=configs/glm_10b.py --compile_only --topology=v5p:4x4x4` answers
+"does this batch fit on that slice, and what does it communicate?" before a slice is booked.
+libtpu (`pip install -r requirements-tpu.txt`) compiles for topologies it describes; nothing runs.
+
+Three things keep the compile reliable on a CPU host: the TPU topology is created before anything
+imports TensorFlow (the CLI path never imports it); libtpu's worker threads and fibers get big
+stacks (`LIBTPU_STACK_FLAGS`, set before libtpu loads), because its convolution cost model
+(`xla::jellyfish::...ConvWindowsCost`, run on fibers) overflows their default stacks on large
+steps (a SIGSEGV in 9 of 10 GLM-10B / GLM-2B compiles here without them, none in 8 with them);
+and the compile itself runs in a thread with a 512 MiB stack.
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import importlib.util
+import json
+import math
+import os
+import re
+import sys
+import threading
+import time
+from typing import Any, Callable
+
+import jax
+import numpy as np
+
+from glm_jax import optim
+from glm_jax import run_checks
+from glm_jax import sharding
+from glm_jax import train_state
+
+GIB = 1024 ** 3
+COMPILE_STACK_BYTES = 512 * 1024 ** 2
+
+# HBM per device (one chip; megacore chips count as one device), GiB. Matched in order against
+# `device.device_kind`, case-insensitively.
+HBM_GIB = (
+    ("v6 lite", 32.0), ("v6e", 32.0),
+    ("v5 lite", 16.0), ("v5e", 16.0),
+    ("v5p", 95.0), ("tpu v5", 95.0),
+    ("tpu v4", 32.0),
+    ("tpu v3", 16.0),
+    ("tpu v2", 8.0),
+)
+
+# Stack sizes for libtpu's threads and fibers (bytes; libtpu caps stacks at 256 MiB).
+LIBTPU_STACK_FLAGS = ("--fibers_default_thread_stack_size=268435456",
+                      "--default_thread_stack_size=268435456",
+                      "--xla_internal_thread_stack_size_bytes=268435456")
+
+# The TPU generations whose chips have two TensorCores, compiled as one megacore device.
+_MEGACORE = ("v4", "v5p")
+
+COLLECTIVE_KINDS = ("all-gather", "all-reduce", "reduce-scatter", "all-to-all",
+                    "collective-permute", "collective-broadcast", "ragged-all-to-all")
+
+
+class TopologyError(ValueError):
+  """A topology name libtpu does not know, or libtpu is missing."""
+
+
+def hbm_gib(device_kind: str) -> float | None:
+  """The chip's HBM in GiB from its `device_kind` (None if the chip is not in the table)."""
+  kind = device_kind.lower()
+  for key, gib in HBM_GIB:
+    if key in kind:
+      return gib
+  return None
+
+
+def topology_devices(topology: str, num_slices: int = 1) -> list:
+  """Compile-only devices for e.g. "v5p:4x4x4" (x `num_slices` slices joined over DCN)."""
+  if not re.fullmatch(r"v\d+[a-z]*:\d+(x\d+){1,2}", topology or ""):
+    raise TopologyError(f"--topology={topology!r}: expected <generation>:<chip grid>, e.g. "
+                        "v5p:4x4x4, v4:4x4x4, v5e:4x4 or v6e:8x8.")
+  if not libtpu_available():
+    raise TopologyError(f"cannot describe topology {topology!r}: libtpu is not installed "
+                        "(pip install -r requirements-tpu.txt).")
+  prepare_libtpu()
+  from jax.experimental import topologies  # pylint: disable=g-import-not-at-top
+  generation = topology.split(":")[0]
+  kwargs = {"chip_config_name": "megacore"} if generation in _MEGACORE else {}
+  if num_slices > 1:
+    kwargs["num_slices"] = num_slices
+  try:
+    return list(topologies.get_topology_desc(topology, "tpu", **kwargs).devices)
+  except Exception as e:  # pylint: disable=broad-except
+    message = next((l.strip() for l in str(e).splitlines() if l.strip()), type(e).__name__)
+    raise TopologyError(f"libtpu cannot describe topology {topology!r}: {message}") from None
+
+
+def prepare_libtpu() -> None:
+  """Big stacks for libtpu's compiler threads and fibers, and no lockfile (compile only).
+
+  Takes effect only if libtpu has not been loaded yet in this process: importing this module
+  does it, so import it before anything initialises JAX's TPU backend.
+  """
+  # Compile-only use of libtpu may share a host with another process that holds its lockfile.
+  os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
+  args = os.environ.get("LIBTPU_INIT_ARGS", "").split()
+  given = {a.split("=")[0] for a in args}
+  args += [f for f in LIBTPU_STACK_FLAGS if f.split("=")[0] not in given]
+  os.environ["LIBTPU_INIT_ARGS"] = " ".join(args)
+  raise_default_thread_stack()
+
+
+def libtpu_available() -> bool:
+  """Whether libtpu (the TPU compiler) is installed here."""
+  return importlib.util.find_spec("libtpu") is not None
+
+
+def topology_mesh(mesh_config, devices, num_slices: int = 1):
+  """The config's (data, fsdp, tensor) mesh laid out on the topology's physical grid.
+
+  With several slices, the slower DCN links carry the first axis that the slice count divides
+  (data, else fsdp), so only that axis's collectives cross slices.
+  """
+  from jax.experimental import mesh_utils  # pylint: disable=g-import-not-at-top
+  shape = sharding.mesh_shape(mesh_config, len(devices))
+  axis_types = (jax.sharding.AxisType.Auto,) * len(sharding.MESH_AXES)
+  if num_slices > 1:
+    dcn_axis = next((i for i, s in enumerate(shape[:2]) if s % num_slices == 0), None)
+    if dcn_axis is None:
+      raise run_checks.ConfigError(
+          f"config.mesh {dict(zip(sharding.MESH_AXES, shape))}: neither data nor fsdp is a "
+          f"multiple of the {num_slices} slices; make data (or fsdp) divisible by num_slices.")
+    dcn = [1] * len(shape)
+    dcn[dcn_axis] = num_slices
+    ici = [s // d for s, d in zip(shape, dcn)]
+    grid = mesh_utils.create_hybrid_device_mesh(ici, dcn, devices)
+  else:
+    grid = mesh_utils.create_device_mesh(shape, devices, allow_split_physical_axes=True)
+  return jax.sharding.Mesh(grid, sharding.MESH_AXES, axis_types=axis_types)
+
+
+def abstract_batch(config, mesh) -> dict[str, jax.ShapeDtypeStruct]:
+  """Shapes, dtypes and shardings of one global batch, as the data pipeline delivers it."""
+  b, s = int(config.global_batch_size), int(config.seq_length)
+  shapes = {"input_ids": ((b, s), np.int32), "target_ids": ((b, s), np.int32),
+            "loss_mask": ((b, s), np.float32), "position_ids": ((b, 2, s), np.int32),
+            "sep": ((b,), np.int32)}
+  shardings = train_state.batch_shardings(mesh)
+  return {k: jax.ShapeDtypeStruct(shape, dtype, sharding=shardings[k])
+          for k, (shape, dtype) in shapes.items()}
+
+
+def lower_train_step(config, mesh):
+  """The real jitted train step, lowered for abstract state and batch (nothing allocated)."""
+  optimizer = optim.make_optimizer(config)
+  abstract, shardings = train_state.state_shardings(config, mesh, optimizer)
+  step = train_state.make_train_step(config, mesh, optimizer, shardings)
+  return step.lower(abstract, abstract_batch(config, mesh))
+
+
+def argument_gib(config, mesh) -> float:
+  """Per-device bytes of the step's inputs (state + batch shards), in GiB, without compiling."""
+  abstract, _ = train_state.state_shardings(config, mesh, optim.make_optimizer(config))
+  leaves = jax.tree_util.tree_leaves((abstract, abstract_batch(config, mesh)))
+  total = sum(math.prod(x.sharding.shard_shape(x.shape)) * np.dtype(x.dtype).itemsize
+              for x in leaves)
+  return round(total / GIB, 3)
+
+
+def memory_gib(compiled) -> dict[str, float]:
+  """Per-device GiB from XLA's memory analysis: arguments + temporaries + outputs - aliased."""
+  stats = compiled.memory_analysis()
+  parts = {"arguments_gib": stats.argument_size_in_bytes, "outputs_gib": stats.output_size_in_bytes,
+           "temporaries_gib": stats.temp_size_in_bytes, "aliased_gib": stats.alias_size_in_bytes,
+           "generated_code_gib": stats.generated_code_size_in_bytes}
+  total = (stats.argument_size_in_bytes + stats.temp_size_in_bytes + stats.output_size_in_bytes
+           - stats.alias_size_in_bytes)
+  out = {"per_chip_gib": round(total / GIB, 3)}
+  out.update({k: round(v / GIB, 3) for k, v in parts.items()})
+  return out
+
+
+_COMPUTATION = re.compile(r"^(?:ENTRY\s+)?%?([\w.\-]+)\s.*\{\s*$")
+_COMMENT = re.compile(r"/\*.*?\*/")
+_COLLECTIVE = re.compile(r"^\s*(?:ROOT\s+)?%?[\w.\-]+\s*=\s*[^=]*?\s(" + "|".join(COLLECTIVE_KINDS)
+                         + r")(-start)?\(")
+_CALLS = re.compile(
+    r"\b(body|calls|to_apply|branch_computations|condition)=\{?([^}]*?)\}?(?:,\s|$)")
+_TRIP_COUNT = re.compile(r'"known_trip_count":\{"n":"(\d+)"')
+_S32_CONSTANT = re.compile(r"=\s*s32\[\]\S*\s+constant\((\d+)\)")
+
+
+def _split_computations(hlo_text: str) -> tuple[dict[str, list[str]], str | None]:
+  """{computation name: instruction lines} and the ENTRY computation's name."""
+  bodies: dict[str, list[str]] = {}
+  entry, current = None, None
+  for line in hlo_text.splitlines():
+    match = _COMPUTATION.match(line)
+    if match and not line.startswith(" "):
+      current = match.group(1)
+      bodies[current] = []
+      if line.startswith("ENTRY"):
+        entry = current
+    elif line.strip() == "}":
+      current = None
+    elif current is not None:
+      bodies[current].append(_COMMENT.sub("", line))
+  return bodies, entry
+
+
+def _trip_count(while_line: str, condition: list[str]) -> int:
+  """A while loop's trip count: as the compiler recorded it, else the bound of `i < N` in its
+  condition (loops from scans count 0..N-1), else 1."""
+  known = _TRIP_COUNT.search(while_line)
+  if known:
+    return int(known.group(1))
+  bounds = [int(m.group(1)) for line in condition for m in [_S32_CONSTANT.search(line)] if m]
+  if len(bounds) == 1 and any("direction=LT" in line for line in condition):
+    return bounds[0]
+  return 1
+
+
+def collective_counts(hlo_text: str) -> dict[str, int]:
+  """Collectives executed per step, by kind, from optimized HLO text.
+
+  Each collective instruction counts once per execution: the body of a `while` (the layer scan,
+  gradient accumulation) counts its trip count times; of a conditional's branches, the largest
+  counts. Async pairs (`-start` / `-done`) count once.
+  """
+  bodies, entry = _split_computations(hlo_text)
+  memo: dict[str, collections.Counter] = {}
+
+  def count(name: str, depth: int = 0) -> collections.Counter:
+    if name in memo or name not in bodies or depth > 64:
+      return memo.get(name, collections.Counter())
+    total = collections.Counter()
+    for line in bodies[name]:
+      found = _COLLECTIVE.search(line)
+      if found:
+        total[found.group(1)] += 1
+      calls = {key: [n.strip().lstrip("%") for n in names.split(",") if n.strip()]
+               for key, names in _CALLS.findall(line)}
+      for callee in calls.get("body", []):
+        trips = _trip_count(line, bodies.get(calls.get("condition", [""])[0], []))
+        for kind, n in count(callee, depth + 1).items():
+          total[kind] += n * trips
+      for callee in calls.get("calls", []) + calls.get("condition", []):
+        total.update(count(callee, depth + 1))
+      branches = [count(c, depth + 1) for c in calls.get("branch_computations", [])]
+      if branches:
+        total.update(max(branches, key=lambda c: sum(c.values())))
+    memo[name] = total
+    return total
+
+  counts = count(entry) if entry else collections.Counter()
+  return {kind: int(counts.get(kind, 0)) for kind in COLLECTIVE_KINDS if counts.get(kind)}
+
+
+def raise_default_thread_stack(stack_bytes: int = COMPILE_STACK_BYTES) -> bool:
+  """Gives threads created from now on (libtpu's compiler workers too) a `stack_bytes` stack.
+
+  libtpu compiles on its own worker threads, which take the process's default pthread stack
+  (8 MiB): a big Python thread alone does not cover them. glibc only; False where unsupported.
+  Only address space is reserved; pages are touched as a thread's stack grows.
+  """
+  try:
+    libc = ctypes.CDLL(None)
+    attr = ctypes.create_string_buffer(256)  # > sizeof(pthread_attr_t) on every glibc ABI
+    if libc.pthread_attr_init(attr) != 0:
+      return False
+    try:
+      ok = (libc.pthread_attr_setstacksize(attr, ctypes.c_size_t(stack_bytes)) == 0
+            and libc.pthread_setattr_default_np(attr) == 0)
+    finally:
+      libc.pthread_attr_destroy(attr)
+    return ok
+  except (AttributeError, OSError):
+    return False
+
+
+def run_with_big_stack(fn: Callable[[], Any], stack_bytes: int = COMPILE_STACK_BYTES) -> Any:
+  """fn() in a fresh thread with a `stack_bytes` stack; returns its result or re-raises its error.
+
+  Also raises the default stack of threads created meanwhile (see raise_default_thread_stack).
+  """
+  raise_default_thread_stack(stack_bytes)
+  result: dict[str, Any] = {}
+
+  def target():
+    try:
+      result["value"] = fn()
+    except BaseException as e:  # pylint: disable=broad-except
+      result["error"] = e
+
+  previous = threading.stack_size(stack_bytes)
+  try:
+    thread = threading.Thread(target=target, name="glm_jax-compile")
+    thread.start()
+  finally:
+    threading.stack_size(previous)
+  thread.join()
+  if "error" in result:
+    raise result["error"]
+  return result["value"]
+
+
+# libtpu's wording: "... required for HLO temporaries (23.16G) exceeds available HBM (15.75G)";
+# older releases: "Used 101.2G of 95.7G hbm". Its G is GiB.
+_OOM_TEMPORARIES = re.compile(
+    r"HLO temporaries \(([\d.]+)([KMGT]?)\) exceeds available HBM \(([\d.]+)([KMGT]?)\)")
+_OOM_USED = re.compile(r"Used ([\d.]+)([KMGT]?)i?B? of ([\d.]+)([KMGT]?)i?B? hbm", re.IGNORECASE)
+_UNIT = {"": 1 / GIB, "K": 1024 / GIB, "M": 1024 ** 2 / GIB, "G": 1.0, "T": 1024.0}
+
+
+def _gib(number: str, unit: str) -> float:
+  return round(float(number) * _UNIT[unit.upper()], 3)
+
+
+def out_of_memory(error: Exception, arguments_gib: float = 0.0) -> dict | None:
+  """What an out-of-memory compile error says, as report fields; None for any other error.
+
+  `needed_gib` is what one chip would need: the compiler's figure for temporaries plus the
+  step's inputs (`arguments_gib`), or its total where it gives one.
+  """
+  text = str(error)
+  if "RESOURCE_EXHAUSTED" not in text and "out of memory" not in text.lower():
+    return None
+  info: dict[str, Any] = {"error": next((l.strip() for l in text.splitlines() if l.strip()), text)}
+  temporaries, used = _OOM_TEMPORARIES.search(text), _OOM_USED.search(text)
+  if temporaries:
+    info["temporaries_gib"] = _gib(*temporaries.group(1, 2))
+    info["arguments_gib"] = arguments_gib
+    info["needed_gib"] = round(info["temporaries_gib"] + arguments_gib, 3)
+    info["available_hbm_gib"] = _gib(*temporaries.group(3, 4))
+  elif used:
+    info["needed_gib"] = _gib(*used.group(1, 2))
+    info["available_hbm_gib"] = _gib(*used.group(3, 4))
+  return info
+
+
+def compile_train_step(config, topology: str, num_slices: int = 1,
+                       hlo_path: str | None = None) -> dict:
+  """Lowers and compiles the train step for `topology`; returns the report (see module doc).
+
+  The report has `fits` False (and `needed_gib` where the compiler says) when the step does not
+  fit in HBM; other compile errors propagate. `hlo_path`: also write the optimized HLO text there.
+  """
+  devices = topology_devices(topology, num_slices)
+  hosts = len({(getattr(d, "slice_index", 0), d.process_index) for d in devices})
+  run_checks.validate(config, len(devices), hosts)
+  mesh = topology_mesh(config.mesh, devices, num_slices)
+  kind = devices[0].device_kind
+  report: dict[str, Any] = {
+      "topology": topology, "num_slices": num_slices, "chips": len(devices), "hosts": hosts,
+      "device_kind": kind, "mesh": {k: int(v) for k, v in mesh.shape.items()},
+      "global_batch_size": int(config.global_batch_size), "seq_length": int(config.seq_length),
+      "grad_accum_steps": int(config.grad_accum_steps),
+      "remat_policy": str(config.model.remat_policy), "hbm_gib": hbm_gib(kind)}
+  start = time.perf_counter()
+  lowered = lower_train_step(config, mesh)
+  try:
+    compiled = run_with_big_stack(lowered.compile)
+  except Exception as e:  # pylint: disable=broad-except
+    oom = out_of_memory(e, argument_gib(config, mesh))
+    if oom is None:
+      raise
+    report.update(oom, fits=False, compile_seconds=round(time.perf_counter() - start, 1))
+    return report
+  report["compile_seconds"] = round(time.perf_counter() - start, 1)
+  report.update(memory_gib(compiled))
+  if report["hbm_gib"] is None:
+    report["fits"] = True  # the compiler checks HBM itself; it accepted the program
+  else:
+    report["fits"] = report["per_chip_gib"] <= report["hbm_gib"]
+  hlo_text = compiled.as_text()
+  report["collectives"] = collective_counts(hlo_text)
+  if hlo_path:
+    from etils import epath  # pylint: disable=g-import-not-at-top
+    epath.Path(hlo_path).write_text(hlo_text)
+  return report
+
+
+def main(config, topology: str, num_slices: int = 1, hlo_path: str | None = None) -> int:
+  """CLI: the report as the last stdout line; 0 if the step fits, 1 if not, 2 on bad input."""
+  try:
+    report = compile_train_step(config, topology, num_slices, hlo_path)
+  except (TopologyError, run_checks.ConfigError) as e:
+    print(f"glm_jax.train --compile_only: {e}", file=sys.stderr, flush=True)
+    return 2
+  if not report["fits"]:
+    need = report.get("needed_gib", report.get("per_chip_gib"))
+    print(f"glm_jax.train --compile_only: the step does not fit: it needs {need} GiB per chip, "
+          f"{report['device_kind']} has {report['hbm_gib']} GiB. Lower global_batch_size, raise "
+          "grad_accum_steps, set model.remat_policy, or shard more (mesh.fsdp / mesh.tensor).",
+          file=sys.stderr, flush=True)
+  print(json.dumps(report), flush=True)
+  return 0 if report["fits"] else 1
+
+
+# Importing this module readies libtpu for compile-only use, so that a notebook that imports it
+# before touching JAX's TPU backend gets the big stacks too.
+prepare_libtpu()

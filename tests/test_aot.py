@@ -1,0 +1,176 @@
+"""Sharding without ambient context, collective counting, and --compile_only for TPU topologies.
+
+The context checks compile the real train and eval steps on 8 fake CPU devices (a fresh
+interpreter each, as JAX fixes its device count at import). The topology checks need libtpu
+(`pip install -r requirements-tpu.txt`) and are skipped cleanly without it; no TPU is needed.
+"""
+
+import glob
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HAS_LIBTPU = importlib.util.find_spec("libtpu") is not None
+needs_libtpu = pytest.mark.skipif(not HAS_LIBTPU, reason="libtpu not installed "
+                                  "(pip install -r requirements-tpu.txt)")
+
+CPU8_SCRIPT = r"""
+import json
+import flax.linen as nn, jax, jax.numpy as jnp
+from jax.sharding import NamedSharding, PartitionSpec as P
+from configs import tiny
+from glm_jax import aot, optim, sharding, train_state
+
+c = tiny.get_config()
+c.model.update(vocab_size=256, hidden_size=64, num_heads=4, max_sequence_length=32, num_layers=3)
+c.update(seq_length=32, global_batch_size=16, synthetic_data=True)
+c.mesh.update(data=1, fsdp=8, tensor=1)
+mesh = sharding.make_mesh(c.mesh)
+
+def footprint(compiled):
+  m = compiled.memory_analysis()
+  return {"temp": m.temp_size_in_bytes, "args": m.argument_size_in_bytes,
+          "out": m.output_size_in_bytes, "alias": m.alias_size_in_bytes,
+          "collectives": aot.collective_counts(compiled.as_text())}
+
+def compile_steps():
+  opt = optim.make_optimizer(c)
+  abstract, shardings = train_state.state_shardings(c, mesh, opt)
+  batch = aot.abstract_batch(c, mesh)
+  train = train_state.make_train_step(c, mesh, opt, shardings).lower(abstract, batch).compile()
+  evals = train_state.make_eval_step(c, mesh, shardings.params)
+  groups = jax.ShapeDtypeStruct((c.global_batch_size, 3), jnp.float32,
+                                sharding=sharding.batch_sharding(mesh, 2))  # one-hot objective per row
+  evals = evals.lower(abstract.params, batch, groups).compile()
+  return {"train": footprint(train), "eval": footprint(evals)}
+
+out = {"bare": compile_steps()}
+with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.LOGICAL_RULES):
+  out["context"] = compile_steps()
+
+# A scan of 5 steps whose body all-reduces a sharded sum: 5 all-reduces per call.
+row = NamedSharding(jax.make_mesh((8,), ("i",)), P("i"))
+def looped(x):
+  return jax.lax.scan(lambda c, _: (c + jnp.sum(x * c), None), 1.0, None, length=5)[0]
+x = jax.ShapeDtypeStruct((64,), jnp.float32, sharding=row)
+out["scan5"] = aot.collective_counts(jax.jit(looped).lower(x).compile().as_text())
+print(json.dumps(out))
+"""
+
+
+def _env(**extra):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
+  env.update(extra)
+  return env
+
+
+@pytest.fixture(scope="module")
+def cpu8_results():
+  proc = subprocess.run(
+      [sys.executable, "-c", CPU8_SCRIPT], cwd=ROOT, capture_output=True, text=True, timeout=600,
+      env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu"))
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_train_step_compiled_without_rules_context_matches_the_cli_sharding(cpu8_results):
+  bare, context = cpu8_results["bare"]["train"], cpu8_results["context"]["train"]
+  assert bare == context
+  assert bare["collectives"].get("all-gather", 0) > 0  # FSDP gathers the sharded weights
+
+
+def test_eval_step_compiled_without_rules_context_matches_the_cli_sharding(cpu8_results):
+  assert cpu8_results["bare"]["eval"] == cpu8_results["context"]["eval"]
+
+
+def test_collective_counts_multiply_a_loop_body_by_its_trip_count(cpu8_results):
+  assert cpu8_results["scan5"] == {"all-reduce": 5}
+
+
+def _compile_only(*args, timeout=900):
+  return subprocess.run(
+      [sys.executable, "-m", "glm_jax.train", "--compile_only", *args], cwd=ROOT,
+      capture_output=True, text=True, timeout=timeout, env=_env())
+
+
+SMALL_FSDP = ["--config=configs/tiny.py", "--config.model.vocab_size=1024",
+              "--config.model.hidden_size=256", "--config.model.num_heads=4",
+              "--config.model.num_layers=3", "--config.model.dtype=bfloat16",
+              "--config.model.remat_policy=full", "--config.global_batch_size=16",
+              "--config.mesh.data=1", "--config.mesh.fsdp=-1"]
+
+
+@needs_libtpu
+@pytest.mark.slow
+def test_compile_only_reports_per_chip_memory_and_collectives_for_a_topology():
+  proc = _compile_only(*SMALL_FSDP, "--topology=v5p:2x2x1")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  report = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert report["topology"] == "v5p:2x2x1" and report["chips"] == 4 and report["fits"] is True
+  assert report["mesh"] == {"data": 1, "fsdp": 4, "tensor": 1}
+  assert report["hbm_gib"] == 95.0 and report["device_kind"] == "TPU v5"
+  parts = (report["arguments_gib"] + report["temporaries_gib"] + report["outputs_gib"]
+           - report["aliased_gib"])
+  assert 0 < report["per_chip_gib"] == pytest.approx(parts, abs=2e-3)
+  assert report["collectives"]["all-gather"] >= 3  # at least one weight gather per layer
+  assert report["compile_seconds"] > 0
+
+
+@needs_libtpu
+@pytest.mark.slow
+def test_compile_only_batch_that_cannot_fit_reports_fits_false_and_exits_nonzero():
+  # 512 x 1024 tokens of fp32 logits over a 32768 vocabulary on 4 v5e chips: ~16 GiB per chip.
+  proc = _compile_only("--config=configs/tiny.py", "--config.model.vocab_size=32768",
+                       "--config.model.max_sequence_length=1024", "--config.seq_length=1024",
+                       "--config.global_batch_size=512", "--topology=v5e:2x2")
+  assert proc.returncode == 1, proc.stderr[-3000:]
+  report = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert report["fits"] is False and report["hbm_gib"] == 16.0
+  assert report["needed_gib"] > report["hbm_gib"]
+  assert "does not fit" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_compile_only_unknown_topology_is_one_clear_error():
+  proc = _compile_only("--config=configs/tiny.py", "--topology=v5p-128", timeout=300)
+  assert proc.returncode == 2
+  assert "expected <generation>:<chip grid>" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@needs_libtpu
+@pytest.mark.skipif(bool(glob.glob("/dev/accel*") or glob.glob("/dev/vfio/[0-9]*")),
+                    reason="a TPU is attached here")
+def test_jax_defaults_to_cpu_with_libtpu_installed_and_no_tpu():
+  env = _env()
+  env.pop("JAX_PLATFORMS", None)
+  proc = subprocess.run([sys.executable, "-c", "import jax; print(jax.default_backend())"],
+                        cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert proc.stdout.strip().splitlines()[-1] == "cpu"
+
+
+NO_TENSORFLOW_SCRIPT = r"""
+import runpy, sys
+sys.argv = ["glm_jax.train", "--compile_only", "--config=configs/tiny.py", "--topology=v5e:2x2",
+            "--num_slices=2"]
+try:
+  runpy.run_module("glm_jax.train", run_name="__main__")
+except SystemExit as e:
+  print("tensorflow imported:", "tensorflow" in sys.modules, "exit:", e.code)
+"""
+
+
+@needs_libtpu
+@pytest.mark.slow
+def test_compile_only_spans_slices_and_never_imports_tensorflow():
+  proc = subprocess.run([sys.executable, "-c", NO_TENSORFLOW_SCRIPT], cwd=ROOT, capture_output=True,
+                        text=True, timeout=900, env=_env())
+  lines = proc.stdout.strip().splitlines()
+  assert lines and lines[-1] == "tensorflow imported: False exit: 0", proc.stderr[-3000:]
+  report = json.loads(lines[-2])
+  assert report["num_slices"] == 2 and report["chips"] == 8 and report["hosts"] == 2
+  assert report["mesh"]["data"] == 8 and report["fits"] is True
