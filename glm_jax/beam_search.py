@@ -25,6 +25,7 @@ import jax.numpy as jnp
 
 from glm_jax import attention as attention_lib
 from glm_jax import sampling
+from glm_jax import sharding
 from glm_jax.model import GLM, as_glm_config, init_kv_cache
 
 NEG_INF = -jnp.inf  # what the original's processors write; top-k and sums keep it exact
@@ -162,6 +163,7 @@ def search(step: Callable, cache, first_logits, *, num_beams: int, max_length: i
 @functools.partial(jax.jit, static_argnames=(
     "cfg", "num_beams", "max_length", "end_ids", "min_length", "no_repeat_ngram_size",
     "vocab_limit"))
+@sharding.with_rules
 def _decode(params, source_ids, mask_positions, sop_id, length_penalty, *, cfg, num_beams,
             max_length, end_ids, min_length, no_repeat_ngram_size, vocab_limit):
   batch, src = source_ids.shape
