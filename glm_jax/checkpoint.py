@@ -94,6 +94,7 @@ class Checkpointer:
             max_to_keep=int(keep), create=True, enable_async_checkpointing=True))
 
   def latest_step(self) -> int | None:
+    """The newest saved step (None before the first save): where a resumed run starts."""
     return self.manager.latest_step()
 
   def _data_path(self, step: int):
@@ -184,9 +185,11 @@ class Checkpointer:
     return jax.process_count() > 1 and self.manager.reached_preemption(step)
 
   def wait(self) -> None:
+    """Blocks until async saves are on disk (before reading them back or exiting)."""
     self.manager.wait_until_finished()
 
   def close(self) -> None:
+    """Finishes pending saves and releases Orbax's threads."""
     self.manager.close()
 
 

@@ -242,6 +242,7 @@ def load_state_dict(path: str) -> dict[str, np.ndarray]:
 
 
 def save_safetensors(state_dict: Mapping[str, np.ndarray], path: str) -> None:
+  """Writes a THUDM-named state dict as .safetensors (bfloat16 kept; local or gs://)."""
   from safetensors.numpy import save_file
   from glm_jax import paths
   with paths.local_staging(path) as local:      # save_file (unlike save) knows bfloat16
@@ -308,6 +309,7 @@ def load_import_tokenizer(path: str, kind: str, task_mask: bool | None,
 
 
 def torch_available() -> bool:
+  """Whether PyTorch imports here: .pt output is optional, so export checks first."""
   try:
     import torch  # noqa: F401
   except ImportError:

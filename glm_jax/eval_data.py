@@ -106,6 +106,7 @@ def read_lambada(path, encode: Callable[[str], list[int]]) -> list[tuple[list[in
 
 @dataclasses.dataclass(frozen=True)
 class WikiText:
+  """A WikiText test file as one token stream, with the word count the adjusted perplexity needs."""
   ids: list[int]            # the detokenized file, encoded as one document
   num_original_words: int   # words of the raw file (split on single spaces), for adjusted ppl
 
@@ -139,6 +140,7 @@ def text_encoder(tokenizer) -> Callable[[str], list[int]]:
 
 @dataclasses.dataclass(frozen=True)
 class ClozeItem:
+  """One multiple-choice example with the index of its right answer."""
   example: ClozeExample
   label: int
 

@@ -192,6 +192,7 @@ def run(task: str, data: str, checkpoint: str, tokenizer_path: str, *, tokenizer
 
 
 def main(argv):
+  """The evaluate CLI: flags -> `run` -> one JSON metrics line on stdout."""
   del argv
   from absl import flags
   from glm_jax import cli

@@ -75,6 +75,7 @@ def load_task_tokenizer(config):
 
 
 def load_examples(config, split: str) -> list:
+  """A task split's examples from JSONL files or TFDS (config.data_source), checked."""
   if config.data_source == "tfds":
     return superglue.load_tfds_split(config.task, split, config.data_dir or None)
   if config.data_source != "jsonl":
@@ -101,24 +102,29 @@ class ClozeTask:
 
   @property
   def main_metric(self) -> str:
+    """The metric that picks the best checkpoint (the task's, e.g. accuracy or f1a)."""
     return self.info.main_metric
 
   @property
   def objective(self) -> train_state.Objective:
+    """The task's loss for the shared train step (cross-entropy over choices, or mix)."""
     return cloze_task.make_objective(self.info.multi_token, self.config.loss,
                                      self.config.length_penalty)
 
   def make_batch(self, items):
+    """Encoded examples -> one fixed-shape batch (choices and answer slots padded)."""
     return cloze_task.pack(items, seq_length=self.config.seq_length,
                            num_choices=self.num_choices, num_slots=self.num_slots,
                            eos_id=self.eos_id, num_labels=self.num_labels)
 
   def train_data(self) -> cloze_task.EpochBatches:
+    """The resumable, per-process shuffled epoch iterator over the training examples."""
     return cloze_task.EpochBatches(self.train_encoded, self.config.global_batch_size,
                                    self.config.seed, self.make_batch, jax.process_index(),
                                    jax.process_count())
 
   def choices(self, params, mesh, encoded) -> list[int]:
+    """The predicted choice of each encoded example (argmax of the candidate scores)."""
     scores = cloze_task.score_examples(
         self.config, params, encoded, eos_id=self.eos_id, multi_token=self.info.multi_token,
         length_penalty=self.config.length_penalty, batch_size=self.config.eval_batch_size,
@@ -131,6 +137,7 @@ class ClozeTask:
                            self.choices(params, mesh, self.dev_encoded))
 
   def predict(self, params, mesh) -> list:
+    """Test-set predictions in the task's submission format."""
     return superglue.submission_records(self.info.name, self.test_examples,
                                         self.choices(params, mesh, self.test_encoded))
 
@@ -275,6 +282,7 @@ class BestKeeper:
     self.best = json.loads(self.path.read_text()) if self.path.exists() else None
 
   def offer(self, step: int, epoch: float, results: dict, params) -> bool:
+    """Keeps `params` as the best checkpoint if they beat the best so far; True when kept."""
     value = results[self.metric]
     if self.best is not None and value <= self.best["value"]:
       return False
@@ -305,6 +313,7 @@ def make_periodic_eval(config, task: ClozeTask, mesh, steps_per_epoch: int, keep
 
 
 def write_predictions(task: ClozeTask, params, mesh, workdir: str) -> str | None:
+  """Writes the best params' test predictions into the workdir; their path (None: no test set)."""
   if not task.test_examples or not task.config.predict_test:
     return None
   records = task.predict(params, mesh)
@@ -373,6 +382,7 @@ def run(config, workdir: str, mesh) -> dict:
 
 
 def main(argv) -> None:
+  """The finetune CLI: config -> checks -> `run`; user errors end in one line (cli.run)."""
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   cli.quiet_logs()

@@ -299,6 +299,7 @@ def _read_prompts(prompts, prompt_file) -> list[str]:
 
 
 def main(argv):
+  """The generate CLI: load params and tokenizer, fill each prompt, print the texts."""
   del argv
   from absl import flags
   from glm_jax import checkpoint as checkpoint_lib

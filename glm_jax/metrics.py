@@ -65,6 +65,7 @@ def _fmt_duration(seconds: float) -> str:
 
 
 def progress_line(step: int, total: int, values: dict, seconds_per_step: float) -> str:
+  """One human-readable log line per logged step (loss, accuracy, speed, ...)."""
   parts = [f"step {step}/{total}"]
   for key, fmt in (("loss", "{:.4f}"), ("accuracy", "{:.3f}"), ("learning_rate", "{:.2e}"),
                    ("grad_norm", "{:.3f}"), ("tokens_per_s", "{:,.0f}"), ("mfu", "{:.3f}")):
@@ -104,6 +105,7 @@ class MetricsWriter:
       paths.write_text_atomic(self.path, "".join(kept))
 
   def write(self, step: int, values: dict) -> None:
+    """Appends one step's metrics to metrics.jsonl (and TensorBoard), on process 0 only."""
     if not self.enabled:
       return
     record = {"step": int(step)}
@@ -128,6 +130,7 @@ class MetricsWriter:
       self._summary.flush()
 
   def close(self) -> None:
+    """Flushes and closes the TensorBoard writer, if any."""
     if self._summary is not None:
       self._summary.close()
 
@@ -139,6 +142,7 @@ class StepTimer:
     self.step, self.time = step, time.perf_counter()
 
   def lap(self, step: int) -> float:
+    """Seconds per step since the last lap: the speed the log reports."""
     now = time.perf_counter()
     per_step = (now - self.time) / max(step - self.step, 1)
     self.step, self.time = step, now

@@ -69,9 +69,11 @@ class GLMConfig:
 
   @property
   def head_dim(self) -> int:
+    """Width of one attention head (hidden_size / num_heads)."""
     return self.hidden_size // self.num_heads
 
   def replace(self, **changes) -> "GLMConfig":
+    """A copy with some fields changed (the config is frozen so jit can hash it)."""
     return dataclasses.replace(self, **changes)
 
 
@@ -333,4 +335,5 @@ def logical_axes(config):
 
 
 def count_params(config) -> int:
+  """Parameter count of a config, without allocating the parameters."""
   return sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(param_shapes(config)))

@@ -41,4 +41,5 @@ def mean_metrics(sums):
 
 
 def add_sums(a, b):
+  """Adds two trees of running sums (loss, correct, tokens) leaf by leaf."""
   return jax.tree_util.tree_map(jnp.add, a, b)

@@ -68,6 +68,7 @@ def initialize_distributed() -> None:
 
 
 def log(message: str) -> None:
+  """Prints on process 0 only, so a pod run logs each line once."""
   if jax.process_index() == 0:
     print(message, flush=True)
 
@@ -96,6 +97,7 @@ class Preemption:
     self.signalled = True
 
   def reached(self, step: int) -> bool:
+    """Whether to stop and checkpoint now: SIGTERM seen, or any host was preempted."""
     return self.signalled or self.checkpointer.reached_preemption(step)
 
 
@@ -168,6 +170,7 @@ class TrainLogger:
     self.extra.update(values)
 
   def flush(self) -> None:
+    """Logs the pending window of metrics (fetched one step late so the device never waits)."""
     if self.pending is None:
       return
     step, window = self.pending
@@ -309,11 +312,13 @@ def run(config, workdir: str):
 
 
 def default_workdir() -> str:
+  """/tmp/glm_jax/<config name>: where a run writes when --workdir is not given."""
   name = os.path.splitext(os.path.basename(config_flags.get_config_filename(flags.FLAGS["config"])))[0]
   return os.path.join("/tmp/glm_jax", name)
 
 
 def main(argv) -> None:
+  """The train CLI: flags -> config checks -> `train_and_evaluate` (or --compile_only)."""
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   cli.quiet_logs()

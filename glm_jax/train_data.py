@@ -49,14 +49,17 @@ class SyntheticIterator:
     return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
 
   def get_state(self) -> dict:
+    """Where the iterator is, saved with each checkpoint so a resumed run continues there."""
     return {"synthetic_step": self.step}
 
   def set_state(self, state: dict) -> None:
+    """Continues from a state `get_state` returned."""
     self.step = int(state["synthetic_step"])
 
 
 @dataclasses.dataclass
 class TrainData:
+  """What the train loop needs from the data side: batches, eval batches, special ids."""
   train: Iterator[dict]                 # infinite; has get_state / set_state
   make_eval: Callable[[], Iterator[dict]]  # a fresh held-out iterator (same batches each time)
   special_ids: dict[str, int]

@@ -27,6 +27,7 @@ BATCH_KEYS = ("input_ids", "target_ids", "loss_mask", "position_ids", "sep")
 
 @flax.struct.dataclass
 class TrainState:
+  """Everything a checkpoint holds about the model: step, params, optimizer state, RNG."""
   step: jax.Array       # int32 scalar: optimizer steps taken
   params: Any           # fp32 (param_dtype) parameter tree
   opt_state: Any        # optax state (AdamW moments mirror the params' sharding)

@@ -400,6 +400,7 @@ class BlankInfilling:
     return table
 
   def is_sentence_end(self, tokens: np.ndarray) -> np.ndarray:
+    """Per token, whether it ends a sentence (sentence spans and cuts need it)."""
     return self._end_table.take(tokens, mode='clip')
 
   def _cut(self, window: np.ndarray, n_cap: int) -> int:

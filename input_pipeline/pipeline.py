@@ -379,6 +379,7 @@ class BatchIterator:
     self.stats = collections.Counter(state.get('stats', {}))
 
   def close(self):
+    """Stops the background reader thread."""
     self._reader.close()
 
   def __del__(self):

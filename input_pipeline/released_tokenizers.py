@@ -38,6 +38,7 @@ CONFIG_NAME = 'tokenizer_config.json'  # {"kind", "task_mask", "fix_command_toke
 
 @dataclasses.dataclass(frozen=True)
 class CommandToken:
+  """A special token of a released tokenizer: its key, its text and its id."""
   key: str            # key in `special_ids`
   text: str           # how it is written in text
   id: int
@@ -325,6 +326,7 @@ class WordPieceBackend(_HFBackend):
     return _ASCII_WORD.findall(text)
 
   def encode_many(self, texts: Sequence[str], numpy: bool = False) -> list:
+    """Encodes many texts in one call (the pipeline tokenizes documents in batches)."""
     ascii_texts = [i for i, t in enumerate(texts) if t.isascii()]
     if len(ascii_texts) == len(texts):
       return self.cache.encode([self._ascii_words(t) for t in texts], numpy)
@@ -373,6 +375,7 @@ class ByteBPEBackend(_HFBackend):
     self.cache = WordCache(hf)
 
   def encode_many(self, texts: Sequence[str], numpy: bool = False) -> list:
+    """Encodes many texts in one call (the pipeline tokenizes documents in batches)."""
     split, split_ascii = self._split, self._split_ascii
     return self.cache.encode([split_ascii(t) if t.isascii() else split(t) for t in texts], numpy)
 
@@ -396,6 +399,7 @@ class SentencePieceBackend:
     self.num_threads = num_threads
 
   def encode_many(self, texts: Sequence[str], numpy: bool = False) -> list:
+    """Encodes many texts in one call (the pipeline tokenizes documents in batches)."""
     if numpy:
       return self.sp.encode(list(texts), num_threads=self.num_threads, out_type='numpy')
     return self.sp.encode(list(texts), num_threads=self.num_threads)
@@ -476,6 +480,7 @@ class ReleasedTokenizer:
     return [list(ids) for ids in self._encode(texts, numpy=False)]
 
   def encode(self, text: str) -> list[int]:
+    """Token ids of one text, as the original tokenizer gives them."""
     return self.encode_batch([text])[0]
 
   def encode_batch_numpy(self, texts: Sequence[str]) -> list:
@@ -539,6 +544,7 @@ class ReleasedTokenizer:
 
   @property
   def files(self) -> tuple[str, ...]:
+    """The file names this kind of tokenizer is made of (copied with a checkpoint)."""
     return KIND_FILES[self.kind]
 
   def config(self) -> dict:

@@ -130,6 +130,7 @@ def _default_documents(cfg, split, index, count):
 
 
 def list_files(pattern: str) -> list[str]:
+  """The files a glob names, sorted; none is one clear error (local or gs://)."""
   if not pattern:
     raise DataSourceError("source='files' needs cfg.files, a glob of text files (e.g. '/data/*.txt')")
   if '://' in pattern:  # gs:// and other filesystems that tf.data reads (no '**' there)

@@ -62,6 +62,7 @@ class Tokenizer:
                              and any(c in self.sp.id_to_piece(i) for c in SENTENCE_END_CHARS)]
 
   def encode(self, text: str) -> list[int]:
+    """Token ids of one text."""
     return self.sp.encode(text)
 
   def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
@@ -73,6 +74,7 @@ class Tokenizer:
     return self.sp.encode(list(texts), num_threads=self.num_threads, out_type='numpy')
 
   def decode(self, ids: Iterable[int]) -> str:
+    """Text of token ids (special tokens as written)."""
     return self.sp.decode([int(i) for i in ids])
 
 

@@ -84,6 +84,7 @@ BATCH_NDIMS = {"ids": 3, "position_ids": 4, "sep": 2, "slots": 3, "slot_targets"
 
 
 def make_objective(multi_token: bool, loss: str, length_penalty: float) -> Objective:
+  """The finetuning loss over choices: cross-entropy on candidate scores, or the original's mix."""
   if loss not in ("cross_entropy", "mix"):
     raise ValueError(f"loss={loss!r}: use cross_entropy or mix.")
 
@@ -165,9 +166,11 @@ class EpochBatches:
     return self.make_batch(items)
 
   def get_state(self) -> dict:
+    """Where the iterator is, saved with each checkpoint so a resumed run continues there."""
     return {"position": self.position}
 
   def set_state(self, state: dict) -> None:
+    """Continues from a state `get_state` returned."""
     self.position = int(state["position"])
 
 

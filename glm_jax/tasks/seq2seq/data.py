@@ -94,6 +94,7 @@ DETOKENIZERS = {"gigaword": gigaword_detokenize, "cnn_dm": cnndm_detokenize}
 
 
 def check_task(task: str) -> str:
+  """The canonical task name; an unknown one is one clear error listing the tasks."""
   key = str(task).lower()
   if key not in TASKS:
     raise Seq2SeqDataError(f"unknown seq2seq task {task!r}; the tasks are {', '.join(TASKS)} "

@@ -135,10 +135,12 @@ def remove_duplicates(sentences: Sequence[str], rate: float) -> list[str]:
 
 
 def prepare_reference(ref: str, dataset: str) -> str:
+  """A reference as the original scores it: one sentence per line, tokenization fixed."""
   return "\n".join(fix_tokenization(s, dataset) for s in ref.strip().split("[SEP]"))
 
 
 def prepare_prediction(prediction: str, dataset: str, duplicate_rate=DUPLICATE_RATE) -> str:
+  """A prediction as the original scores it: sentences fixed, near-duplicate sentences dropped."""
   kept = []
   for sentence in prediction.strip().split("[SEP]"):
     sentence = fix_tokenization(sentence, dataset)

@@ -60,6 +60,7 @@ def make_objective(label_smoothing: float, src_seq_length: int):
 
 @dataclasses.dataclass(frozen=True)
 class TaskInfo:
+  """What differs between seq2seq tasks: name, output file, metric."""
   name: str
   submission_file: str = "test.jsonl.hyps"   # the original's output file name
 
@@ -95,10 +96,12 @@ class Seq2SeqTask:
 
   @property
   def main_metric(self) -> str:
+    """ROUGE-1 picks the best checkpoint, as the original does."""
     return "rouge-1"
 
   @property
   def objective(self):
+    """The seq2seq loss (label-smoothed cross-entropy on the target part only)."""
     return make_objective(float(self.config.label_smoothing), int(self.config.src_seq_length))
 
   def train_data(self) -> cloze_task.EpochBatches:

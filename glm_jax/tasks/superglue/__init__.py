@@ -44,6 +44,7 @@ def get_task(name: str) -> TaskInfo:
 
 
 def make_encoder(task: str, tokenizer, seq_length: int, pattern_id: int) -> PatternEncoder:
+  """The pattern encoder of a task (its labels, the chosen pattern)."""
   info = get_task(task)
   return PatternEncoder(info.name, info.labels, tokenizer, seq_length, pattern_id)
 
@@ -57,6 +58,7 @@ def predicted_labels(task: str, choices: Sequence[int]) -> list[int]:
 
 
 def gold_labels(task: str, examples: Sequence[Example]) -> list[int]:
+  """Label indices of the examples, for scoring predictions."""
   info = get_task(task)
   return [0 if ex.label is None else info.labels.index(ex.label) for ex in examples]
 

@@ -106,6 +106,7 @@ def rte_examples(records, split: str, labels=("entailment", "not_entailment"), s
 
 
 def cb_examples(records, split: str, source="") -> list[Example]:
+  """CB records -> examples (RTE's format with three labels)."""
   return rte_examples(records, split, ("entailment", "contradiction", "neutral"), source)
 
 
@@ -124,6 +125,7 @@ def wic_examples(records, split: str, source="") -> list[Example]:
 
 
 def boolq_examples(records, split: str, source="") -> list[Example]:
+  """BoolQ records -> examples (passage, question, True/False label)."""
   out = []
   for number, rec in records:
     where = f"{source}:{number}"

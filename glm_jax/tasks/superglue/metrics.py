@@ -70,6 +70,7 @@ def token_f1(prediction: str, truth: str) -> float:
 
 
 def exact_match(prediction: str, truth: str) -> float:
+  """SQuAD-style exact match after normalizing both answers (ReCoRD)."""
   return float(normalize_answer(prediction) == normalize_answer(truth))
 
 

@@ -22,6 +22,7 @@ MASK = object()  # the blank the model fills
 
 @dataclasses.dataclass(frozen=True)
 class Shortenable:
+  """Text the encoder may cut from the end when the pattern is too long."""
   text: str
 
 
@@ -33,6 +34,7 @@ def remove_final_punc(text):
 
 
 def lowercase_first(text: str) -> str:
+  """The text with its first letter lowercased (a sentence continued mid-pattern)."""
   return text[0].lower() + text[1:]
 
 
@@ -40,6 +42,7 @@ def lowercase_first(text: str) -> str:
 # Each returns (parts_a, parts_b); the original's prompt placeholders (None) are left out.
 
 def copa_parts(ex: Example, pattern_id: int):
+  """The pieces of a COPA pattern (premise, "because"/"so", the blank)."""
   premise = remove_final_punc(Shortenable(" " + ex.text_a))
   choice1 = remove_final_punc(lowercase_first(ex.meta["choice1"]))
   choice2 = remove_final_punc(lowercase_first(ex.meta["choice2"]))
@@ -52,11 +55,13 @@ def copa_parts(ex: Example, pattern_id: int):
 
 
 def copa_answers(ex: Example, pattern_id: int) -> list[str]:
+  """The two COPA choices as the candidate texts to score."""
   del pattern_id
   return [" " + remove_final_punc(lowercase_first(ex.meta[k])) for k in ("choice1", "choice2")]
 
 
 def wsc_parts(ex: Example, pattern_id: int):
+  """The pieces of a WSC pattern (the text, the pronoun, the blank for its referent)."""
   pronoun = ex.meta["span2_text"]
   words = ex.text_a.split()
   index = ex.meta["span2_index"]
@@ -80,6 +85,7 @@ def wsc_answers(ex: Example, pattern_id: int) -> list[str]:
 
 
 def record_parts(ex: Example, pattern_id: int):
+  """The pieces of the ReCoRD pattern (passage, query with the blank)."""
   if pattern_id != 0:
     raise NotImplementedError(pattern_id)
   if ex.text_b.count("@placeholder") != 1:
@@ -89,6 +95,7 @@ def record_parts(ex: Example, pattern_id: int):
 
 
 def record_answers(ex: Example, pattern_id: int) -> list[str]:
+  """The candidate entities of a ReCoRD example, to score in the blank."""
   del pattern_id
   return [" " + c for c in ex.meta["candidates"]]
 
@@ -111,6 +118,7 @@ def rte_parts(ex: Example, pattern_id: int):
 
 
 def cb_parts(ex: Example, pattern_id: int):
+  """The pieces of a CB pattern for `pattern_id`."""
   if pattern_id == 4:
     return [Shortenable(ex.text_a), " question:", Shortenable(" " + ex.text_b),
             " true, false or neither?", " answer:", MASK], []
@@ -118,6 +126,7 @@ def cb_parts(ex: Example, pattern_id: int):
 
 
 def boolq_parts(ex: Example, pattern_id: int):
+  """The pieces of a BoolQ pattern for `pattern_id`."""
   passage, question = ex.text_a, ex.text_b
   if pattern_id < 2:
     return [Shortenable(passage), " Question:", Shortenable(" " + question), "? Answer:", MASK,
@@ -132,6 +141,7 @@ def boolq_parts(ex: Example, pattern_id: int):
 
 
 def multirc_parts(ex: Example, pattern_id: int):
+  """The pieces of a MultiRC pattern (passage, question, answer, the blank)."""
   passage = remove_final_punc(Shortenable(ex.text_a.rstrip()))
   question = remove_final_punc(ex.text_b.rstrip())
   answer = ex.meta["answer"]
@@ -152,6 +162,7 @@ def multirc_parts(ex: Example, pattern_id: int):
 
 
 def wic_parts(ex: Example, pattern_id: int):
+  """The pieces of a WiC pattern (two sentences, the word, the blank)."""
   word = ex.meta["word"]
   if pattern_id == 0:
     return [Shortenable('"' + ex.text_a + '" / "' + ex.text_b + '"'),
@@ -168,30 +179,35 @@ def wic_parts(ex: Example, pattern_id: int):
 # --------------------------------------------------------------------------- verbalizers
 
 def rte_verbalizer(label, pattern_id: int) -> str:
+  """The word that stands for an RTE label in the blank."""
   if pattern_id == 4:
     return " true" if label == "entailment" else " false"
   return {"not_entailment": " No", "entailment": " Yes"}[label]
 
 
 def cb_verbalizer(label, pattern_id: int) -> str:
+  """The word that stands for a CB label in the blank."""
   if pattern_id == 4:
     return {"entailment": " true", "contradiction": " false"}.get(label, " neither")
   return {"contradiction": " No", "entailment": " Yes", "neutral": " Maybe"}[label]
 
 
 def boolq_verbalizer(label, pattern_id: int) -> str:
+  """The word that stands for a BoolQ label in the blank."""
   if pattern_id in (0, 2, 4):
     return {"false": " No", "true": " Yes"}[label]
   return {"false": " false", "true": " true"}[label]
 
 
 def multirc_verbalizer(label, pattern_id: int) -> str:
+  """The word that stands for a MultiRC label in the blank."""
   if pattern_id == 3:
     return " False" if label == 0 else " True"
   return {0: " No", 1: " Yes"}[label]
 
 
 def wic_verbalizer(label, pattern_id: int) -> str:
+  """The word that stands for a WiC label in the blank."""
   if pattern_id == 2:
     return {"false": "2", "true": "b"}[label]
   return {"false": " No", "true": " Yes"}[label]
@@ -210,6 +226,7 @@ class Encoded:
 
   @property
   def truncated(self) -> bool:
+    """Whether any row had to be cut to fit seq_length (reported, not an error)."""
     return self.truncated_rows > 0
 
 
@@ -258,6 +275,7 @@ class PatternSpec:
 
   @property
   def multi_token(self) -> bool:
+    """Whether candidates are free texts (scored token by token) rather than label words."""
     return self.answers is not None
 
 
@@ -308,6 +326,7 @@ class PatternEncoder:
     return out
 
   def label_index(self, ex: Example) -> int:
+    """The example's label as an index into the task's labels (0 when unlabeled)."""
     return 0 if ex.label is None else self.labels.index(ex.label)
 
   def encode(self, ex: Example, for_training: bool = False) -> Encoded:
