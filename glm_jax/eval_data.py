@@ -10,12 +10,12 @@ its file and line number.
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from typing import Callable
 
 from etils import epath
 
+from glm_jax import paths
 from glm_jax.cloze import ClozeExample
 from glm_jax.eval_rows import EvaluationError
 
@@ -62,14 +62,8 @@ def _read_text(path) -> str:
 
 def _jsonl(path, required: tuple[str, ...]):
   """(line number, record) for each non-blank line; one clear error for a bad line."""
-  for number, line in enumerate(_read_text(path).splitlines(), start=1):
-    if not line.strip():
-      continue
-    try:
-      record = json.loads(line)
-    except json.JSONDecodeError as e:
-      raise EvaluationError(f"{path}:{number}: not valid JSON ({e.msg}); each line must be one "
-                            "JSON object.") from None
+  for number, record in paths.json_lines(_read_text(path), path, EvaluationError,
+                                         "each line must be one JSON object."):
     missing = [k for k in required if not isinstance(record, dict) or k not in record]
     if missing:
       raise EvaluationError(f"{path}:{number}: the record lacks {missing}; each line needs "

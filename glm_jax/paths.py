@@ -7,6 +7,7 @@ named `gs:`, so no module opens, lists or joins a workdir path with `os.path` / 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -86,3 +87,20 @@ def local_staging(path):
     yield local
     with open(local, "rb") as src, path.open("wb") as dst:
       shutil.copyfileobj(src, dst)
+
+
+def json_lines(text: str, where, error: type[Exception], hint: str):
+  """(line number, record) for each non-blank line of JSON-lines `text`.
+
+  A line that is not JSON raises `error("WHERE:N: not valid JSON (...); HINT")`, so every JSONL
+  reader (evaluation files, SuperGLUE tasks) names the file and line the same way.
+  """
+  for number, line in enumerate(text.splitlines(), start=1):
+    if not line.strip():
+      continue
+    try:
+      record = json.loads(line)
+    except json.JSONDecodeError as e:
+      raise error(f"{where}:{number}: not valid JSON ({e.msg} at column {e.colno}); "
+                  f"{hint}") from None
+    yield number, record

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import random
 from typing import Any, Callable, Iterable, Sequence
 
 from etils import epath
 
+from glm_jax import paths
 from input_pipeline.errors import DataSourceError
 
 SPLIT_FILES = {"train": "train.jsonl", "dev": "val.jsonl", "test": "test.jsonl"}
@@ -52,14 +52,8 @@ def read_jsonl(path) -> list[tuple[int, dict]]:
     raise TaskDataError(f"{path} does not exist; --config.data_dir must be the task's folder "
                         "holding the official train.jsonl / val.jsonl / test.jsonl.")
   records = []
-  for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-    if not line.strip():
-      continue
-    try:
-      record = json.loads(line)
-    except json.JSONDecodeError as e:
-      raise TaskDataError(f"{path}:{number}: not valid JSON ({e.msg} at column {e.colno}); each "
-                          "line of a SuperGLUE file is one JSON object.") from e
+  for number, record in paths.json_lines(path.read_text(encoding="utf-8"), path, TaskDataError,
+                                         "each line of a SuperGLUE file is one JSON object."):
     if not isinstance(record, dict):
       raise TaskDataError(f"{path}:{number}: expected a JSON object, got "
                           f"{type(record).__name__}.")
@@ -91,6 +85,13 @@ def _int_idx(idx, fallback: int):
   return idx
 
 
+def _text_pair(split, rec, where, number, first, second, label, idx, meta=None) -> Example:
+  """An example of two texts (fields `first`, `second` of `rec`), punctuation standardized."""
+  return Example(f"{split}-{idx}", standardize_punctuation(_field(rec, first, where)),
+                 standardize_punctuation(_field(rec, second, where)), label, idx,
+                 {} if meta is None else meta, line=number)
+
+
 def rte_examples(records, split: str, labels=("entailment", "not_entailment"), source="",
                  premise="premise", hypothesis="hypothesis") -> list[Example]:
   """RTE (and CB): premise -> text_a, hypothesis -> text_b."""
@@ -99,9 +100,7 @@ def rte_examples(records, split: str, labels=("entailment", "not_entailment"), s
     where = f"{source}:{number}"
     idx = _int_idx(_field(rec, "idx", where), line)
     label = _check_label(rec.get("label"), labels, where)
-    out.append(Example(f"{split}-{idx}", standardize_punctuation(_field(rec, premise, where)),
-                       standardize_punctuation(_field(rec, hypothesis, where)), label, idx,
-                       line=number))
+    out.append(_text_pair(split, rec, where, number, premise, hypothesis, label, idx))
   return out
 
 
@@ -117,10 +116,9 @@ def wic_examples(records, split: str, source="") -> list[Example]:
     where = f"{source}:{number}"
     idx = int(_field(rec, "idx", where))
     raw = _check_label(rec.get("label"), (True, False), where)
-    out.append(Example(f"{split}-{idx}", standardize_punctuation(_field(rec, "sentence1", where)),
-                       standardize_punctuation(_field(rec, "sentence2", where)),
-                       None if raw is None else str(raw).lower(), idx, {"word": _field(rec, "word", where)},
-                       line=number))
+    out.append(_text_pair(split, rec, where, number, "sentence1", "sentence2",
+                          None if raw is None else str(raw).lower(), idx,
+                          {"word": _field(rec, "word", where)}))
   return out
 
 
@@ -134,9 +132,7 @@ def boolq_examples(records, split: str, source="") -> list[Example]:
     if "label" in rec:
       _check_label(rec["label"], (True, False), where)
       label = str(rec["label"]).lower()
-    out.append(Example(f"{split}-{idx}", standardize_punctuation(_field(rec, "passage", where)),
-                       standardize_punctuation(_field(rec, "question", where)), label, idx,
-                       line=number))
+    out.append(_text_pair(split, rec, where, number, "passage", "question", label, idx))
   return out
 
 
