@@ -14,17 +14,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from glm_jax import decode_loop, generate, model  # noqa: E402
+import timing  # noqa: E402
 
 SHAPES = {
     # configs/tiny.py's model with a sentencepiece-sized vocabulary.
@@ -34,16 +34,6 @@ SHAPES = {
                       max_sequence_length=512, dtype="bfloat16"),
 }
 SOP, GMASK = 5, 4
-
-
-def _median_time(fn, repeats):
-  jax.block_until_ready(fn())  # compile
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
 
 
 def bench(cfg, params, batch, prompt_len, new_tokens, repeats):
@@ -63,11 +53,11 @@ def bench(cfg, params, batch, prompt_len, new_tokens, repeats):
         use_cache=use_cache, sop=SOP, ends=(end,), vocab_limit=end)
 
   prefill = jax.jit(lambda p, i, l: decode_loop.prefill(cfg, p, i, l, total))
-  t_prefill = _median_time(lambda: prefill(params, arrays[0], arrays[1]), repeats)
+  t_prefill = timing.median_seconds(lambda: prefill(params, arrays[0], arrays[1]), repeats)
   out = run(True)
   assert int((np.asarray(out) >= 0).sum()) == batch * new_tokens, "a row stopped early"
-  t_cache = _median_time(lambda: run(True), repeats)
-  t_recompute = _median_time(lambda: run(False), repeats)
+  t_cache = timing.median_seconds(lambda: run(True), repeats)
+  t_recompute = timing.median_seconds(lambda: run(False), repeats)
   decode = max(t_cache - t_prefill, 1e-9)
   return {
       "batch": batch, "prompt_len": prompt_len, "new_tokens": new_tokens,

@@ -14,16 +14,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from glm_jax import beam_search, model  # noqa: E402
+import timing  # noqa: E402
 
 SHAPES = {
     "small": dict(vocab_size=4096, num_layers=2, hidden_size=128, num_heads=2,
@@ -32,16 +32,6 @@ SHAPES = {
                       max_sequence_length=1024, dtype="bfloat16"),
 }
 CLS, MASK, SOP = 1, 2, 3
-
-
-def _median_time(fn, repeats):
-  jax.block_until_ready(fn())  # compile
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
 
 
 def main():
@@ -71,8 +61,8 @@ def main():
 
   out = decode(src, masks)
   assert (np.asarray(out[1]) == args.max_length).all(), "an example stopped early"
-  t_batched = _median_time(lambda: decode(src, masks), args.repeats)
-  t_single = _median_time(lambda: [decode(src[i:i + 1], masks[i:i + 1])
+  t_batched = timing.median_seconds(lambda: decode(src, masks), args.repeats)
+  t_single = timing.median_seconds(lambda: [decode(src[i:i + 1], masks[i:i + 1])
                                    for i in range(args.examples)], args.repeats)
   tokens = args.examples * args.max_length
   print(json.dumps({
