@@ -1,22 +1,11 @@
 """GLM-515M: 30 layers, hidden 1152, 18 heads, vocab 30592, position tables of 513 rows."""
 
-from configs import common
+from configs import glm_410m
 
 
 def get_config():
-  config = common.get_base_config()
-  config.model.num_layers = 30
+  # GLM-410M's recipe and tokenizer (the same GLM-Doc family), wider: 1152 hidden, 18 heads.
+  config = glm_410m.get_config()
   config.model.hidden_size = 1152
   config.model.num_heads = 18
-  config.model.vocab_size = 30592
-  config.model.max_sequence_length = 512
-  config.learning_rate = 2e-4
-  # No pretraining script was released for the GLM-Doc family (GLM-Doc, GLM-410M, GLM-515M).
-  # README: objective Token+Doc; config_tasks/model_blocklm_1.*_generation.sh: no --task-mask.
-  # The mix is the original's argument defaults (arguments.py: --bert-prob 0.5, --gap-sentence-prob 0.0).
-  config.data.bert_prob = 0.5           # arguments.py default --bert-prob 0.5: half token, half document
-  config.data.gap_sentence_prob = 0.0   # arguments.py default --gap-sentence-prob 0.0 (no sentence objective)
-  config.data.task_mask = False         # config_tasks/model_blocklm_1.*_generation.sh: no --task-mask
-  # Released tokenizer: BERT uncased WordPiece; files from --config.data.tokenizer_path=DIR.
-  config.data.tokenizer_kind = "bert-uncased"
   return config
