@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import sys
 import types
@@ -30,6 +29,9 @@ from glm_jax import cli
 from glm_jax import export
 from glm_jax import metrics as metrics_lib
 from glm_jax import optim
+from glm_jax import paths
+from glm_jax import profiling
+from glm_jax import run_checks
 from glm_jax import sharding
 from glm_jax import train
 from glm_jax import train_state
@@ -69,7 +71,7 @@ def model_from_checkpoint(config) -> None:
     raise FinetuneError(f"--config.init_from={config.init_from} is not a params checkpoint "
                         "directory (make one with `python -m glm_jax.convert import`).")
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  meta = ocp.StandardCheckpointer().metadata(os.path.abspath(str(path)))
+  meta = ocp.StandardCheckpointer().metadata(paths.as_path(config.init_from))
   meta = getattr(meta, "item_metadata", meta)
   meta = getattr(meta, "tree", meta)
   shape = export.infer_config(meta)
@@ -197,6 +199,10 @@ def build_task(config, tokenizer) -> ClozeTask:
     splits[split] = (examples, encoded)
   if not splits["train"][0]:
     raise FinetuneError(f"{config.data_dir}: the training set is empty.")
+  if info.name == "wsc" and not any("candidates" in ex.meta for ex in splits["dev"][0]):
+    log("wsc: the files have no `candidates` (the original trains on its WSC-negative files, "
+        "each record with candidates: [{\"text\": noun phrase}, ...]); with the referent as the "
+        "only choice, training is generative only and every dev prediction is True.")
   train_encoded = splits["train"][1]
   num_slots = max(sum(r.loss_mask) for e in train_encoded for r in e.rows)
   return ClozeTask(config, info, int(tokenizer.special_ids["eos"]), train_encoded,
@@ -220,12 +226,6 @@ def prepare_config(config):
   if config.data_source == "jsonl" and not config.data_dir:
     raise FinetuneError("pass --config.data_dir=DIR (the task's folder with train.jsonl, "
                         "val.jsonl, test.jsonl).")
-  if config.seq_length > config.model.max_sequence_length:
-    raise FinetuneError(f"seq_length={config.seq_length} exceeds the model's "
-                        f"max_sequence_length={config.model.max_sequence_length}.")
-  if config.global_batch_size % (jax.process_count() * config.grad_accum_steps):
-    raise FinetuneError(f"global_batch_size={config.global_batch_size} must divide over "
-                        f"{jax.process_count()} processes x {config.grad_accum_steps} micro-batches.")
   return config
 
 
@@ -287,8 +287,8 @@ class BestKeeper:
   """The best dev score so far (workdir/best.json) and its params (workdir/best_params)."""
 
   def __init__(self, workdir: str, metric: str):
-    self.path = epath.Path(workdir) / "best.json"
-    self.params_dir = os.path.join(workdir, "best_params")
+    self.path = paths.as_path(workdir) / "best.json"
+    self.params_dir = str(paths.as_path(workdir) / "best_params")
     self.metric = metric
     self.best = json.loads(self.path.read_text()) if self.path.exists() else None
 
@@ -300,7 +300,7 @@ class BestKeeper:
     self.best = {"metric": self.metric, "value": value, "step": step, "epoch": epoch,
                  "results": results}
     if jax.process_index() == 0:
-      self.path.write_text(json.dumps(self.best))
+      paths.write_text_atomic(self.path, json.dumps(self.best))
     return True
 
 
@@ -352,6 +352,7 @@ def run(config, workdir: str, mesh) -> dict:
   steps_per_epoch = data.train.steps_per_epoch
   with config.unlocked():
     config.total_steps = int(config.epochs) * steps_per_epoch
+  run_checks.validate(config, jax.device_count(), jax.process_count())  # as pretraining checks it
   optimizer = optim.make_optimizer(config)
   abstract, shardings = train_state.state_shardings(config, mesh, optimizer)
   checkpointer = checkpoint_lib.Checkpointer(workdir, config.keep_checkpoints)
@@ -364,10 +365,11 @@ def run(config, workdir: str, mesh) -> dict:
       f"{len(task.test_examples)} test examples | {config.epochs} epochs x {steps_per_epoch} "
       f"steps | batch {config.global_batch_size} x {task.num_choices} choices x "
       f"{config.seq_length} | workdir {workdir}")
-  state, step = train.train_loop(
-      config, mesh, data, state, step_fn, None, checkpointer, writer,
-      periodic_eval=make_periodic_eval(config, task, mesh, steps_per_epoch, keeper),
-      tokens_per_step=config.global_batch_size * task.num_choices * config.seq_length)
+  with profiling.profiled(config.profile_steps, workdir) as profiler:
+    state, step = train.train_loop(
+        config, mesh, data, state, step_fn, None, checkpointer, writer, profiler,
+        periodic_eval=make_periodic_eval(config, task, mesh, steps_per_epoch, keeper),
+        tokens_per_step=config.global_batch_size * task.num_choices * config.seq_length)
   checkpointer.wait()
   checkpointer.close()
   writer.close()
@@ -378,6 +380,8 @@ def run(config, workdir: str, mesh) -> dict:
   params = state.params
   if keeper.best is not None:
     params = checkpoint_lib.load_params(keeper.params_dir, abstract.params, shardings.params)
+    if hasattr(tokenizer, "save") and jax.process_index() == 0:  # generate / evaluate find it
+      tokenizer.save(str(paths.as_path(keeper.params_dir) / "tokenizer"))
     log(f"best dev {keeper.metric} {keeper.best['value']:.2f} at step {keeper.best['step']}; "
         f"params in {keeper.params_dir}")
   written = write_predictions(task, params, mesh, workdir)
@@ -400,7 +404,7 @@ def main(argv) -> None:
     mesh = sharding.make_mesh(config.mesh)
     with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.LOGICAL_RULES):
       run(config, workdir, mesh)
-  except cli.user_errors() as e:
+  except (run_checks.ConfigError, *cli.user_errors()) as e:
     print(f"glm_jax.finetune: {e}", file=sys.stderr)
     sys.exit(2)
 

@@ -10,9 +10,12 @@ import jax
 import pytest
 
 from configs.finetune import superglue as sg_config
+from glm_jax import export
 from glm_jax import finetune
+from glm_jax import run_checks
 from glm_jax import sharding
 from glm_jax.tasks.superglue import examples as examples_lib
+from input_pipeline import tokenizer as tokenizer_lib
 
 TOKENIZER = os.path.join(os.path.dirname(__file__), "data", "superglue")
 FILLER = ["the", "king", "went", "up", "to", "city", "and", "man", "river", "house", "land"]
@@ -69,7 +72,9 @@ def test_tiny_model_learns_a_synthetic_cloze_task(tmp_path):
   write_synthetic_boolq(tmp_path)
   best = run(tiny_config(tmp_path), tmp_path / "work")
   assert best["metric"] == "accuracy" and best["value"] >= 90.0
-  assert os.path.isdir(tmp_path / "work" / "best_params")
+  config, params = export.load_for_inference(str(tmp_path / "work" / "best_params"))
+  assert config.num_layers == 2 and config.vocab_size == 1280
+  assert tokenizer_lib.load_tokenizer(str(tmp_path / "work" / "best_params")).vocab_size == 1216
   records = [json.loads(l) for l in (tmp_path / "work" / "predictions" / "BoolQ.jsonl").open()]
   assert [r["idx"] for r in records] == list(range(8))
   assert {r["label"] for r in records} <= {"true", "false"}
@@ -112,3 +117,49 @@ def test_cli_reports_a_bad_line_with_file_and_line(tmp_path):
   assert proc.returncode == 2, proc.stderr[-2000:]
   assert "train.jsonl:2: not valid JSON" in proc.stderr
   assert "Traceback" not in proc.stderr
+
+
+def write_synthetic_copa(directory, seed=0, sizes=(32, 16, 4)):
+  """COPA files whose right choice is the one about 'light' (either position, either question)."""
+  rng = random.Random(seed)
+  for split, size in zip(("train", "val", "test"), sizes):
+    lines = []
+    for i in range(size):
+      words = " ".join(rng.choice(FILLER) for _ in range(4))
+      right, wrong = "The light came.", f"The {rng.choice(FILLER[1:])} came."
+      label = i % 2
+      choices = (right, wrong) if label == 0 else (wrong, right)
+      rec = {"idx": i, "premise": f"The {words}.", "choice1": choices[0],
+             "choice2": choices[1], "question": rng.choice(["cause", "effect"])}
+      if split != "test":
+        rec["label"] = label
+      lines.append(json.dumps(rec))
+    (directory / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.slow
+def test_multi_token_task_batches_choices_and_writes_the_submission_file(tmp_path):
+  write_synthetic_copa(tmp_path)
+  config = tiny_config(tmp_path, task="copa", epochs=4, global_batch_size=8)
+  best = run(config, tmp_path / "work")
+  assert best["value"] >= 90.0
+  records = [json.loads(l) for l in (tmp_path / "work" / "predictions" / "COPA.jsonl").open()]
+  assert [r["idx"] for r in records] == [0, 1, 2, 3] and {r["label"] for r in records} <= {0, 1}
+
+
+def test_examples_longer_than_seq_length_are_cut_and_counted(tmp_path, capsys):
+  write_synthetic_boolq(tmp_path, sizes=(8, 4, 0))
+  config = tiny_config(tmp_path, seq_length=20)
+  tokenizer = finetune.load_task_tokenizer(config)
+  task = finetune.build_task(config, tokenizer)
+  out = capsys.readouterr().out
+  assert "boolq train: 8 of 8 examples longer than seq_length=20 were truncated" in out
+  assert all(len(row) <= 20 for enc in task.train_encoded for row in enc.rows)
+
+
+def test_a_batch_that_cannot_split_over_the_mesh_is_refused(tmp_path):
+  write_synthetic_boolq(tmp_path, sizes=(8, 4, 0))
+  config = tiny_config(tmp_path, global_batch_size=6, grad_accum_steps=4)
+  with pytest.raises(run_checks.ConfigError, match="global_batch_size=6 must be divisible by "
+                     "grad_accum_steps"):
+    run(config, tmp_path / "work")

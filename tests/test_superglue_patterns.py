@@ -5,7 +5,6 @@ import os
 
 import pytest
 
-from glm_jax import tasks  # noqa: F401
 from glm_jax.tasks import superglue
 from glm_jax.tasks.superglue import examples as examples_lib
 from input_pipeline import tokenizer as tokenizer_lib
@@ -104,3 +103,9 @@ def test_tfds_elements_become_the_official_records():
              "query": b"@placeholder met Bob.", "entities": [b"Ann", b"Bob"], "answers": [b"Ann"]}]
   exs = examples_lib.record_examples(examples_lib.tfds_to_official("record", record, "dev"), "dev")
   assert exs[0].meta["candidates"] == ["Ann", "Bob"] and exs[0].text_a == "Ann met Bob.\n- Bob"
+
+
+def test_tfds_source_not_prepared_is_one_clear_error(tmp_path):
+  with pytest.raises(examples_lib.TaskDataError, match=r"TFDS could not load super_glue/copa "
+                     r"\(dev\).*tfds build super_glue/copa"):
+    examples_lib.load_tfds_split("copa", "dev", data_dir=str(tmp_path), download=False)

@@ -8,8 +8,6 @@ Setting `task` fills the per-task values of THUDM/GLM's `config_tasks/task_<task
 the task says otherwise, warmup 10% then linear decay, weight decay 0.1, dropout on).
 """
 
-import ml_collections
-
 from configs import common
 
 # Per task: the values of config_tasks/task_<task>.sh (EPOCH_SINGLE, MAX_SEQ_LEN, BATCH_SIZE,
@@ -50,12 +48,11 @@ def get_config():
   config.eval_every_epochs = 1       # dev-set evaluation after every this many epochs
   config.eval_batch_size = 16        # examples per evaluation batch (the original's --eval-batch-size)
   config.predict_test = True         # after training, write test-set predictions in the submission format
-  config.export_best = True          # at the end, export the best checkpoint's params (workdir/best_params)
 
   # Shared schedule of scripts/finetune_superglue.sh + TRAIN_ARGS.
   config.learning_rate = 1e-5        # LR_SINGLE
   config.warmup_ratio = 0.1          # --warmup 0.1
-  config.decay_style = "linear"      # --lr-decay-style linear: linear warmup, then linear decay
+  config.decay_style = "linear"      # --lr-decay-style linear: linear warmup, then linear decay to the floor below
   config.min_learning_rate_ratio = 0.1  # decay ends at this fraction of the peak (arguments.py --lr-decay-ratio 0.1)
   config.weight_decay = 0.1          # --weight-decay 1.0e-1
   config.adam_b2 = 0.999             # the original's Adam defaults (arguments.py: --adam-beta2 0.999)
@@ -68,7 +65,6 @@ def get_config():
   config.checkpoint_every_steps = 1000  # steps between resumable checkpoints
   config.keep_checkpoints = 1        # resumable checkpoints kept (the best one is kept apart)
   config.sample_tokens = 0           # no blank-filling sample at the end
-  config.data.tokenizer_kind = ""    # unused: the tokenizer comes from `tokenizer` / init_from
   return config
 
 

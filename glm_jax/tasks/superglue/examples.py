@@ -376,12 +376,12 @@ def tfds_to_official(task: str, elements: Iterable[dict], split: str) -> list[tu
 TFDS_SPLITS = {"train": "train", "dev": "validation", "test": "test"}
 
 
-def load_tfds_split(task: str, split: str, data_dir=None) -> list[Example]:
+def load_tfds_split(task: str, split: str, data_dir=None, download: bool = True) -> list[Example]:
   """The examples of one split from TFDS `super_glue/<task>` (downloaded/prepared by TFDS)."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   name = f"super_glue/{'wsc.fixed' if task == 'wsc' else task}"
   try:
-    ds = tfds.load(name, split=TFDS_SPLITS[split], data_dir=data_dir)
+    ds = tfds.load(name, split=TFDS_SPLITS[split], data_dir=data_dir, download=download)
   except Exception as e:  # noqa: BLE001  (TFDS raises many kinds for a missing dataset)
     raise TaskDataError(f"TFDS could not load {name} ({split}): {e}; prepare it with "
                         f"`tfds build {name}` or use the official JSONL files.") from e
