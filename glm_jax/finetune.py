@@ -266,10 +266,19 @@ def _prepare_seq2seq_config(config):
         f"src_seq_length={config.src_seq_length} / tgt_seq_length={config.tgt_seq_length} need "
         f"{max(config.src_seq_length, config.tgt_seq_length + 1)} position rows but the model "
         f"has {table} (max_sequence_length={config.model.max_sequence_length}); lower them.")
-  if config.global_batch_size % (jax.process_count() * config.grad_accum_steps):
-    raise FinetuneError(f"global_batch_size={config.global_batch_size} must divide over "
-                        f"{jax.process_count()} processes x {config.grad_accum_steps} micro-batches.")
   return config
+
+
+def _positions_view(config):
+  """The config as run_checks should see it: a seq2seq row is src + tgt tokens long but its
+  positions only reach src_seq_length (targets sit at the blank) and its block positions
+  tgt_seq_length + 1."""
+  if not is_seq2seq(config):
+    return config
+  view = config.copy_and_resolve_references()
+  with view.unlocked():
+    view.seq_length = max(int(config.src_seq_length), int(config.tgt_seq_length) + 1)
+  return view
 
 
 class BestKeeper:
@@ -343,7 +352,8 @@ def run(config, workdir: str, mesh) -> dict:
   steps_per_epoch = data.train.steps_per_epoch
   with config.unlocked():
     config.total_steps = int(config.epochs) * steps_per_epoch
-  run_checks.validate(config, jax.device_count(), jax.process_count())  # as pretraining checks it
+  run_checks.validate(_positions_view(config), jax.device_count(),
+                      jax.process_count())  # as pretraining checks it
   optimizer = optim.make_optimizer(config)
   abstract, shardings = train_state.state_shardings(config, mesh, optimizer)
   checkpointer = checkpoint_lib.Checkpointer(workdir, config.keep_checkpoints)

@@ -168,3 +168,13 @@ def test_objective_equals_the_loss_on_full_logits():
   for key in ("loss_sum", "correct_sum", "tokens"):
     assert float(got[key]) == pytest.approx(float(want[key]), rel=1e-5), key
   assert float(got["tokens"]) == 4 + 2        # targets + [eop]; the padding row has no loss
+
+
+def test_rows_longer_than_the_position_table_pass_when_their_positions_fit(tmp_path):
+  # src 24 + tgt 16 = 40-token rows on a 33-row table: positions reach only 24, blocks 17.
+  write_copy_task(tmp_path, sizes=(16, 4, 0))
+  config = tiny_config(tmp_path, src_seq_length=24, tgt_seq_length=16, epochs=1,
+                       eval_every_epochs=1)
+  assert config.seq_length == 40 > config.model.max_sequence_length + 1
+  best = run(config, tmp_path / "work")
+  assert set(best["results"]) == {"rouge-1", "rouge-2", "rouge-l"}
