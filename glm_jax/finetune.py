@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sys
 import types
 
@@ -56,7 +55,7 @@ class FinetuneError(DataSourceError):
 def _stored_shape(init_from: str):
   """The model shape of a params checkpoint, from its metadata (nothing is loaded)."""
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  meta = ocp.StandardCheckpointer().metadata(os.path.abspath(str(init_from)))
+  meta = ocp.StandardCheckpointer().metadata(paths.as_path(init_from))
   meta = getattr(meta, "item_metadata", meta)
   return export.infer_config(getattr(meta, "tree", meta))
 
@@ -70,11 +69,7 @@ def model_from_checkpoint(config) -> None:
   if not path.is_dir():
     raise FinetuneError(f"--config.init_from={config.init_from} is not a params checkpoint "
                         "directory (make one with `python -m glm_jax.convert import`).")
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  meta = ocp.StandardCheckpointer().metadata(paths.as_path(config.init_from))
-  meta = getattr(meta, "item_metadata", meta)
-  meta = getattr(meta, "tree", meta)
-  shape = export.infer_config(meta)
+  shape = _stored_shape(config.init_from)
   with config.unlocked():
     for key in ("vocab_size", "num_layers", "hidden_size", "num_heads", "max_sequence_length",
                 "mlp_ratio"):
@@ -237,8 +232,8 @@ def extend_position_tables(config, workdir: str) -> None:
   if not config.init_from:
     return
   rows = int(config.model.max_sequence_length) + 1
-  out = os.path.join(os.path.abspath(workdir), f"init_params_{rows}")
-  if not os.path.isdir(out):
+  out = str(paths.as_path(workdir) / f"init_params_{rows}")
+  if not paths.as_path(out).is_dir():
     if _stored_shape(config.init_from).max_sequence_length + 1 >= rows:
       return
     params = checkpoint_lib.load_params(config.init_from)
