@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import types
 
 from absl import app
@@ -226,8 +225,8 @@ def extend_position_tables(config, workdir: str) -> None:
   if not config.init_from:
     return
   rows = int(config.model.max_sequence_length) + 1
-  out = os.path.join(os.path.abspath(workdir), f"init_params_{rows}")
-  if not os.path.isdir(out):
+  out = str(paths.as_path(workdir) / f"init_params_{rows}")
+  if not paths.as_path(out).is_dir():
     if checkpoint_lib.stored_config(config.init_from).max_sequence_length + 1 >= rows:
       return
     params = checkpoint_lib.load_params(config.init_from)

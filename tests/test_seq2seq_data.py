@@ -9,7 +9,6 @@ import functools
 import json
 import os
 
-import numpy as np
 import pytest
 
 from glm_jax.tasks.seq2seq import data, rouge
