@@ -13,6 +13,7 @@ Params-only checkpoints (`save_params` / `load_params`) are what `glm_jax.conver
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from typing import Any, Callable
@@ -65,6 +66,14 @@ def _ignore_reads_finishing_after_a_failed_restore() -> None:
     previous(unraisable)
   hook._glm_jax_quiet = True  # pylint: disable=protected-access
   sys.unraisablehook = hook
+  # The same reads can also end as asyncio tasks whose failure nobody awaited; asyncio logs those
+  # ("Task exception was never retrieved" + a traceback) when they are garbage-collected.
+  logging.getLogger("asyncio").addFilter(_drop_unretrieved_task_errors)
+
+
+def _drop_unretrieved_task_errors(record: logging.LogRecord) -> bool:
+  """logging filter: False for asyncio's report of an un-awaited failed task or future."""
+  return not str(record.msg).split("\n", 1)[0].endswith("exception was never retrieved")
 
 
 def _leaf_shapes(tree) -> dict[str, tuple]:
