@@ -241,4 +241,4 @@ def _define_flags():
 if __name__ == "__main__":
   from glm_jax import cli  # pylint: disable=g-import-not-at-top
   _define_flags()
-  cli.run(main, exit_code=1)  # 1, not cli.USER_ERROR_EXIT_CODE: scripts and tests rely on it
+  cli.run(main)

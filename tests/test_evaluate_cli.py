@@ -177,7 +177,7 @@ def test_cli_reports_a_bad_line_with_file_and_number(workdir):
        "--tokenizer_kind=bert-uncased"],
       cwd=ROOT, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu"),
       capture_output=True, text=True, timeout=300)
-  assert result.returncode == 1
+  assert result.returncode == 2
   assert result.stderr.strip().splitlines()[-1].startswith(f"error: {bad}:2: not valid JSON")
   assert "Traceback" not in result.stderr
 
