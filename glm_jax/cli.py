@@ -6,7 +6,6 @@ exit status `USER_ERROR_EXIT_CODE` (2), never a traceback:
     error: <message>                    (generate, convert, extract_params, evaluate)
     glm_jax.train: bad data: <message>  (train and finetune name themselves and the kind)
 
-`evaluate` keeps exit status 1, which scripts and its tests already rely on (see README).
 This module imports only `glm_jax.errors`, so nothing here can form an import cycle.
 """
 
@@ -23,6 +22,17 @@ from glm_jax import errors
 
 USER_ERROR_EXIT_CODE = 2
 USER_ERRORS = (errors.UserError, FileNotFoundError)
+
+
+def define_model_flags() -> None:
+  """--checkpoint / --tokenizer / --tokenizer_kind, spelled and explained once for every command
+  that loads a params checkpoint (generate, evaluate)."""
+  flags.DEFINE_string("checkpoint", None, "Params-only checkpoint directory (glm_jax.extract_params, "
+                      "`convert import`, or checkpoint.save_params).")
+  flags.DEFINE_string("tokenizer", None, "Our sentencepiece .model file, or a directory with a "
+                      "released GLM tokenizer; default: the one stored with --checkpoint.")
+  flags.DEFINE_string("tokenizer_kind", None, "Released tokenizer kind (bert-uncased, bert-cased, "
+                      "gpt2, roberta, chinese-sp) when --tokenizer has no tokenizer_config.json.")
 
 
 def quiet_logs() -> None:

@@ -147,7 +147,7 @@ def evaluate_cloze(config, params, tokenizer, path, *, seq_length, length_penalt
           "eval_tokens_per_s": scoring.tokens_per_batch(rows) / max(seconds, 1e-9)}
 
 
-def run(task: str, data: str, checkpoint: str, tokenizer_path: str, *, tokenizer_kind=None,
+def run(task: str, data: str, checkpoint: str, tokenizer_path: str | None = None, *, tokenizer_kind=None,
         seq_length=None, overlap=DEFAULT_OVERLAP, batch_size=scoring.DEFAULT_BATCH_SIZE,
         mask_token="MASK", unidirectional=False, length_penalty=0.0, cloze_scoring="multi",
         dtype=None, mesh_shape=None, output=None) -> dict:
@@ -161,7 +161,7 @@ def run(task: str, data: str, checkpoint: str, tokenizer_path: str, *, tokenizer
   if not epath.Path(data).exists():  # before loading a large checkpoint
     raise FileNotFoundError(f"Evaluation data {data} does not exist; pass --data=FILE.")
   config, params = checkpoint_lib.load_for_inference(checkpoint, dtype)
-  tokenizer = tokenizer_lib.load_tokenizer(tokenizer_path, tokenizer_kind)
+  tokenizer = tokenizer_lib.load_tokenizer(tokenizer_path or checkpoint, tokenizer_kind)
   scoring.check_vocab(config, tokenizer.vocab_size)
   if mask_token not in tokenizer.special_ids:
     raise EvaluationError(f"The tokenizer has no [{mask_token}]; load it with task masks (a "
@@ -209,15 +209,11 @@ def main(argv):
 
 def _define_flags():
   from absl import flags
+  from glm_jax import cli  # pylint: disable=g-import-not-at-top
   flags.DEFINE_enum("task", None, list(TASKS), "What to evaluate.")
   flags.DEFINE_string("data", None, "LAMBADA JSONL ({\"text\"} per line), the raw "
                       "wiki.test.tokens, or a cloze JSONL ({text_a, text_b, candidates, label}).")
-  flags.DEFINE_string("checkpoint", None, "Params-only checkpoint directory (glm_jax.extract_params or "
-                      "`convert import`).")
-  flags.DEFINE_string("tokenizer", None, "Tokenizer: a released tokenizer's directory or our "
-                      "sentencepiece .model file.")
-  flags.DEFINE_string("tokenizer_kind", None, "bert-uncased | bert-cased | gpt2 | roberta | "
-                      "chinese-sp; default from the directory's tokenizer_config.json.")
+  cli.define_model_flags()
   flags.DEFINE_integer("seq_length", None, "Row length; default 512 (LAMBADA), 1024 (WikiText), "
                        "256 (cloze), capped at the model's position table.")
   flags.DEFINE_integer("overlap", DEFAULT_OVERLAP, "WikiText: new tokens each later window "
@@ -235,7 +231,7 @@ def _define_flags():
   flags.DEFINE_integer("mesh_fsdp", 1, "Mesh fsdp axis.")
   flags.DEFINE_integer("mesh_tensor", 1, "Mesh tensor axis.")
   flags.DEFINE_string("output", None, "Also write the JSON metrics line to this file.")
-  flags.mark_flags_as_required(["task", "data", "checkpoint", "tokenizer"])
+  flags.mark_flags_as_required(["task", "data", "checkpoint"])
 
 
 if __name__ == "__main__":

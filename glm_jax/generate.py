@@ -332,12 +332,8 @@ def main(argv):
 
 def _define_flags():
   from absl import flags
-  flags.DEFINE_string("checkpoint", None, "Params-only checkpoint directory (glm_jax.extract_params, "
-                      "`convert import`, or checkpoint.save_params).")
-  flags.DEFINE_string("tokenizer", None, "Our sentencepiece .model file, or a directory with a "
-                      "released GLM tokenizer; default: the one stored with --checkpoint.")
-  flags.DEFINE_string("tokenizer_kind", None, "Released tokenizer kind (bert-uncased, bert-cased, "
-                      "gpt2, roberta, chinese-sp) when --tokenizer has no tokenizer_config.json.")
+  from glm_jax import cli  # pylint: disable=g-import-not-at-top
+  cli.define_model_flags()
   flags.DEFINE_multi_string("prompt", [], "Prompt text with [MASK] / [sMASK] / [gMASK] blanks; "
                             "repeat the flag for several.")
   flags.DEFINE_string("prompt_file", None, "File with one prompt per line (a batch).")

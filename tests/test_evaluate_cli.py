@@ -6,6 +6,7 @@ its untrained self on every task: a real signal that the CLI reads, scores and r
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -220,3 +221,16 @@ def test_lambada_split_matches_original_strict_mode():
   for case in cases:
     context, last = eval_data.lambada_split(case["text"])
     assert (context, " " + last) == (case["context"], case["answer"])
+
+
+def test_without_tokenizer_flag_evaluate_uses_the_tokenizer_stored_with_the_checkpoint(
+    workdir, tmp_path):
+  root, tokenizer, _ = workdir
+  checkpoint = tmp_path / "trained_with_tokenizer"
+  shutil.copytree(root / "trained", checkpoint)
+  tokenizer.save(checkpoint / "tokenizer")  # as `convert import --tokenizer` and training store it
+  stored = evaluate.run("lambada", str(root / "lambada.jsonl"), str(checkpoint), seq_length=32)
+  explicit = _run(root, "lambada", "lambada.jsonl", seq_length=32)
+  timing = {k for k in explicit if "second" in k or "per_s" in k}
+  assert {k: v for k, v in stored.items() if k not in timing} == \
+         {k: v for k, v in explicit.items() if k not in timing}
