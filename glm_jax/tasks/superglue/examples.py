@@ -76,6 +76,12 @@ def _check_label(label, labels: Sequence, where: str):
   return label
 
 
+def _bool_label(rec, where: str):
+  """A True/False label as the original's verbalizer keys 'true'/'false'; None when absent."""
+  raw = _check_label(rec.get("label"), (True, False), where)
+  return None if raw is None else str(raw).lower()
+
+
 def _int_idx(idx, fallback: int):
   if isinstance(idx, str):
     try:
@@ -115,10 +121,8 @@ def wic_examples(records, split: str, source="") -> list[Example]:
   for number, rec in records:
     where = f"{source}:{number}"
     idx = int(_field(rec, "idx", where))
-    raw = _check_label(rec.get("label"), (True, False), where)
     out.append(_text_pair(split, rec, where, number, "sentence1", "sentence2",
-                          None if raw is None else str(raw).lower(), idx,
-                          {"word": _field(rec, "word", where)}))
+                          _bool_label(rec, where), idx, {"word": _field(rec, "word", where)}))
   return out
 
 
@@ -128,11 +132,8 @@ def boolq_examples(records, split: str, source="") -> list[Example]:
   for number, rec in records:
     where = f"{source}:{number}"
     idx = _field(rec, "idx", where)
-    label = None
-    if "label" in rec:
-      _check_label(rec["label"], (True, False), where)
-      label = str(rec["label"]).lower()
-    out.append(_text_pair(split, rec, where, number, "passage", "question", label, idx))
+    out.append(_text_pair(split, rec, where, number, "passage", "question",
+                          _bool_label(rec, where), idx))
   return out
 
 
