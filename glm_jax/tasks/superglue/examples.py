@@ -91,6 +91,14 @@ def _int_idx(idx, fallback: int):
   return idx
 
 
+def _indexed_records(records, source: str):
+  """(line number, record, "file:line" for error messages, the record's `idx`) for each record:
+  every reader starts from these, and a record without `idx` is named by file and line."""
+  for number, rec in records:
+    where = f"{source}:{number}"
+    yield number, rec, where, _field(rec, "idx", where)
+
+
 def _text_pair(split, rec, where, number, first, second, label, idx, meta=None) -> Example:
   """An example of two texts (fields `first`, `second` of `rec`), punctuation standardized."""
   return Example(f"{split}-{idx}", standardize_punctuation(_field(rec, first, where)),
@@ -102,9 +110,8 @@ def rte_examples(records, split: str, labels=("entailment", "not_entailment"), s
                  premise="premise", hypothesis="hypothesis") -> list[Example]:
   """RTE (and CB): premise -> text_a, hypothesis -> text_b."""
   out = []
-  for line, (number, rec) in enumerate(records):
-    where = f"{source}:{number}"
-    idx = _int_idx(_field(rec, "idx", where), line)
+  for line, (number, rec, where, idx) in enumerate(_indexed_records(records, source)):
+    idx = _int_idx(idx, line)
     label = _check_label(rec.get("label"), labels, where)
     out.append(_text_pair(split, rec, where, number, premise, hypothesis, label, idx))
   return out
@@ -117,32 +124,21 @@ def cb_examples(records, split: str, source="") -> list[Example]:
 
 def wic_examples(records, split: str, source="") -> list[Example]:
   """WiC: the two sentences and the word; label true/false as the strings 'true'/'false'."""
-  out = []
-  for number, rec in records:
-    where = f"{source}:{number}"
-    idx = int(_field(rec, "idx", where))
-    out.append(_text_pair(split, rec, where, number, "sentence1", "sentence2",
-                          _bool_label(rec, where), idx, {"word": _field(rec, "word", where)}))
-  return out
+  return [_text_pair(split, rec, where, number, "sentence1", "sentence2", _bool_label(rec, where),
+                     int(idx), {"word": _field(rec, "word", where)})
+          for number, rec, where, idx in _indexed_records(records, source)]
 
 
 def boolq_examples(records, split: str, source="") -> list[Example]:
   """BoolQ records -> examples (passage, question, True/False label)."""
-  out = []
-  for number, rec in records:
-    where = f"{source}:{number}"
-    idx = _field(rec, "idx", where)
-    out.append(_text_pair(split, rec, where, number, "passage", "question",
-                          _bool_label(rec, where), idx))
-  return out
+  return [_text_pair(split, rec, where, number, "passage", "question", _bool_label(rec, where), idx)
+          for number, rec, where, idx in _indexed_records(records, source)]
 
 
 def copa_examples(records, split: str, source="") -> list[Example]:
   """COPA (texts kept as written, like the original); train adds the mirrored examples."""
   out = []
-  for number, rec in records:
-    where = f"{source}:{number}"
-    idx = _field(rec, "idx", where)
+  for number, rec, where, idx in _indexed_records(records, source):
     label = _check_label(rec.get("label"), (0, 1), where)
     question = _field(rec, "question", where)
     if question not in ("cause", "effect"):
@@ -184,9 +180,7 @@ def wsc_examples(records, split: str, source="") -> list[Example]:
   """WSC as the original's cloze setup: train keeps the positives only and splits their
   candidate noun phrases (field `candidates`, the WSC-negative layout) into groups of 9."""
   out = []
-  for number, rec in records:
-    where = f"{source}:{number}"
-    idx = _field(rec, "idx", where)
+  for number, rec, where, idx in _indexed_records(records, source):
     label = None
     if "label" in rec:
       _check_label(rec["label"], (True, False), where)
@@ -220,9 +214,7 @@ def wsc_examples(records, split: str, source="") -> list[Example]:
 def multirc_examples(records, split: str, source="") -> list[Example]:
   """MultiRC: one example per (question, answer option), label 0/1."""
   out = []
-  for number, rec in records:
-    where = f"{source}:{number}"
-    passage_idx = _field(rec, "idx", where)
+  for number, rec, where, passage_idx in _indexed_records(records, source):
     passage = _field(rec, "passage", where)
     text = standardize_punctuation(_field(passage, "text", where))
     for question in _field(passage, "questions", where):
@@ -245,9 +237,7 @@ def record_examples(records, split: str, source="", seed: int = 42,
   query with every entity as a choice."""
   shuffler = random.Random(seed)
   out = []
-  for number, rec in records:
-    where = f"{source}:{number}"
-    idx = _field(rec, "idx", where)
+  for number, rec, where, idx in _indexed_records(records, source):
     passage = _field(rec, "passage", where)
     raw = _field(passage, "text", where)
     text = standardize_punctuation(raw)
