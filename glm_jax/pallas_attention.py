@@ -64,10 +64,24 @@ def _lanes(x, width: int):
   return jnp.tile(x, (1, width // LANES))
 
 
+def _grid_step(sep_ref):
+  """(this example's `sep`, outer block index, inner block index) of the running grid step:
+  every kernel's grid is (batch, heads, outer blocks, inner blocks)."""
+  return sep_ref[pl.program_id(0)], pl.program_id(2), pl.program_id(3)
+
+
+def _tile_scores(rows, cols, sep, q_block, k_block, *, scale: float, block_q: int, block_k: int,
+                 keys_on_rows: bool = False):
+  """Scaled fp32 scores `rows @ cols.T` of one tile and the GLM mask of that tile (True =
+  visible); the tile holds keys on its rows when `keys_on_rows` (the dK/dV kernel's layout)."""
+  scores = lax.dot_general(rows, cols, _NT, preferred_element_type=jnp.float32) * scale
+  visible = _visible(sep, q_block * block_q, k_block * block_k, scores.shape, keys_on_rows)
+  return scores, visible
+
+
 def _forward_kernel(sep_ref, q_ref, k_ref, v_ref, out_ref, lse_ref, m_ref, l_ref, acc_ref, *,
                     scale: float, block_q: int, block_k: int):
-  batch, q_block, k_block = pl.program_id(0), pl.program_id(2), pl.program_id(3)
-  sep = sep_ref[batch]
+  sep, q_block, k_block = _grid_step(sep_ref)
 
   @pl.when(k_block == 0)
   def _init():
@@ -78,9 +92,8 @@ def _forward_kernel(sep_ref, q_ref, k_ref, v_ref, out_ref, lse_ref, m_ref, l_ref
   @pl.when(k_block <= _last_key_block(sep, q_block, block_q, block_k))
   def _accumulate():
     value = v_ref[...]
-    scores = lax.dot_general(q_ref[...], k_ref[...], _NT,
-                             preferred_element_type=jnp.float32) * scale
-    visible = _visible(sep, q_block * block_q, k_block * block_k, scores.shape, False)
+    scores, visible = _tile_scores(q_ref[...], k_ref[...], sep, q_block, k_block, scale=scale,
+                                   block_q=block_q, block_k=block_k)
     scores = jnp.where(visible, scores, _MASK_VALUE)
     m_prev = m_ref[...]
     m_next = jnp.maximum(m_prev, jnp.max(scores, axis=1, keepdims=True))
@@ -101,8 +114,7 @@ def _forward_kernel(sep_ref, q_ref, k_ref, v_ref, out_ref, lse_ref, m_ref, l_ref
 
 def _dkv_kernel(sep_ref, q_ref, k_ref, v_ref, do_ref, lse_ref, di_ref, dk_ref, dv_ref,
                 dk_acc, dv_acc, *, scale: float, block_q: int, block_k: int):
-  batch, k_block, q_block = pl.program_id(0), pl.program_id(2), pl.program_id(3)
-  sep = sep_ref[batch]
+  sep, k_block, q_block = _grid_step(sep_ref)
 
   @pl.when(q_block == 0)
   def _init():
@@ -113,8 +125,8 @@ def _dkv_kernel(sep_ref, q_ref, k_ref, v_ref, do_ref, lse_ref, di_ref, dk_ref, d
   def _accumulate():
     query, key, value, d_out = q_ref[...], k_ref[...], v_ref[...], do_ref[...]
     # Transposed tiles [block_k, block_q]: the row statistics then broadcast over sublanes.
-    scores_t = lax.dot_general(key, query, _NT, preferred_element_type=jnp.float32) * scale
-    visible = _visible(sep, q_block * block_q, k_block * block_k, scores_t.shape, True)
+    scores_t, visible = _tile_scores(key, query, sep, q_block, k_block, scale=scale,
+                                     block_q=block_q, block_k=block_k, keys_on_rows=True)
     probs_t = jnp.where(visible, jnp.exp(scores_t - lse_ref[:1, :]), 0.0)
     dv_acc[...] += lax.dot_general(probs_t.astype(d_out.dtype), d_out, _NN,
                                    preferred_element_type=jnp.float32)
@@ -131,8 +143,7 @@ def _dkv_kernel(sep_ref, q_ref, k_ref, v_ref, do_ref, lse_ref, di_ref, dk_ref, d
 
 def _dq_kernel(sep_ref, q_ref, k_ref, v_ref, do_ref, lse_ref, di_ref, dq_ref, dq_acc, *,
                scale: float, block_q: int, block_k: int):
-  batch, q_block, k_block = pl.program_id(0), pl.program_id(2), pl.program_id(3)
-  sep = sep_ref[batch]
+  sep, q_block, k_block = _grid_step(sep_ref)
 
   @pl.when(k_block == 0)
   def _init():
@@ -143,8 +154,8 @@ def _dq_kernel(sep_ref, q_ref, k_ref, v_ref, do_ref, lse_ref, di_ref, dq_ref, dq
     key, value, d_out = k_ref[...], v_ref[...], do_ref[...]
     lse = jnp.expand_dims(lse_ref[0], -1)
     di = jnp.expand_dims(di_ref[0], -1)
-    scores = lax.dot_general(q_ref[...], key, _NT, preferred_element_type=jnp.float32) * scale
-    visible = _visible(sep, q_block * block_q, k_block * block_k, scores.shape, False)
+    scores, visible = _tile_scores(q_ref[...], key, sep, q_block, k_block, scale=scale,
+                                   block_q=block_q, block_k=block_k)
     probs = jnp.where(visible, jnp.exp(scores - lse), 0.0)
     dprobs = lax.dot_general(d_out, value, _NT, preferred_element_type=jnp.float32)
     dscores = probs * (dprobs - di)
@@ -156,22 +167,39 @@ def _dq_kernel(sep_ref, q_ref, k_ref, v_ref, do_ref, lse_ref, di_ref, dq_ref, dq
     dq_ref[...] = dq_acc[...].astype(dq_ref.dtype)
 
 
-def _interpret_arg(interpret: bool):
-  # Plain interpret mode: the kernels become ordinary JAX ops. The TPU interpreter
-  # (pltpu.InterpretParams) runs them through effectful callbacks, which jax 0.10's remat
-  # cannot partially evaluate ("Effects not supported in partial-eval of checkpoint/remat").
-  return bool(interpret)
+def _tile(rows: int, cols: int, index_map):
+  """A `[rows, cols]` block of one (example, head) of a `[b, h, ...]` operand."""
+  return pl.BlockSpec((None, None, rows, cols), index_map)
 
 
-def _compiler_params():
-  return pltpu.CompilerParams(
-      dimension_semantics=("parallel", "parallel", "parallel", "arbitrary"))
+def _fp32_scratch(rows: int, cols: int):
+  return pltpu.VMEM((rows, cols), jnp.float32)
+
+
+def _sep_prefetch_call(kernel, name: str, interpret: bool, *, grid, in_specs, out_specs,
+                       scratch_shapes, out_shape):
+  """`pl.pallas_call` of one of the three kernels: `sep` goes first, by scalar prefetch; the
+  last grid axis accumulates into scratch, so it runs in order ("arbitrary"), the rest in
+  parallel."""
+  return pl.pallas_call(
+      kernel,
+      grid_spec=pltpu.PrefetchScalarGridSpec(
+          num_scalar_prefetch=1, grid=grid, in_specs=in_specs, out_specs=out_specs,
+          scratch_shapes=scratch_shapes),
+      out_shape=out_shape,
+      compiler_params=pltpu.CompilerParams(
+          dimension_semantics=("parallel", "parallel", "parallel", "arbitrary")),
+      # Plain interpret mode: the kernels become ordinary JAX ops. The TPU interpreter
+      # (pltpu.InterpretParams) runs them through effectful callbacks, which jax 0.10's remat
+      # cannot partially evaluate ("Effects not supported in partial-eval of checkpoint/remat").
+      interpret=bool(interpret),
+      name=name,
+  )
 
 
 def _forward(q, k, v, sep, block_q, block_k, interpret):
   """q/k/v `[b, h, S, d]` (S a multiple of both blocks) -> (out, lse `[b, h, S]` fp32)."""
   batch, heads, length, head_dim = q.shape
-  grid = (batch, heads, length // block_q, length // block_k)
 
   def q_map(b, h, i, j, sep_ref):
     return b, h, i, 0
@@ -179,25 +207,18 @@ def _forward(q, k, v, sep, block_q, block_k, interpret):
   def kv_map(b, h, i, j, sep_ref):
     return b, h, jnp.minimum(j, _last_key_block(sep_ref[b], i, block_q, block_k)), 0
 
+  q_tile, kv_tile = _tile(block_q, head_dim, q_map), _tile(block_k, head_dim, kv_map)
   kernel = functools.partial(_forward_kernel, scale=1.0 / math.sqrt(head_dim),
                              block_q=block_q, block_k=block_k)
-  out, lse = pl.pallas_call(
-      kernel,
-      grid_spec=pltpu.PrefetchScalarGridSpec(
-          num_scalar_prefetch=1, grid=grid,
-          in_specs=[pl.BlockSpec((None, None, block_q, head_dim), q_map),
-                    pl.BlockSpec((None, None, block_k, head_dim), kv_map),
-                    pl.BlockSpec((None, None, block_k, head_dim), kv_map)],
-          out_specs=[pl.BlockSpec((None, None, block_q, head_dim), q_map),
-                     pl.BlockSpec((None, None, block_q, LANES), q_map)],
-          scratch_shapes=[pltpu.VMEM((block_q, LANES), jnp.float32),
-                          pltpu.VMEM((block_q, LANES), jnp.float32),
-                          pltpu.VMEM((block_q, head_dim), jnp.float32)]),
+  out, lse = _sep_prefetch_call(
+      kernel, "glm_flash_attention_fwd", interpret,
+      grid=(batch, heads, length // block_q, length // block_k),
+      in_specs=[q_tile, kv_tile, kv_tile],                    # q, k, v
+      out_specs=[q_tile, _tile(block_q, LANES, q_map)],       # out, lse (lane-replicated)
+      scratch_shapes=[_fp32_scratch(block_q, LANES), _fp32_scratch(block_q, LANES),  # m, l
+                      _fp32_scratch(block_q, head_dim)],      # output accumulator
       out_shape=[jax.ShapeDtypeStruct(q.shape, q.dtype),
                  jax.ShapeDtypeStruct((batch, heads, length, LANES), jnp.float32)],
-      compiler_params=_compiler_params(),
-      interpret=_interpret_arg(interpret),
-      name="glm_flash_attention_fwd",
   )(sep, q, k, v)
   return out, lse[..., 0]
 
@@ -219,25 +240,17 @@ def _backward(q, k, v, sep, out, lse, d_out, block_q, block_k, interpret):
   def k_map_kv(b, h, j, i, sep_ref):
     return b, h, j, 0
 
+  q_tile, k_tile = _tile(block_q, head_dim, q_map_kv), _tile(block_k, head_dim, k_map_kv)
+  rows_tile = _tile(SUBLANES, block_q, row_map_kv)   # sublane-replicated row statistics
   rows_sub = (batch, heads, SUBLANES, length)
-  dk, dv = pl.pallas_call(
+  dk, dv = _sep_prefetch_call(
       functools.partial(_dkv_kernel, scale=scale, block_q=block_q, block_k=block_k),
-      grid_spec=pltpu.PrefetchScalarGridSpec(
-          num_scalar_prefetch=1, grid=(batch, heads, length // block_k, length // block_q),
-          in_specs=[pl.BlockSpec((None, None, block_q, head_dim), q_map_kv),
-                    pl.BlockSpec((None, None, block_k, head_dim), k_map_kv),
-                    pl.BlockSpec((None, None, block_k, head_dim), k_map_kv),
-                    pl.BlockSpec((None, None, block_q, head_dim), q_map_kv),
-                    pl.BlockSpec((None, None, SUBLANES, block_q), row_map_kv),
-                    pl.BlockSpec((None, None, SUBLANES, block_q), row_map_kv)],
-          out_specs=[pl.BlockSpec((None, None, block_k, head_dim), k_map_kv),
-                     pl.BlockSpec((None, None, block_k, head_dim), k_map_kv)],
-          scratch_shapes=[pltpu.VMEM((block_k, head_dim), jnp.float32),
-                          pltpu.VMEM((block_k, head_dim), jnp.float32)]),
+      "glm_flash_attention_dkv", interpret,
+      grid=(batch, heads, length // block_k, length // block_q),
+      in_specs=[q_tile, k_tile, k_tile, q_tile, rows_tile, rows_tile],  # q, k, v, dout, lse, di
+      out_specs=[k_tile, k_tile],                                      # dk, dv
+      scratch_shapes=[_fp32_scratch(block_k, head_dim), _fp32_scratch(block_k, head_dim)],
       out_shape=[jax.ShapeDtypeStruct(k.shape, k.dtype), jax.ShapeDtypeStruct(v.shape, v.dtype)],
-      compiler_params=_compiler_params(),
-      interpret=_interpret_arg(interpret),
-      name="glm_flash_attention_dkv",
   )(sep, q, k, v, d_out, jnp.broadcast_to(lse[:, :, None], rows_sub),
     jnp.broadcast_to(di[:, :, None], rows_sub))
 
@@ -251,22 +264,16 @@ def _backward(q, k, v, sep, out, lse, d_out, block_q, block_k, interpret):
   def kv_map(b, h, i, j, sep_ref):
     return b, h, jnp.minimum(j, _last_key_block(sep_ref[b], i, block_q, block_k)), 0
 
-  dq = pl.pallas_call(
+  q_tile, kv_tile, row_tile = (_tile(block_q, head_dim, q_map), _tile(block_k, head_dim, kv_map),
+                               _tile(1, block_q, row_map))
+  dq = _sep_prefetch_call(
       functools.partial(_dq_kernel, scale=scale, block_q=block_q, block_k=block_k),
-      grid_spec=pltpu.PrefetchScalarGridSpec(
-          num_scalar_prefetch=1, grid=(batch, heads, length // block_q, length // block_k),
-          in_specs=[pl.BlockSpec((None, None, block_q, head_dim), q_map),
-                    pl.BlockSpec((None, None, block_k, head_dim), kv_map),
-                    pl.BlockSpec((None, None, block_k, head_dim), kv_map),
-                    pl.BlockSpec((None, None, block_q, head_dim), q_map),
-                    pl.BlockSpec((None, None, 1, block_q), row_map),
-                    pl.BlockSpec((None, None, 1, block_q), row_map)],
-          out_specs=pl.BlockSpec((None, None, block_q, head_dim), q_map),
-          scratch_shapes=[pltpu.VMEM((block_q, head_dim), jnp.float32)]),
+      "glm_flash_attention_dq", interpret,
+      grid=(batch, heads, length // block_q, length // block_k),
+      in_specs=[q_tile, kv_tile, kv_tile, q_tile, row_tile, row_tile],  # q, k, v, dout, lse, di
+      out_specs=q_tile,                                                 # dq
+      scratch_shapes=[_fp32_scratch(block_q, head_dim)],
       out_shape=jax.ShapeDtypeStruct(q.shape, q.dtype),
-      compiler_params=_compiler_params(),
-      interpret=_interpret_arg(interpret),
-      name="glm_flash_attention_dq",
   )(sep, q, k, v, d_out, lse[:, :, None], di[:, :, None])
   return dq, dk, dv
 
