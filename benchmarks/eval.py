@@ -20,6 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
+import bench_model  # noqa: E402
 from glm_jax import lm_eval, model, scoring  # noqa: E402
 
 SPECIAL = {"eos": 0, "CLS": 1, "MASK": 2, "sop": 3, "eop": 4, "gMASK": 5}
@@ -42,20 +43,14 @@ def timed(fn, repeats):
 
 def main():
   parser = argparse.ArgumentParser()
-  parser.add_argument("--layers", type=int, default=4)
-  parser.add_argument("--hidden", type=int, default=256)
-  parser.add_argument("--heads", type=int, default=4)
-  parser.add_argument("--vocab", type=int, default=8192)
+  bench_model.add_size_flags(parser, vocab=8192)
   parser.add_argument("--examples", type=int, default=64)
   parser.add_argument("--batch_size", type=int, default=16)
   parser.add_argument("--seq_length", type=int, default=128)
-  parser.add_argument("--dtype", default="float32")
   parser.add_argument("--repeats", type=int, default=2)
   args = parser.parse_args()
 
-  cfg = model.GLMConfig(vocab_size=args.vocab, num_layers=args.layers, hidden_size=args.hidden,
-                        num_heads=args.heads, max_sequence_length=max(args.seq_length, 64),
-                        dtype=args.dtype)
+  cfg = model.GLMConfig(**bench_model.size_from_flags(args))
   mesh = scoring.default_mesh()
   params = scoring.place_params(cfg, model.init_params(cfg, jax.random.PRNGKey(0)), mesh)
   examples = make_examples(args.examples, args.vocab)

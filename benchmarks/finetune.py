@@ -26,6 +26,7 @@ import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
+import bench_model  # noqa: E402
 from configs.finetune import superglue as sg_config  # noqa: E402
 from glm_jax import optim, sharding, train_state  # noqa: E402
 from glm_jax.eval_rows import build_row  # noqa: E402
@@ -86,9 +87,7 @@ def time_steps(config, mesh, objective, placed, steps):
 
 def bench(args, name, multi, choices, mesh):
   config = sg_config.get_config()
-  config.model.update(vocab_size=args.vocab, num_layers=args.layers, hidden_size=args.hidden,
-                      num_heads=args.heads, max_sequence_length=max(args.seq_length, 64),
-                      dtype=args.dtype, remat_policy=args.remat)
+  config.model.update(**bench_model.size_from_flags(args), remat_policy=args.remat)
   config.seq_length, config.global_batch_size = args.seq_length, args.batch
   config.total_steps, config.learning_rate = 100, 1e-5
   rng = np.random.default_rng(0)
@@ -121,14 +120,10 @@ def bench(args, name, multi, choices, mesh):
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--layers", type=int, default=4)
-  parser.add_argument("--hidden", type=int, default=256)
-  parser.add_argument("--heads", type=int, default=4)
-  parser.add_argument("--vocab", type=int, default=30592)
+  bench_model.add_size_flags(parser, vocab=30592)
   parser.add_argument("--seq_length", type=int, default=256)
   parser.add_argument("--batch", type=int, default=16)
   parser.add_argument("--steps", type=int, default=5)
-  parser.add_argument("--dtype", default="float32")
   parser.add_argument("--remat", default="none")
   parser.add_argument("--tasks", default="copa,rte")
   parser.add_argument("--compare_full_vocab", action="store_true")

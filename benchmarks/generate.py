@@ -23,16 +23,12 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from glm_jax import decode_loop, generate, model  # noqa: E402
+import bench_model  # noqa: E402
+from glm_jax import decode_loop, generate  # noqa: E402
 import timing  # noqa: E402
 
-SHAPES = {
-    # configs/tiny.py's model with a sentencepiece-sized vocabulary.
-    "tiny": dict(vocab_size=4096, num_layers=2, hidden_size=128, num_heads=2,
-                 max_sequence_length=128, dtype="float32"),
-    "glm_large": dict(vocab_size=30592, num_layers=24, hidden_size=1024, num_heads=16,
-                      max_sequence_length=512, dtype="bfloat16"),
-}
+SHAPES = {"tiny": bench_model.tiny_shape(max_sequence_length=128),
+          "glm_large": bench_model.glm_large_shape(max_sequence_length=512)}
 SOP, GMASK = 5, 4
 
 
@@ -83,9 +79,8 @@ def main():
   parser.add_argument("--attention_backend", default="xla",
                       help="xla (default, same kernel for both paths) | auto | cudnn")
   args = parser.parse_args()
-  cfg = model.GLMConfig(**SHAPES[args.shape], embedding_dropout=0.0, attention_dropout=0.0,
-                        hidden_dropout=0.0, attention_backend=args.attention_backend)
-  params = model.init_params(cfg, jax.random.PRNGKey(0))
+  cfg, params = bench_model.build_without_dropout(SHAPES[args.shape],
+                                                  attention_backend=args.attention_backend)
   results = [bench(cfg, params, int(b), args.prompt_len, args.new_tokens, args.repeats)
              for b in args.batches.split(",")]
   print(json.dumps({

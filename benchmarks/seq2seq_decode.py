@@ -22,15 +22,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from glm_jax import beam_search, model  # noqa: E402
+import bench_model  # noqa: E402
+from glm_jax import beam_search  # noqa: E402
 import timing  # noqa: E402
 
-SHAPES = {
-    "small": dict(vocab_size=4096, num_layers=2, hidden_size=128, num_heads=2,
-                  max_sequence_length=256, dtype="float32"),
-    "glm_large": dict(vocab_size=30592, num_layers=24, hidden_size=1024, num_heads=16,
-                      max_sequence_length=1024, dtype="bfloat16"),
-}
+SHAPES = {"small": bench_model.tiny_shape(max_sequence_length=256),
+          "glm_large": bench_model.glm_large_shape(max_sequence_length=1024)}
 CLS, MASK, SOP = 1, 2, 3
 
 
@@ -44,9 +41,7 @@ def main():
   parser.add_argument("--no_repeat_ngram_size", type=int, default=3)
   parser.add_argument("--repeats", type=int, default=3)
   args = parser.parse_args()
-  cfg = model.GLMConfig(**SHAPES[args.shape], embedding_dropout=0.0, attention_dropout=0.0,
-                        hidden_dropout=0.0)
-  params = model.init_params(cfg, jax.random.PRNGKey(0))
+  cfg, params = bench_model.build_without_dropout(SHAPES[args.shape])
   rng = np.random.default_rng(0)
   src = rng.integers(8, cfg.vocab_size - 1, (args.examples, args.src_len)).astype(np.int32)
   src[:, 0], src[:, 1] = CLS, MASK
