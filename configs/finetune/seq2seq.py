@@ -15,38 +15,33 @@ from configs import common
 # Batch size: the README's launcher scripts/ds_finetune_seq2seq.sh runs 2 workers x 8 GPUs with
 # config_tasks/config_blocklm_10B_cnndm.json's train_micro_batch_size_per_gpu 4: 64 per step.
 # eval_epoch: arguments.py --eval-epoch default 1 (l.234) unless the script sets it.
-TASK_DEFAULTS = {
+TASK_FIELDS = ("epochs", "learning_rate", "eval_epoch", "src_seq_length", "tgt_seq_length",
+               "min_tgt_length", "length_penalty", "no_repeat_ngram_size", "num_beams",
+               "eval_batch_size")
+_TASK_ROWS = {  # one row per task, its values in TASK_FIELDS' order
     # seq_cnndm_org.sh: --epochs 10 (l.5), --lr 1e-5 (l.6), --eval-epoch 2 (l.16),
     # --src-seq-length 608 --tgt-seq-length 160 --min-tgt-length 55 --length-penalty 0.7
     # --no-repeat-ngram-size 3 --num-beams 5 (l.18-23), --eval-batch-size 1 (l.25)
-    "cnn_dm_original": dict(epochs=10, learning_rate=1e-5, eval_epoch=2, src_seq_length=608,
-                            tgt_seq_length=160, min_tgt_length=55, length_penalty=0.7,
-                            no_repeat_ngram_size=3, num_beams=5, eval_batch_size=1),
+    "cnn_dm_original": (10, 1e-5, 2, 608, 160, 55, 0.7, 3, 5, 1),
     # seq_cnndm.sh: --epochs 15 (l.5), --lr 3e-5 (l.6), --src-seq-length 608
     # --tgt-seq-length 160 --min-tgt-length 55 --length-penalty 0.7 --no-repeat-ngram-size 3
     # --num-beams 5 (l.17-22), --eval-batch-size 4 (l.24)
-    "cnn_dm": dict(epochs=15, learning_rate=3e-5, eval_epoch=1, src_seq_length=608,
-                   tgt_seq_length=160, min_tgt_length=55, length_penalty=0.7,
-                   no_repeat_ngram_size=3, num_beams=5, eval_batch_size=4),
+    "cnn_dm": (15, 3e-5, 1, 608, 160, 55, 0.7, 3, 5, 4),
     # seq_xsum.sh: --epochs 6 (l.5), --lr 1e-5 (l.6), --eval-epoch 2 (l.16), --src-seq-length 608
     # --tgt-seq-length 60 --min-tgt-length 10 --length-penalty 1.0 --no-repeat-ngram-size 3
     # --num-beams 6 (l.18-23), --eval-batch-size 1 (l.25)
-    "xsum": dict(epochs=6, learning_rate=1e-5, eval_epoch=2, src_seq_length=608,
-                 tgt_seq_length=60, min_tgt_length=10, length_penalty=1.0,
-                 no_repeat_ngram_size=3, num_beams=6, eval_batch_size=1),
+    "xsum": (6, 1e-5, 2, 608, 60, 10, 1.0, 3, 6, 1),
     # seq_gigaword.sh: --epochs 10 (l.5), --lr 3e-5 (l.6), --src-seq-length 192
     # --tgt-seq-length 32 --min-tgt-length 0 --length-penalty 0.6 --no-repeat-ngram-size 3
     # --num-beams 5 (l.17-22), --eval-batch-size 4 (l.24)
-    "gigaword": dict(epochs=10, learning_rate=3e-5, eval_epoch=1, src_seq_length=192,
-                     tgt_seq_length=32, min_tgt_length=0, length_penalty=0.6,
-                     no_repeat_ngram_size=3, num_beams=5, eval_batch_size=4),
+    "gigaword": (10, 3e-5, 1, 192, 32, 0, 0.6, 3, 5, 4),
     # seq_squad_generation.sh: --epochs 10 (l.5), --lr 2e-5 (l.6), --eval-epoch 10 (l.16),
     # --src-seq-length 464 --tgt-seq-length 48 --min-tgt-length 0 --length-penalty 0.7
     # --num-beams 5 (l.18-22), --eval-batch-size 4 (l.24); no --no-repeat-ngram-size
-    "squad_generation": dict(epochs=10, learning_rate=2e-5, eval_epoch=10, src_seq_length=464,
-                             tgt_seq_length=48, min_tgt_length=0, length_penalty=0.7,
-                             no_repeat_ngram_size=0, num_beams=5, eval_batch_size=4),
+    "squad_generation": (10, 2e-5, 10, 464, 48, 0, 0.7, 0, 5, 4),
 }
+TASK_DEFAULTS = {task: dict(zip(TASK_FIELDS, row, strict=True))
+                 for task, row in _TASK_ROWS.items()}
 
 
 def get_config():
