@@ -1,7 +1,8 @@
 """The shared run config: every key on its own line, with its meaning and unit.
 
 Size configs (`tiny.py`, `base.py`, `large.py`, ...) call `get_base_config()` and override a few
-lines. Override from the command line with `--config.key=value`.
+lines; the released sizes through the helpers at the end, which take the original's script flags
+and json fields as written there. Override from the command line with `--config.key=value`.
 """
 
 import ml_collections
@@ -78,3 +79,81 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.init_from = ""              # params checkpoint (from `glm_jax.convert import`) to start from
   config.peak_tflops = 0.0           # per-chip bf16 peak for MFU; 0 = look up the chip
   return config
+
+
+def set_model_shape(config, *, num_layers: int, hidden_size: int, num_heads: int,
+                    vocab_size: int, max_sequence_length: int) -> None:
+  """Sets the five model fields that tell GLM's released sizes apart (the rest is shared)."""
+  config.model.update(num_layers=num_layers, hidden_size=hidden_size, num_heads=num_heads,
+                      vocab_size=vocab_size, max_sequence_length=max_sequence_length)
+
+
+# The released pretraining flags our configs take (THUDM/GLM 4f61ed7, config/ds_block_*.sh;
+# arguments.py defines them), spelled as there (`--lr-decay-iters` -> lr_decay_iters), and the key
+# each sets. `task_mask=False` stands for a script without --task-mask.
+SCRIPT_FLAG_KEYS = {
+    "train_iters": "total_steps",
+    "lr_decay_iters": "lr_decay_steps",
+    "lr_decay_style": "decay_style",
+    "lr_decay_ratio": "min_learning_rate_ratio",
+    "warmup": "warmup_ratio",
+    "bert_prob": "data.bert_prob",
+    "gap_sentence_prob": "data.gap_sentence_prob",
+    "gpt_min_ratio": "data.gpt_min_ratio",
+    "avg_block_length": "data.poisson_lambda",
+    "task_mask": "data.task_mask",
+    "block_mask_prob": "data.block_mask_prob",
+    "short_seq_prob": "data.short_seq_prob",
+    "fix_command_token": "data.fix_command_token",
+}
+
+# The optimizer fields of the released DeepSpeed configs (config/config_block_*.json: "optimizer"
+# "params", and top-level "gradient_accumulation_steps") our configs take, and the keys they set.
+DEEPSPEED_JSON_KEYS = {
+    "lr": "learning_rate",
+    "weight_decay": "weight_decay",
+    "betas": "adam_b1, adam_b2",
+    "eps": "adam_eps",
+    "gradient_accumulation_steps": "grad_accum_steps",
+}
+
+
+def set_from_script_flags(config, **flags) -> None:
+  """Sets our keys from a released pretraining script's flags, each value written as in the
+  script (the config line then cites itself); see SCRIPT_FLAG_KEYS."""
+  for flag, value in flags.items():
+    if flag not in SCRIPT_FLAG_KEYS:
+      raise ValueError(f"no config key for the pretraining flag {flag!r}; "
+                       f"known flags: {', '.join(SCRIPT_FLAG_KEYS)}.")
+    section, _, key = SCRIPT_FLAG_KEYS[flag].rpartition(".")
+    (config[section] if section else config)[key] = value
+
+
+def set_from_deepspeed_json(config, **fields) -> None:
+  """Sets our optimizer keys from a released config_block_*.json's fields, written as in the
+  json; see DEEPSPEED_JSON_KEYS."""
+  for field, value in fields.items():
+    if field not in DEEPSPEED_JSON_KEYS:
+      raise ValueError(f"no config key for the DeepSpeed json field {field!r}; "
+                       f"known fields: {', '.join(DEEPSPEED_JSON_KEYS)}.")
+    if field == "betas":
+      config.adam_b1, config.adam_b2 = value
+    else:
+      config[DEEPSPEED_JSON_KEYS[field]] = value
+
+
+def set_multitask_recipe(config, *, bert_prob: float, lr_decay_iters: int) -> None:
+  """The flags config/ds_block_10B.sh and config/ds_block_large_chinese.sh (THUDM/GLM 4f61ed7)
+  share: GLM's multi-task objective (token, sentence and document blanks, --task-mask,
+  --block-mask-prob: the tokenizer needs [dBLOCK], --short-seq-prob) and its schedule. Of these flags the two scripts differ
+  only in --bert-prob (0.5 / 0.4) and --lr-decay-iters (175000 / 200000): the caller's."""
+  set_from_script_flags(
+      config, task_mask=True, bert_prob=bert_prob, gap_sentence_prob=0.3, avg_block_length=3,
+      gpt_min_ratio=0.25, block_mask_prob=0.1, short_seq_prob=0.02, train_iters=250000,
+      lr_decay_style="cosine", lr_decay_ratio=0.1, lr_decay_iters=lr_decay_iters, warmup=0.04)
+
+
+def shard_over_all_devices(config) -> None:
+  """Mesh for the sizes whose params and optimizer state do not fit one chip: all of it FSDP."""
+  config.mesh.data = 1
+  config.mesh.fsdp = -1

@@ -1,9 +1,11 @@
-"""Every released size config has the released parameter count (computed without allocating)."""
+"""Every released size config has the released parameter count (computed without allocating);
+the helpers that set released values name what they cannot set."""
 
 import importlib
 
 import pytest
 
+from configs import common
 from glm_jax import model
 
 # GLM_SPEC's table; Base and Large are exact counts from the released checkpoints.
@@ -42,3 +44,20 @@ def test_unknown_model_key_is_named():
   config.model.hidden_sise = 4  # a typo a user could make in a config file
   with pytest.raises(ValueError, match="hidden_sise"):
     model.as_glm_config(config)
+
+
+def test_every_released_flag_and_json_field_sets_an_existing_key():
+  """A typo in the tables would add a new, unused key to the unlocked config instead."""
+  config = common.get_base_config()
+  json_keys = ", ".join(common.DEEPSPEED_JSON_KEYS.values()).split(", ")
+  for key in [*common.SCRIPT_FLAG_KEYS.values(), *json_keys]:
+    section, _, name = key.rpartition(".")
+    assert name in (config[section] if section else config), key
+
+
+def test_unknown_released_flag_or_json_field_is_named():
+  config = common.get_base_config()
+  with pytest.raises(ValueError, match="lr_decay_iter'"):
+    common.set_from_script_flags(config, lr_decay_iter=1000)   # a typo of lr_decay_iters
+  with pytest.raises(ValueError, match="beta'"):
+    common.set_from_deepspeed_json(config, beta=[0.9, 0.95])
