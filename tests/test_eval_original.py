@@ -119,6 +119,7 @@ def test_lambada_correct_matches_original(index):
     assert list(row.ids) == expected[:len(row)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("index", range(7))
 def test_windowed_nll_matches_original(index):
   cfg, params, cases = _fixture()
@@ -134,6 +135,7 @@ def test_windowed_nll_matches_original(index):
   assert len(rows) == case["num_windows"]
 
 
+@pytest.mark.slow
 def test_bfloat16_config_computes_in_bf16_and_stays_close_to_the_original():
   cfg, params, cases = _fixture()
   bf16 = cfg.replace(dtype="bfloat16")
@@ -172,6 +174,7 @@ def test_bad_arguments_get_one_clear_error():
                             mask_token="sMASK")
 
 
+@pytest.mark.slow
 def test_a_dataset_compiles_a_handful_of_shapes_not_one_per_example():
   cfg, params, cases = _fixture()
   rng = np.random.default_rng(0)
