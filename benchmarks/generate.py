@@ -25,6 +25,7 @@ import numpy as np  # noqa: E402
 
 import bench_model  # noqa: E402
 from glm_jax import decode_loop, generate  # noqa: E402
+from tests import recompute_decode  # noqa: E402
 import timing  # noqa: E402
 
 SHAPES = {"tiny": bench_model.tiny_shape(max_sequence_length=128),
@@ -43,10 +44,11 @@ def bench(cfg, params, batch, prompt_len, new_tokens, repeats):
   total = b.ids.shape[1] + new_tokens
 
   def run(use_cache):
-    return decode_loop.fill(  # the loop itself, with the end token unreachable
+    loop = decode_loop.fill if use_cache else recompute_decode.fill
+    return loop(  # the loop itself, with the end token unreachable
         params, *arrays, jax.random.PRNGKey(0), jnp.float32(1.0), jnp.float32(0.0), cfg=cfg,
-        max_new_tokens=new_tokens, greedy=True, top_k=0, no_repeat_ngram_size=0,
-        use_cache=use_cache, sop=SOP, ends=(end,), vocab_limit=end)
+        max_new_tokens=new_tokens, greedy=True, top_k=0, no_repeat_ngram_size=0, sop=SOP,
+        ends=(end,), vocab_limit=end)
 
   prefill = jax.jit(lambda p, i, l: decode_loop.prefill(cfg, p, i, l, total))
   t_prefill = timing.median_seconds(lambda: prefill(params, arrays[0], arrays[1]), repeats)

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Everything a lent GPU should check, in one call (device time is scarce: build nothing there).
 #   correctness on the GPU (fixture parity, cuDNN vs XLA attention), then JSON throughput of our
-#   forward+backward, full train step (GLM-Large, GLM-2B) and KV-cached generation, then the peer
-#   baselines in the same call so ratios compare like with like.
+#   forward+backward, full train step (GLM-Large, GLM-2B), batched evaluation scoring and
+#   KV-cached generation, then the peer baselines in the same call so ratios compare like with
+#   like.
 # Usage on the device machine, from the repo root (results land in $OUT):
 #   bash benchmarks/gpu_suite.sh            # GPU
 #   SMALL=1 bash benchmarks/gpu_suite.sh    # CPU smoke run of the same steps with tiny shapes
@@ -26,6 +27,9 @@ run $PY benchmarks/forward.py ${LARGE%% *} --batch=$((B / 4)) --dtype=bfloat16
 run $PY benchmarks/train_step.py $LARGE --batch=$B
 run $PY benchmarks/train_step.py $LARGE --batch=$B --nofast_attention
 run $PY benchmarks/train_step.py $BIG --batch=$B2
+if [ "${SMALL:-0}" = 1 ]; then EVAL="--examples=32"; else
+  EVAL="--layers=24 --hidden=1024 --heads=16 --vocab=30592 --examples=256 --dtype=bfloat16"; fi
+run $PY benchmarks/eval.py $EVAL   # batched vs one row per call (issue 9 expects >= 5x)
 run $PY benchmarks/generate.py --shape=$GEN --prompt_len=$([ "${SMALL:-0}" = 1 ] && echo 64 || echo 384)
 if [ -f .peers/train_step_peers.py ]; then
   run env SMALL="${SMALL:-}" $PY .peers/train_step_peers.py jax

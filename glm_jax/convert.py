@@ -78,11 +78,12 @@ def _check_shape(name, array, shape):
 def from_thudm(state_dict: Mapping[str, np.ndarray], num_attention_heads: int, dtype=None):
   """Maps a THUDM-named state dict to `(GLMConfig, params)`.
 
-  Layers, hidden size, vocabulary and position-table size are read from the shapes; the config
-  computes in `dtype` (default float32) and stores params in the checkpoint's own dtype.
+  The config is `checkpoint.infer_config` of the converted params (shapes from the arrays, no
+  dropout: an inference config); it computes in `dtype` (default float32) and stores params in
+  the checkpoint's own dtype.
   """
   import jax.numpy as jnp
-  from glm_jax.model import GLMConfig
+  from glm_jax import checkpoint
 
   sd = _strip_prefix(state_dict)
   num_layers = _check_keys(sd)
@@ -149,11 +150,7 @@ def from_thudm(state_dict: Mapping[str, np.ndarray], num_attention_heads: int, d
       "final_layernorm": {"scale": sd["transformer.final_layernorm.weight"],
                           "bias": sd["transformer.final_layernorm.bias"]},
   }
-  config = GLMConfig(
-      vocab_size=int(vocab), num_layers=num_layers, hidden_size=int(hidden), num_heads=heads,
-      max_sequence_length=int(positions) - 1, mlp_ratio=ffn // hidden,
-      dtype=jnp.dtype(dtype or jnp.float32).name,
-      param_dtype=np.dtype(sd["word_embeddings.weight"].dtype).name)
+  config = checkpoint.infer_config(params, dtype=jnp.dtype(dtype or jnp.float32).name)
   return config, params
 
 

@@ -33,17 +33,6 @@ def decode_mask(lengths, prompt_slots: int, query_slots, total: int):
   return prompt | decoded
 
 
-def recompute_mask(lengths, prompt_slots: int, last_slot, total: int):
-  """`[B, total, total]`: the full-recomputation mask over a buffer whose slots up to
-  `last_slot` are filled. The prompt is bidirectional, decode slots causal (the GLM mask with
-  `sep = len`), padding and unfilled slots invisible."""
-  i = jnp.arange(total, dtype=jnp.int32)[None, :, None]
-  j = jnp.arange(total, dtype=jnp.int32)[None, None, :]
-  sep = jnp.asarray(lengths, jnp.int32)[:, None, None]
-  valid = (j < sep) | ((j >= prompt_slots) & (j <= last_slot))
-  return valid & ((j < sep) | (j <= i))
-
-
 def prompt_positions(lengths, slots: int):
   """`[B, slots]` positions 0..len-1, then 0 on padding (which may lie past the position table)."""
   positions = jnp.arange(slots, dtype=jnp.int32)[None, :]
@@ -85,7 +74,7 @@ def limit_vocab(logits, vocab_limit: int):
 class LoopState:
   """What the greedy / sampling loop carries from one step to the next (all `[B]` unless noted)."""
   step: jax.Array     # scalar: decode steps taken; the next token goes to slot prompt_slots + step
-  memory: Any         # the KV cache (or, recomputing, the (ids, positions) buffers)
+  memory: Any         # what `logits_at` reads and updates: the KV cache in `fill`
   token: jax.Array    # the token to feed next (sop when a blank starts)
   block: jax.Array    # its block position (1 for sop, then 2, 3, ...)
   blank: jax.Array    # which blank the row is filling
@@ -94,16 +83,28 @@ class LoopState:
   out: jax.Array      # [B, NB, max_new_tokens] the kept tokens, -1 elsewhere
 
 
-@functools.partial(jax.jit, static_argnames=(
-    "cfg", "max_new_tokens", "greedy", "top_k", "no_repeat_ngram_size", "use_cache", "ends",
-    "vocab_limit"))
-@sharding.with_rules
-def fill(params, ids, lengths, blank_pos, num_blanks, rng, temperature, top_p, *, cfg,
-          max_new_tokens, greedy, top_k, no_repeat_ngram_size, use_cache, sop, ends, vocab_limit):
-  """The jitted decode loop. Returns `[B, NB, max_new_tokens]` tokens, -1 past each blank's end.
+STATIC_ARGS = ("cfg", "max_new_tokens", "greedy", "top_k", "no_repeat_ngram_size", "sop", "ends",
+               "vocab_limit")
 
-  `use_cache=False` runs the same loop by full recomputation (the whole buffer every step):
-  the reference the cache is checked and benchmarked against.
+
+@functools.partial(jax.jit, static_argnames=STATIC_ARGS)
+@sharding.with_rules
+def fill(params, ids, lengths, blank_pos, num_blanks, rng, temperature, top_p, **static):
+  """The jitted decode loop with the KV cache. Returns `[B, NB, max_new_tokens]` tokens, -1 past
+  each blank's end. `static`: the names in STATIC_ARGS (see `run_loop`)."""
+  return run_loop(params, ids, lengths, blank_pos, num_blanks, rng, temperature, top_p,
+                  init_memory=prefill, logits_at=cached_logits, **static)
+
+
+def run_loop(params, ids, lengths, blank_pos, num_blanks, rng, temperature, top_p, *, cfg,
+             max_new_tokens, greedy, top_k, no_repeat_ngram_size, sop, ends, vocab_limit,
+             init_memory, logits_at):
+  """The loop itself, traced inside a jit; how logits are computed is passed in, so a test can
+  run the same loop by full recomputation (`tests/recompute_decode.py`).
+
+  init_memory(cfg, params, ids, lengths, total) -> memory (`prefill`: the KV cache);
+  logits_at(cfg, params, memory, tokens, position_ids, lengths, prompt_slots, slot, total)
+    -> (logits [B, V], memory) (`cached_logits`).
   """
   batch, prompt_slots = ids.shape
   nb = blank_pos.shape[1]
@@ -111,24 +112,7 @@ def fill(params, ids, lengths, blank_pos, num_blanks, rng, temperature, top_p, *
   total = prompt_slots + steps
   rows = jnp.arange(batch)
   end_ids = jnp.asarray(ends, jnp.int32)
-
-  if use_cache:
-    memory = prefill(cfg, params, ids, lengths, total)
-  else:
-    buf_pos = jnp.pad(prompt_positions(lengths, prompt_slots), ((0, 0), (0, steps)))
-    memory = (jnp.pad(ids, ((0, 0), (0, steps))),
-              jnp.stack([buf_pos, jnp.zeros_like(buf_pos)], axis=1))
-
-  def logits_at(memory, tokens, position_ids, slot):
-    if use_cache:
-      return cached_logits(cfg, params, memory, tokens, position_ids, lengths, prompt_slots,
-                            slot, total)
-    buf_ids, buf_pos = memory
-    buf_ids = jax.lax.dynamic_update_slice_in_dim(buf_ids, tokens[:, None], slot, axis=1)
-    buf_pos = jax.lax.dynamic_update_slice_in_dim(buf_pos, position_ids[:, :, None], slot, axis=2)
-    mask = recompute_mask(lengths, prompt_slots, slot, total)
-    logits = GLM(cfg).apply({"params": params}, buf_ids, buf_pos, attention_mask=mask)
-    return jax.lax.dynamic_index_in_dim(logits, slot, axis=1, keepdims=False), (buf_ids, buf_pos)
+  memory = init_memory(cfg, params, ids, lengths, total)
 
   def body(state: LoopState) -> LoopState:
     t, memory, token, block, blank, count, done, out = (
@@ -137,7 +121,8 @@ def fill(params, ids, lengths, blank_pos, num_blanks, rng, temperature, top_p, *
     slot = prompt_slots + t
     blank_c = jnp.minimum(blank, nb - 1)
     position_ids = jnp.stack([blank_pos[rows, blank_c], block], axis=1)   # [B, 2]
-    logits, memory = logits_at(memory, token, position_ids, slot)
+    logits, memory = logits_at(cfg, params, memory, token, position_ids, lengths, prompt_slots,
+                               slot, total)
     logits = limit_vocab(logits, vocab_limit)
     if no_repeat_ngram_size > 0:
       banned = sampling.no_repeat_ngram_mask(out[rows, blank_c], count, no_repeat_ngram_size,

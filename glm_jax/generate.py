@@ -28,7 +28,7 @@ import numpy as np
 
 from glm_jax import beam_blanks
 from glm_jax import decode_loop
-from glm_jax.decode_loop import decode_mask, recompute_mask  # noqa: F401 (old import path)
+from glm_jax.decode_loop import decode_mask  # noqa: F401 (old import path)
 from glm_jax.errors import GenerationError
 from glm_jax.model import as_glm_config
 
@@ -140,7 +140,7 @@ class DecodingOptions:
   no_repeat_ngram_size: never repeat an n-gram inside one blank (0 = off).
   vocab_limit: ids at or above it are never generated (pass the tokenizer's size so the
     embedding's padding rows stay out); None = the whole vocabulary.
-  max_new_tokens: budget per blank. use_cache=False: full recomputation (testing, benchmarks).
+  max_new_tokens: budget per blank.
   """
   max_new_tokens: int = 32
   strategy: str = "greedy"
@@ -152,7 +152,6 @@ class DecodingOptions:
   no_repeat_ngram_size: int = 0
   seed: int = 0
   vocab_limit: int | None = None
-  use_cache: bool = True
   beam_rule: str = "bound"
 
   def __post_init__(self):
@@ -215,7 +214,7 @@ def fill_blanks(config, params, prompt_ids, *, special_ids: Mapping[str, int],
       jnp.float32(options.temperature), jnp.float32(options.top_p), cfg=cfg,
       max_new_tokens=options.max_new_tokens, greedy=options.strategy == "greedy",
       top_k=options.top_k if options.strategy == "sample" else 0,
-      no_repeat_ngram_size=options.no_repeat_ngram_size, use_cache=options.use_cache,
+      no_repeat_ngram_size=options.no_repeat_ngram_size,
       sop=special["sop"], ends=ends, vocab_limit=vocab_limit)
   results = decode_loop.to_lists(decode_loop.to_host(out), b.num_blanks)
   return results[0] if single else results

@@ -181,13 +181,16 @@ def _pack(rows: Sequence[Row], order, length: int, batch: int, eos: int, gather_
 
 
 def score_rows(config, params, rows: Sequence[Row], *, eos_id: int, gather_ids=None,
-               batch_size: int = DEFAULT_BATCH_SIZE, mesh=None, progress=None) -> dict:
+               batch_size: int = DEFAULT_BATCH_SIZE, mesh=None, progress=None,
+               pad_to: int | None = None) -> dict:
   """Per-row statistics of the teacher-forced logits, in the rows' order.
 
   Returns numpy arrays: `logprob` [N] (float64 host sum of fp32 per-row sums of log-softmax at
   the scored targets), `num_targets` [N], `correct` [N] bool (argmax == target at every scored
   slot), and with `gather_ids` ([N, K] ids) `gathered` [N, K]: raw logits at the `[sop]` slot.
   `progress(num_rows_done)` is called after each batch (for a progress bar).
+  pad_to: pad every batch to this many slots instead of its length bucket (the original's loaders
+    pad every row to `seq_length`; benchmarks/eval.py measures what bucketing saves).
   """
   cfg = model_lib.as_glm_config(config)
   mesh = mesh if mesh is not None else default_mesh()
@@ -204,6 +207,9 @@ def score_rows(config, params, rows: Sequence[Row], *, eos_id: int, gather_ids=N
   if not num:
     return out
   _check_rows(cfg, rows, gather_ids)
+  longest = max(len(r) for r in rows)
+  if pad_to is not None and not (isinstance(pad_to, (int, np.integer)) and pad_to >= longest):
+    raise EvaluationError(f"pad_to={pad_to!r} must be an integer >= the longest row ({longest}).")
   multiple = _batch_multiple(mesh)
   # Fewer rows than a batch (one cloze question): the next power of two, not a full batch.
   batch = min(int(batch_size), 1 << (num - 1).bit_length())
@@ -215,7 +221,7 @@ def score_rows(config, params, rows: Sequence[Row], *, eos_id: int, gather_ids=N
   with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.LOGICAL_RULES):
     for start in range(0, num, batch):
       order = by_length[start:start + batch]
-      length = bucket_length(max(len(rows[i]) for i in order))
+      length = pad_to or bucket_length(max(len(rows[i]) for i in order))
       arrays = _pack(rows, order, length, batch, eos_id, gather_ids)
       result = step(params, {k: _put(v, mesh) for k, v in arrays.items()})
       result = jax.tree_util.tree_map(np.asarray, result)

@@ -1,4 +1,9 @@
-"""Test tiers: whole modules of subprocess training runs are `slow`; `pytest -m "not slow"` is the quick tier."""
+"""Test tiers: `pytest -m "not slow"` is the quick tier (under 2 minutes on 2 CPU cores).
+
+Slow: whole modules of subprocess training runs (below), and each test marked
+`@pytest.mark.slow` in its file (subprocesses, 8-device compiles, or more than ~1.5 s each).
+CI runs both tiers.
+"""
 
 import pytest
 

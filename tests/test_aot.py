@@ -78,16 +78,19 @@ def cpu8_results():
   return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_train_step_compiled_without_rules_context_matches_the_cli_sharding(cpu8_results):
   bare, context = cpu8_results["bare"]["train"], cpu8_results["context"]["train"]
   assert bare == context
   assert bare["collectives"].get("all-gather", 0) > 0  # FSDP gathers the sharded weights
 
 
+@pytest.mark.slow
 def test_eval_step_compiled_without_rules_context_matches_the_cli_sharding(cpu8_results):
   assert cpu8_results["bare"]["eval"] == cpu8_results["context"]["eval"]
 
 
+@pytest.mark.slow
 def test_collective_counts_multiply_a_loop_body_by_its_trip_count(cpu8_results):
   assert cpu8_results["scan5"] == {"all-reduce": 5}
 

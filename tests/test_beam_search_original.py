@@ -52,6 +52,7 @@ def test_fixture_is_non_degenerate():
     assert all(len(h) >= c["min_tgt_length"] for h in c["hypotheses"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("index", range(5))
 def test_batched_beam_search_matches_original_token_for_token(index):
   _, _, spec = _fixture()

@@ -5,6 +5,8 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 from glm_jax import checkpoint, cli, convert, errors, eval_rows, generate, run_checks
 from input_pipeline import errors as pipeline_errors
 from input_pipeline import released_tokenizers
@@ -37,6 +39,7 @@ def test_error_line_names_the_kind_only_for_commands_that_name_themselves():
       "glm_jax.train: step 4"
 
 
+@pytest.mark.slow
 def test_convert_export_of_a_missing_checkpoint_is_one_line_and_exit_2(tmp_path):
   proc = _run("glm_jax.convert", "export", f"--checkpoint={tmp_path / 'none'}",
               f"--output={tmp_path / 'x.safetensors'}")

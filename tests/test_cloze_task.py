@@ -32,6 +32,7 @@ def _encoded(tok, task, pattern, seq):
   return [enc.encode(ex) for ex in exs]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task,pattern,multi", [("wsc", 2, True), ("rte", 0, False)])
 def test_training_scores_equal_the_evaluation_scorers(setup, task, pattern, multi):
   tok, params = setup

@@ -48,6 +48,7 @@ def test_bfloat16_checkpoints_round_trip_without_rounding(tmp_path):
     np.testing.assert_array_equal(back[name].view(np.uint16), value.view(np.uint16), err_msg=name)
 
 
+@pytest.mark.slow
 def test_cli_import_and_export_round_trip_with_hugging_face_prefix(tmp_path):
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
   ckpt, out = tmp_path / "ckpt", tmp_path / "hf.safetensors"

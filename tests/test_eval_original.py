@@ -119,6 +119,23 @@ def test_lambada_correct_matches_original(index):
     assert list(row.ids) == expected[:len(row)]
 
 
+@pytest.mark.slow
+def test_rows_padded_to_seq_length_as_the_original_score_the_same_as_bucketed_rows():
+  cfg, params, cases = _fixture()
+  case = cases["lambada"][0]
+  rows, _ = lm_eval.lambada_rows(list(zip(case["contexts"], case["answers"])),
+                                 special_ids=cases["special_ids"], seq_length=case["seq_length"])
+  eos = cases["special_ids"]["eos"]
+  bucketed = scoring.score_rows(cfg, params, rows, eos_id=eos, batch_size=4)
+  full = scoring.score_rows(cfg, params, rows, eos_id=eos, batch_size=1,
+                            pad_to=case["seq_length"])
+  assert min(len(r) for r in rows) < case["seq_length"]  # so padding is added
+  assert full["correct"].tolist() == bucketed["correct"].tolist() == case["correct"]
+  np.testing.assert_allclose(full["logprob"], bucketed["logprob"], rtol=0, atol=1e-4)
+  with pytest.raises(EvaluationError, match="pad_to=3 must be an integer >= the longest row"):
+    scoring.score_rows(cfg, params, rows, eos_id=eos, pad_to=3)
+
+
 @pytest.mark.parametrize("index", range(7))
 def test_windowed_nll_matches_original(index):
   cfg, params, cases = _fixture()
@@ -134,6 +151,7 @@ def test_windowed_nll_matches_original(index):
   assert len(rows) == case["num_windows"]
 
 
+@pytest.mark.slow
 def test_bfloat16_config_computes_in_bf16_and_stays_close_to_the_original():
   cfg, params, cases = _fixture()
   bf16 = cfg.replace(dtype="bfloat16")
@@ -172,6 +190,7 @@ def test_bad_arguments_get_one_clear_error():
                             mask_token="sMASK")
 
 
+@pytest.mark.slow
 def test_a_dataset_compiles_a_handful_of_shapes_not_one_per_example():
   cfg, params, cases = _fixture()
   rng = np.random.default_rng(0)

@@ -5,6 +5,7 @@ import types
 
 import jax
 import numpy as np
+import pytest
 
 from configs import tiny
 from glm_jax import model, objective, optim, sharding, train, train_state
@@ -15,6 +16,7 @@ from tests.test_pipeline import setup  # pylint: disable=unused-import  (the sha
 SEQ, BATCH = 64, 8
 
 
+@pytest.mark.slow
 def test_eval_reports_each_objectives_loss_and_they_combine_to_the_total(setup):
   data_cfg, tok, _ = setup
   data_cfg = data_cfg.copy_and_resolve_references()

@@ -68,6 +68,7 @@ def losses(workdir):
     return {r["step"]: r["loss"] for r in map(json.loads, f)}
 
 
+@pytest.mark.slow
 def test_tiny_model_learns_a_synthetic_cloze_task(tmp_path):
   write_synthetic_boolq(tmp_path)
   best = run(tiny_config(tmp_path), tmp_path / "work")
@@ -101,6 +102,7 @@ def test_unknown_task_lists_the_tasks(tmp_path):
     tiny_config(tmp_path, task="mnli")
 
 
+@pytest.mark.slow
 def test_cli_reports_a_bad_line_with_file_and_line(tmp_path):
   import subprocess, sys
   write_synthetic_boolq(tmp_path)

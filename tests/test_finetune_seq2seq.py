@@ -130,6 +130,7 @@ def test_position_tables_are_extended_for_long_sources_as_the_original(tmp_path)
                                 np.asarray(params["word_embeddings"]["embedding"]))
 
 
+@pytest.mark.slow
 def test_cli_names_both_files_when_their_line_counts_differ(tmp_path):
   import subprocess, sys
   write_copy_task(tmp_path, sizes=(6, 2, 0))
@@ -148,6 +149,7 @@ def test_cli_names_both_files_when_their_line_counts_differ(tmp_path):
   assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_objective_equals_the_loss_on_full_logits():
   from glm_jax import model
   from glm_jax.tasks.seq2seq import data as data_lib
@@ -170,6 +172,7 @@ def test_objective_equals_the_loss_on_full_logits():
   assert float(got["tokens"]) == 4 + 2        # targets + [eop]; the padding row has no loss
 
 
+@pytest.mark.slow
 def test_rows_longer_than_the_position_table_pass_when_their_positions_fit(tmp_path):
   # src 24 + tgt 16 = 40-token rows on a 33-row table: positions reach only 24, blocks 17.
   write_copy_task(tmp_path, sizes=(16, 4, 0))

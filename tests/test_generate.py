@@ -6,7 +6,7 @@ import pytest
 import jax
 
 from glm_jax import convert, generate, sampling
-from tests import reference_glm
+from tests import recompute_decode, reference_glm
 
 SPECIAL = {"eos": 1, "CLS": 2, "MASK": 3, "sMASK": 4, "gMASK": 5, "sop": 6, "eop": 7}
 ENDS = (SPECIAL["eop"], SPECIAL["eos"])
@@ -68,6 +68,7 @@ def _fill(cfg, params, prompts, **kw):
   return generate.fill_blanks(cfg, params, prompts, special_ids=SPECIAL, **kw)
 
 
+@pytest.mark.slow
 def test_cached_greedy_equals_the_original_procedure_by_full_recomputation():
   sd, cfg, params = _random_model(seed=1)
   rng = np.random.default_rng(11)
@@ -83,6 +84,7 @@ def test_cached_greedy_equals_the_original_procedure_by_full_recomputation():
   assert len({t for blanks in expected for b in blanks for t in b}) > 5, "degenerate choices"
 
 
+@pytest.mark.slow
 def test_batch_of_different_lengths_equals_one_prompt_at_a_time():
   _, cfg, params = _random_model(seed=2)
   rng = np.random.default_rng(12)
@@ -96,7 +98,8 @@ def test_cache_and_full_recompute_loops_agree_on_a_batch():
   rng = np.random.default_rng(13)
   prompts = [_prompt(rng, n, [SPECIAL["MASK"]] * k) for n, k in [(6, 2), (17, 1), (30, 3)]]
   cached = _fill(cfg, params, prompts, max_new_tokens=8)
-  assert cached == _fill(cfg, params, prompts, max_new_tokens=8, use_cache=False)
+  assert cached == recompute_decode.greedy_fill_blanks(cfg, params, prompts, special_ids=SPECIAL,
+                                                       max_new_tokens=8)
 
 
 def test_gmask_long_generation_equals_the_original_procedure():
@@ -130,6 +133,7 @@ def test_sampling_is_reproducible_by_seed_and_varies_with_it():
   assert any(o != first for o in others)
 
 
+@pytest.mark.slow
 def test_sampling_with_top_k_one_is_greedy():
   _, cfg, params = _random_model(seed=7)
   rng = np.random.default_rng(17)
@@ -215,6 +219,7 @@ def test_beam_search_with_enough_beams_finds_the_exhaustive_best(length_penalty)
     assert got == [exhaustive_best(sd, prompt, blank, length_penalty)]
 
 
+@pytest.mark.slow
 def test_one_beam_without_length_penalty_is_greedy_over_several_blanks():
   _, cfg, params = _random_model(seed=10)
   rng = np.random.default_rng(20)

@@ -39,6 +39,7 @@ def test_fixture_is_non_degenerate():
   assert cases[0]["outputs"] != cases[1]["outputs"] != cases[2]["outputs"]
 
 
+@pytest.mark.slow
 def test_original_beam_rule_matches_generate_samples_on_a_three_blank_prompt():
   cfg, params, special, prompts, budgets, cases = _fixture()
   spec = cases[1]

@@ -31,6 +31,7 @@ def _params(vocab=384, seed=0):
   return cfg, model.init_params(cfg, jax.random.PRNGKey(seed))
 
 
+@pytest.mark.slow
 def test_export_round_trip_infers_the_model_shape_and_generates_the_same(tmp_path, tokenizer):
   cfg, params = _params()
   export.save_for_inference(str(tmp_path / "fp32"), params)
@@ -44,6 +45,7 @@ def test_export_round_trip_infers_the_model_shape_and_generates_the_same(tmp_pat
           == generate.fill_blanks(cfg, params, prompt, **kw))
 
 
+@pytest.mark.slow
 def test_bf16_export_halves_params_and_still_generates(tmp_path, tokenizer):
   _, params = _params()
   export.save_for_inference(str(tmp_path / "bf16"), params, dtype="bfloat16")
@@ -72,6 +74,7 @@ def test_training_checkpoint_exports_params_without_optimizer_state(tmp_path):
   jax.tree_util.tree_map(np.testing.assert_array_equal, stored, params)
 
 
+@pytest.mark.slow
 def test_cli_prints_filled_text_for_each_prompt(tmp_path, tokenizer):
   _, params = _params()
   export.save_for_inference(str(tmp_path / "ckpt"), params)
@@ -89,6 +92,7 @@ def test_cli_prints_filled_text_for_each_prompt(tmp_path, tokenizer):
   assert "[MASK]" not in lines[0] and lines[2].startswith("Let there be")
 
 
+@pytest.mark.slow
 def test_cli_continues_a_prompt_without_a_blank_as_the_original(tmp_path, tokenizer):
   """generate_samples.read_context appends ' [MASK]' (no --task-mask) to a blank-less prompt."""
   _, params = _params()

@@ -78,6 +78,7 @@ def _inputs(batch=2, length=12, seed=0):
   return ids, pos
 
 
+@pytest.mark.slow
 def test_part_b_token_never_changes_earlier_logits():
   cfg, params = _tiny()
   ids, pos = _inputs()
@@ -101,6 +102,7 @@ def test_part_a_token_changes_every_logit():
   assert np.abs(out - base).max(axis=-1).min() > 0  # every position, Part A before 3 included
 
 
+@pytest.mark.slow
 def test_sep_zero_equals_causal_lm():
   cfg, params = _tiny()
   ids, pos = _inputs()
@@ -121,6 +123,7 @@ def test_glm_mask_is_prefix_bidirectional_and_causal_after():
   np.testing.assert_array_equal(mask[1], np.tril(np.ones((4, 4))))
 
 
+@pytest.mark.slow
 def test_kv_cache_decoding_matches_full_forward():
   cfg, params = _tiny()
   ids, pos = _inputs(batch=2, length=10)
@@ -140,6 +143,7 @@ def test_kv_cache_decoding_matches_full_forward():
   np.testing.assert_allclose(np.concatenate(steps, axis=1), full, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_dropout_is_active_only_when_not_deterministic():
   cfg, params = _tiny(hidden_dropout=0.5)
   ids, pos = _inputs()
@@ -184,6 +188,7 @@ def test_init_follows_released_scheme():
   np.testing.assert_array_equal(layers["input_layernorm"]["scale"], 1.0)
 
 
+@pytest.mark.slow
 def test_bf16_compute_keeps_fp32_params_and_logits():
   cfg, params = _tiny()
   ids, pos = _inputs()

@@ -61,6 +61,7 @@ def _assert_matches_xla(length, heads, seps, block_q, block_k, dtype, atol, seed
     # odd block sizes (interpret mode only) and blocks that do not divide each other
     (23, 1, 5, 3, (0, 1, 6, 23)),
 ])
+@pytest.mark.slow
 def test_pallas_forward_and_grads_equal_xla_glm_mask_fp32(length, heads, block_q, block_k, seps):
   _assert_matches_xla(length, heads, seps, block_q, block_k, jnp.float32, atol=1e-5)
 
@@ -120,6 +121,7 @@ def _tiny_glm(backend, remat):
                          remat_policy=remat, attention_backend=backend)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("remat", [pytest.param("none", marks=pytest.mark.slow), "full"])
 def test_glm_with_pallas_backend_equals_xla_backend_logits_and_grads(remat):
   """The whole model (nn.scan over layers, remat) with the kernel equals the XLA backend."""
@@ -238,6 +240,7 @@ def test_real_kernel_compiles_for_tpu_with_mosaic_in_a_fraction_of_xla_memory():
   assert report["auto"] == ["pallas", "xla"], report   # auto: the kernel on TPU unless dropout
 
 
+@pytest.mark.slow
 def test_kv_cached_decode_with_pallas_backend_runs_xla_attention():
   """The decode path passes explicit masks over a cache; it keeps XLA attention (same logits)."""
   cfg = _tiny_glm("pallas", "none")

@@ -9,6 +9,7 @@ from glm_jax import profiling
 from tests.test_train_cli import train
 
 
+@pytest.mark.slow
 def test_profile_steps_trace_lands_in_tensorboard_layout_with_one_annotation_per_step(tmp_path):
   from jax.profiler import ProfileData  # pylint: disable=g-import-not-at-top
   workdir = str(tmp_path / "run")

@@ -123,6 +123,7 @@ def test_convert_import_stores_the_tokenizer_so_generate_needs_no_tokenizer_flag
   assert second.startswith('And God said, Let there be')
 
 
+@pytest.mark.slow
 def test_import_refuses_a_model_whose_embedding_is_smaller_than_the_tokenizer(tmp_path):
   tok = tokenizer_lib.load_pretrained(os.path.join(DATA, 'gpt2'), 'gpt2', task_mask=True)
   with pytest.raises(convert.ConversionError, match='1009 ids but .* has only 256 word embeddings'):
@@ -141,6 +142,7 @@ def test_training_refuses_a_model_embedding_smaller_than_the_released_tokenizer(
     train.prepare_config(config)
 
 
+@pytest.mark.slow
 def test_generate_cli_refuses_a_tokenizer_larger_than_the_model_embedding(tmp_path):
   from glm_jax import checkpoint  # pylint: disable=g-import-not-at-top
   cfg = model.GLMConfig(vocab_size=256, num_layers=1, hidden_size=64, num_heads=2,
@@ -211,6 +213,7 @@ def test_our_sentencepiece_tokenizer_with_block_mask_prob_is_one_error_before_tr
     tokenizer_lib.load_or_train(cfg, str(tmp_path / 'cache'))
 
 
+@pytest.mark.slow
 def test_train_cli_with_block_mask_prob_and_our_tokenizer_prints_one_line(tmp_path):
   result = subprocess.run([sys.executable, '-m', 'glm_jax.train', '--config=configs/tiny.py',
                            f'--workdir={tmp_path / "run"}', '--config.data.block_mask_prob=0.1'],

@@ -44,6 +44,7 @@ def ours_and_original():
   return ours, stats
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('key', ['mean_spans', 'mean_span_length', 'mean_masked_fraction'])
 def test_token_span_statistics_match_the_original_over_10000_windows(ours_and_original, key):
   ours, original = ours_and_original
