@@ -33,6 +33,7 @@ def model_config(**overrides) -> ml_collections.ConfigDict:
 
 
 def get_base_config() -> ml_collections.ConfigDict:
+  """Every run key with its default; the size and finetuning configs override a few."""
   config = ml_collections.ConfigDict()
   config.model = model_config()
   config.data = data_config.default_data_config()     # corpus, tokenizer, span-sampling knobs

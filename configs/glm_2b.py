@@ -4,6 +4,7 @@ from configs import common
 
 
 def get_config():
+  """The run config `--config=configs/glm_2b.py` loads (see the module docstring)."""
   config = common.get_base_config()
   common.set_model_shape(config, num_layers=36, hidden_size=2048, num_heads=32, vocab_size=50304,
                          max_sequence_length=1024)

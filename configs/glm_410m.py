@@ -4,6 +4,7 @@ from configs import common
 
 
 def get_config():
+  """The run config `--config=configs/glm_410m.py` loads (see the module docstring)."""
   config = common.get_base_config()
   common.set_model_shape(config, num_layers=30, hidden_size=1024, num_heads=16, vocab_size=30592,
                          max_sequence_length=512)

@@ -4,6 +4,7 @@ from configs import glm_410m
 
 
 def get_config():
+  """The run config `--config=configs/glm_515m.py` loads (see the module docstring)."""
   # GLM-410M's recipe and tokenizer (the same GLM-Doc family), wider: 1152 hidden, 18 heads.
   config = glm_410m.get_config()
   config.model.hidden_size = 1152

@@ -4,6 +4,7 @@ from configs import common
 
 
 def get_config():
+  """The run config `--config=configs/glm_large_chinese.py` loads (see the module docstring)."""
   config = common.get_base_config()
   common.set_model_shape(config, num_layers=24, hidden_size=1024, num_heads=16, vocab_size=50048,
                          max_sequence_length=1024)

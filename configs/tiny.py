@@ -4,6 +4,7 @@ from configs import common
 
 
 def get_config():
+  """The run config `--config=configs/tiny.py` loads (see the module docstring)."""
   config = common.get_base_config()
   config.model.num_layers = 2
   config.model.hidden_size = 128

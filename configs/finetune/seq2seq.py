@@ -45,6 +45,7 @@ TASK_DEFAULTS = {task: dict(zip(TASK_FIELDS, row, strict=True))
 
 
 def get_config():
+  """The run config `--config=configs/finetune/seq2seq.py` loads (see the module docstring)."""
   config = common.get_base_config()
   config.task = ""                   # cnn_dm_original | cnn_dm | xsum | gigaword | squad_generation
   config.data_dir = ""               # folder with train/val/test .source and .target (one example a line)

@@ -35,6 +35,7 @@ TASK_DEFAULTS = {
 
 
 def get_config():
+  """The run config `--config=configs/finetune/superglue.py` loads (see the module docstring)."""
   config = common.get_base_config()
   config.task = ""                   # copa | wsc | rte | boolq | wic | cb | multirc | record
   config.data_dir = ""               # folder with the official train.jsonl / val.jsonl / test.jsonl
