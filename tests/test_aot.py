@@ -14,54 +14,12 @@ import sys
 
 import pytest
 
+from tests import fresh_interpreter
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HAS_LIBTPU = importlib.util.find_spec("libtpu") is not None
 needs_libtpu = pytest.mark.skipif(not HAS_LIBTPU, reason="libtpu not installed "
                                   "(pip install -r requirements-tpu.txt)")
-
-CPU8_SCRIPT = r"""
-import json
-import flax.linen as nn, jax, jax.numpy as jnp
-from jax.sharding import NamedSharding, PartitionSpec as P
-from configs import tiny
-from glm_jax import aot, optim, sharding, train_state
-
-c = tiny.get_config()
-c.model.update(vocab_size=256, hidden_size=64, num_heads=4, max_sequence_length=32, num_layers=3)
-c.update(seq_length=32, global_batch_size=16, synthetic_data=True)
-c.mesh.update(data=1, fsdp=8, tensor=1)
-mesh = sharding.make_mesh(c.mesh)
-
-def footprint(compiled):
-  m = compiled.memory_analysis()
-  return {"temp": m.temp_size_in_bytes, "args": m.argument_size_in_bytes,
-          "out": m.output_size_in_bytes, "alias": m.alias_size_in_bytes,
-          "collectives": aot.collective_counts(compiled.as_text())}
-
-def compile_steps():
-  opt = optim.make_optimizer(c)
-  abstract, shardings = train_state.state_shardings(c, mesh, opt)
-  batch = aot.abstract_batch(c, mesh)
-  train = train_state.make_train_step(c, mesh, opt, shardings).lower(abstract, batch).compile()
-  evals = train_state.make_eval_step(c, mesh, shardings.params)
-  groups = jax.ShapeDtypeStruct((c.global_batch_size, 3), jnp.float32,
-                                sharding=sharding.batch_sharding(mesh, 2))  # one-hot objective per row
-  evals = evals.lower(abstract.params, batch, groups).compile()
-  return {"train": footprint(train), "eval": footprint(evals)}
-
-out = {"bare": compile_steps()}
-with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.LOGICAL_RULES):
-  out["context"] = compile_steps()
-
-# A scan of 5 steps whose body all-reduces a sharded sum: 5 all-reduces per call.
-row = NamedSharding(jax.make_mesh((8,), ("i",)), P("i"))
-def looped(x):
-  return jax.lax.scan(lambda c, _: (c + jnp.sum(x * c), None), 1.0, None, length=5)[0]
-x = jax.ShapeDtypeStruct((64,), jnp.float32, sharding=row)
-out["scan5"] = aot.collective_counts(jax.jit(looped).lower(x).compile().as_text())
-print(json.dumps(out))
-"""
-
 
 def _env(**extra):
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
@@ -71,11 +29,9 @@ def _env(**extra):
 
 @pytest.fixture(scope="module")
 def cpu8_results():
-  proc = subprocess.run(
-      [sys.executable, "-c", CPU8_SCRIPT], cwd=ROOT, capture_output=True, text=True, timeout=600,
-      env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu"))
+  proc = fresh_interpreter.run("aot_step_footprints", devices=8)
   assert proc.returncode == 0, proc.stderr[-4000:]
-  return json.loads(proc.stdout.strip().splitlines()[-1])
+  return fresh_interpreter.last_json(proc)
 
 
 @pytest.mark.slow
@@ -156,22 +112,10 @@ def test_jax_defaults_to_cpu_with_libtpu_installed_and_no_tpu():
   assert proc.stdout.strip().splitlines()[-1] == "cpu"
 
 
-NO_TENSORFLOW_SCRIPT = r"""
-import runpy, sys
-sys.argv = ["glm_jax.train", "--compile_only", "--config=configs/tiny.py", "--topology=v5e:2x2",
-            "--num_slices=2"]
-try:
-  runpy.run_module("glm_jax.train", run_name="__main__")
-except SystemExit as e:
-  print("tensorflow imported:", "tensorflow" in sys.modules, "exit:", e.code)
-"""
-
-
 @needs_libtpu
 @pytest.mark.slow
 def test_compile_only_spans_slices_and_never_imports_tensorflow():
-  proc = subprocess.run([sys.executable, "-c", NO_TENSORFLOW_SCRIPT], cwd=ROOT, capture_output=True,
-                        text=True, timeout=900, env=_env())
+  proc = fresh_interpreter.run("compile_only_without_tensorflow", devices=None, timeout=900)
   lines = proc.stdout.strip().splitlines()
   assert lines and lines[-1] == "tensorflow imported: False exit: 0", proc.stderr[-3000:]
   report = json.loads(lines[-2])

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from glm_jax import beam_search, convert
+from tests import fresh_interpreter
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 
@@ -82,39 +83,9 @@ def test_no_repeat_ngram_holds_in_every_hypothesis():
         assert len(grams) == len(set(grams))
 
 
-SHARDED_SCRIPT = """
-import json, sys
-import flax.linen as nn, jax, numpy as np
-sys.path.insert(0, "tests")
-import test_beam_search_original as t
-from glm_jax import scoring, sharding
-cfg, params, spec = t._fixture()
-mesh = sharding.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
-with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.LOGICAL_RULES):
-  placed = scoring.place_params(cfg, params, mesh)
-  out = []
-  for case in spec["cases"][:2]:
-    special = spec["special"]
-    masks = [s.index(special["sMASK"]) for s in spec["sources"]]
-    tokens, lengths, _ = t.beam_search.decode_seq2seq(
-        cfg, placed, np.array(spec["sources"]), np.array(masks), sop_id=special["sop"],
-        eop_id=special["eop"], num_beams=case["num_beams"], max_length=case["tgt_seq_length"],
-        length_penalty=case["length_penalty"], min_length=case["min_tgt_length"],
-        no_repeat_ngram_size=case["no_repeat_ngram_size"])
-    tokens, lengths = np.asarray(tokens), np.asarray(lengths)
-    out.append([tokens[i, :lengths[i]].tolist() for i in range(len(lengths))] == case["hypotheses"])
-print(json.dumps({"devices": jax.device_count(), "equal": out}))
-"""
-
-
 @pytest.mark.slow
 def test_beam_search_on_a_sharded_mesh_matches_original():
-  import subprocess, sys
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
-             TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu")
-  proc = subprocess.run([sys.executable, "-c", SHARDED_SCRIPT], capture_output=True, text=True,
-                        cwd=root, env=env, timeout=600)
+  proc = fresh_interpreter.run("sharded_beam_search", devices=8)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  result = json.loads(proc.stdout.strip().splitlines()[-1])
+  result = fresh_interpreter.last_json(proc)
   assert result == {"devices": 8, "equal": [True, True]}

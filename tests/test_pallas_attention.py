@@ -2,11 +2,6 @@
 
 import functools
 import importlib.util
-import json
-import os
-import subprocess
-import sys
-import textwrap
 
 import jax
 import jax.numpy as jnp
@@ -16,6 +11,7 @@ import pytest
 from configs import tiny
 from glm_jax import attention, model, run_checks
 from glm_jax import pallas_attention as kernel_lib
+from tests import fresh_interpreter
 
 
 def _qkv_and_cotangent(batch, length, heads, head_dim, dtype, seed):
@@ -147,79 +143,12 @@ def test_glm_with_pallas_backend_equals_xla_backend_logits_and_grads(remat):
       lambda g, e: np.testing.assert_allclose(g, e, atol=1e-5, rtol=1e-4), grads, expected_grads)
 
 
-SHARDED_SCRIPT = textwrap.dedent("""
-    import flax.linen as nn, jax, jax.numpy as jnp, numpy as np
-    from glm_jax import model, sharding
-    cfg = model.GLMConfig(vocab_size=128, num_layers=2, hidden_size=64, num_heads=4,
-                          max_sequence_length=32, dtype="float32", attention_dropout=0.0,
-                          hidden_dropout=0.0, embedding_dropout=0.0, attention_backend="xla")
-    params = model.init_params(cfg, jax.random.PRNGKey(0))
-    rng = np.random.default_rng(0)
-    ids = rng.integers(0, 128, (4, 24)).astype(np.int32)
-    pos = np.stack([np.tile(np.arange(24), (4, 1)), np.zeros((4, 24), int)], 1).astype(np.int32)
-    sep = np.array([3, 0, 24, 9], np.int32)
-
-    def loss(p, ids, pos, sep, backend):
-      logits = model.GLM(cfg.replace(attention_backend=backend)).apply({"params": p}, ids, pos, sep)
-      return jnp.mean(jax.nn.log_softmax(logits)[..., 5])
-
-    grad = jax.jit(jax.value_and_grad(loss), static_argnums=4)
-    expected_loss, expected_grads = grad(params, ids, pos, sep, "xla")
-    mesh = sharding.make_mesh({"data": 1, "fsdp": 2, "tensor": 2})
-    shardings = sharding.logical_to_sharding(model.logical_axes(cfg), model.param_shapes(cfg), mesh)
-    with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.LOGICAL_RULES):
-      placed = jax.device_put(params, shardings)
-      batch = sharding.put_batch({"ids": ids, "pos": pos, "sep": sep}, mesh)
-      hlo = grad.lower(placed, batch["ids"], batch["pos"], batch["sep"], "pallas").as_text()
-      got_loss, got_grads = grad(placed, batch["ids"], batch["pos"], batch["sep"], "pallas")
-    assert "shard_map" in hlo or "sdy.manual_computation" in hlo, "kernel not under shard_map"
-    assert abs(float(got_loss) - float(expected_loss)) < 1e-5, (got_loss, expected_loss)
-    diffs = jax.tree_util.tree_map(lambda a, b: float(np.abs(np.asarray(a) - np.asarray(b)).max()),
-                                   got_grads, expected_grads)
-    worst = max(jax.tree_util.tree_leaves(diffs))
-    assert worst < 1e-5, diffs
-    print("OK", worst)
-""")
-
-
 @pytest.mark.slow
 def test_pallas_backend_under_fsdp_and_tensor_parallel_mesh_equals_unsharded_xla():
   """Loss and gradients on a (fsdp=2, tensor=2) mesh of 4 CPU devices, kernel under shard_map."""
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
-             JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=root)
-  result = subprocess.run([sys.executable, "-c", SHARDED_SCRIPT], env=env, cwd=root,
-                          capture_output=True, text=True, timeout=900)
+  result = fresh_interpreter.run("sharded_pallas_grads", devices=4, timeout=900)
   assert result.returncode == 0, result.stderr[-3000:]
   assert "OK" in result.stdout
-
-
-TPU_COMPILE_SCRIPT = textwrap.dedent("""
-    import json, jax, jax.numpy as jnp, numpy as np
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-    from glm_jax import aot, attention
-    device = aot.topology_devices("v5p:2x2x1")[0]
-    one = NamedSharding(Mesh(np.asarray([device]), ("x",)), P())
-    b, s, h, d = 2, 4000, 4, 64          # not a multiple of the 512 blocks
-    qkv = jax.ShapeDtypeStruct((b, s, h, d), jnp.bfloat16, sharding=one)
-    sep = jax.ShapeDtypeStruct((b,), jnp.int32, sharding=one)
-
-    def fwd_bwd(attend):
-      def step(q, k, v, sep):
-        out, vjp = jax.vjp(lambda q, k, v: attend(q, k, v, sep), q, k, v)
-        return out, vjp(out)
-      compiled = aot.run_with_big_stack(jax.jit(step).lower(qkv, qkv, qkv, sep).compile)
-      return compiled.as_text(), compiled.memory_analysis().temp_size_in_bytes
-
-    text, pallas_temp = fwd_bwd(lambda q, k, v, sep: attention.pallas_attention(q, k, v, sep))
-    _, xla_temp = fwd_bwd(lambda q, k, v, sep: attention.xla_attention(
-        q, k, v, attention.glm_mask(sep, q.shape[1])))
-    with jax.sharding.use_abstract_mesh(one.mesh.abstract_mesh):   # compiling for a TPU mesh
-      auto = [attention.resolve_backend("auto", dtype=jnp.bfloat16, training_with_dropout=d)
-              for d in (False, True)]
-    print(json.dumps({"mosaic_calls": text.count('custom_call_target="tpu_custom_call"'),
-                      "pallas_temp": pallas_temp, "xla_temp": xla_temp, "auto": auto}))
-""")
 
 
 @pytest.mark.slow
@@ -229,12 +158,9 @@ def test_real_kernel_compiles_for_tpu_with_mosaic_in_a_fraction_of_xla_memory():
   """Non-interpret: libtpu compiles forward + backward for a v5p chip (Mosaic accepts the three
   kernels), the step needs under a tenth of the dense XLA attention's temporaries, and `auto`
   picks the kernel when compiling for a TPU mesh (XLA when training with attention dropout)."""
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=root)
-  result = subprocess.run([sys.executable, "-c", TPU_COMPILE_SCRIPT], env=env, cwd=root,
-                          capture_output=True, text=True, timeout=900)
+  result = fresh_interpreter.run("pallas_tpu_compile", devices=None, timeout=900)
   assert result.returncode == 0, result.stderr[-3000:]
-  report = json.loads(result.stdout.strip().splitlines()[-1])
+  report = fresh_interpreter.last_json(result)
   assert report["mosaic_calls"] >= 3, report        # forward, dK/dV and dQ kernels
   assert report["pallas_temp"] * 10 < report["xla_temp"], report
   assert report["auto"] == ["pallas", "xla"], report   # auto: the kernel on TPU unless dropout

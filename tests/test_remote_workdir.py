@@ -19,6 +19,7 @@ from gcp_storage_emulator.exceptions import NotFound
 from gcp_storage_emulator.handlers import objects as gcs_objects
 import pytest
 
+from tests import fresh_interpreter
 from tests.test_train_cli import ROOT, SMALL, _env, _free_port
 
 BUCKET = "glm-jax-test"
@@ -101,26 +102,17 @@ def _run(env, cwd, module, *args):
 
 def _read(env, path) -> str:
   """Reads a gs:// object the way the project does (epath over gcsfs), in a clean interpreter."""
-  code = "import sys; from etils import epath; print(epath.Path(sys.argv[1]).read_text(), end='')"
-  return subprocess.run([sys.executable, "-c", code, path], env=env, capture_output=True,
-                        text=True, timeout=120, check=True).stdout
-
-
-_TRUNCATE = """
-import sys
-from etils import epath
-state = epath.Path(sys.argv[1]) / "state"
-blobs = [f for d in (state / "d", state / "ocdbt.process_0" / "d") if d.exists() for f in d.iterdir()]
-for f in blobs:
-  f.write_bytes(f.read_bytes()[:10])
-print(len(blobs))
-"""
+  proc = fresh_interpreter.run("read_gs_object", path, devices=None, env=env, timeout=120)
+  proc.check_returncode()
+  return proc.stdout
 
 
 def _truncate_blobs(env, checkpoint) -> int:
   """Cuts a gs:// checkpoint's data blobs to 10 bytes (an interrupted copy), in a clean interpreter."""
-  return int(subprocess.run([sys.executable, "-c", _TRUNCATE, checkpoint], env=env,
-                            capture_output=True, text=True, timeout=120, check=True).stdout)
+  proc = fresh_interpreter.run("truncate_checkpoint_blobs", checkpoint, devices=None, env=env,
+                               timeout=120)
+  proc.check_returncode()
+  return int(proc.stdout)
 
 
 @pytest.mark.slow
