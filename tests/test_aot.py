@@ -21,10 +21,8 @@ HAS_LIBTPU = importlib.util.find_spec("libtpu") is not None
 needs_libtpu = pytest.mark.skipif(not HAS_LIBTPU, reason="libtpu not installed "
                                   "(pip install -r requirements-tpu.txt)")
 
-def _env(**extra):
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
-  env.update(extra)
-  return env
+def _env():
+  return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
 
 
 @pytest.fixture(scope="module")
