@@ -12,17 +12,15 @@ import os
 import numpy as np
 import pytest
 
-from glm_jax import beam_search, convert
-from tests import fresh_interpreter
+from glm_jax import beam_search
+from tests import fresh_interpreter, original_fixtures
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 
 
 @functools.lru_cache(maxsize=None)
 def _fixture():
-  data = np.load(os.path.join(DATA, "thudm_seq2seq_beam.npz"))
-  sd = {k[len("param/"):]: data[k] for k in data.files if k.startswith("param/")}
-  cfg, params = convert.from_thudm(sd, int(data["num_attention_heads"]))
+  cfg, params = original_fixtures.converted_model(original_fixtures.load("thudm_seq2seq_beam.npz"))
   with open(os.path.join(DATA, "thudm_seq2seq_beam.json")) as f:
     spec = json.load(f)
   return cfg, params, spec

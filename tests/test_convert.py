@@ -10,15 +10,14 @@ import numpy as np
 import pytest
 
 from glm_jax import convert
-from tests import reference_glm
+from tests import original_fixtures, reference_glm
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _fixture_state_dict():
-  data = np.load(os.path.join(DATA, "forward_small.npz"))
-  return {k[len("param/"):]: data[k] for k in data.files if k.startswith("param/")}
+  return original_fixtures.thudm_state_dict(original_fixtures.load("forward_small.npz"))
 
 
 def test_import_then_export_reproduces_every_tensor_bit_for_bit(tmp_path):

@@ -14,17 +14,16 @@ import os
 import numpy as np
 import pytest
 
-from glm_jax import cloze, convert, lm_eval, scoring
+from glm_jax import cloze, lm_eval, scoring
 from glm_jax.eval_rows import EvaluationError
+from tests import original_fixtures
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 
 
 @functools.lru_cache(maxsize=None)
 def _fixture():
-  weights = np.load(os.path.join(DATA, "thudm_eval_scoring.npz"))
-  state = {k[len("param/"):]: weights[k] for k in weights.files if k.startswith("param/")}
-  cfg, params = convert.from_thudm(state, int(weights["num_attention_heads"]))
+  cfg, params = original_fixtures.converted_model(original_fixtures.load("thudm_eval_scoring.npz"))
   with open(os.path.join(DATA, "thudm_eval_scoring.json")) as f:
     cases = json.load(f)
   return cfg, params, cases

@@ -10,22 +10,17 @@ import functools
 import json
 import os
 
-import numpy as np
 import pytest
 
-from glm_jax import convert, generate
+from glm_jax import generate
+from tests import original_fixtures
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 
 
 @functools.lru_cache(maxsize=None)
 def _fixture():
-  data = np.load(os.path.join(DATA, "thudm_greedy_generation.npz"))
-  sd = {k[len("param/"):]: data[k] for k in data.files if k.startswith("param/")}
-  cfg, params = convert.from_thudm(sd, int(data["num_attention_heads"]))
-  special = {k[len("special/"):]: int(data[k]) for k in data.files if k.startswith("special/")}
-  prompts = [[int(t) for t in row[:n]] for row, n in zip(data["prompts"], data["prompt_lengths"])]
-  budgets = [int(b) for b in data["max_new_tokens"]]
+  _, cfg, params, special, prompts, budgets = original_fixtures.greedy_generation()
   with open(os.path.join(DATA, "thudm_beam_generation.json")) as f:
     cases = json.load(f)["cases"]
   return cfg, params, special, prompts, budgets, cases

@@ -6,26 +6,18 @@ greedy (top_k=1), end token excluded; some blanks end at eop, others run to the 
 """
 
 import functools
-import os
 
-import numpy as np
 import pytest
 
-from glm_jax import convert, generate
-
-DATA = os.path.join(os.path.dirname(__file__), "data")
+from glm_jax import generate
+from tests import original_fixtures
 
 
 @functools.lru_cache(maxsize=None)
 def _fixture():
-  data = np.load(os.path.join(DATA, "thudm_greedy_generation.npz"))
-  sd = {k[len("param/"):]: data[k] for k in data.files if k.startswith("param/")}
-  cfg, params = convert.from_thudm(sd, int(data["num_attention_heads"]))
-  special = {k[len("special/"):]: int(data[k]) for k in data.files if k.startswith("special/")}
-  prompts = [[int(t) for t in row[:n]] for row, n in zip(data["prompts"], data["prompt_lengths"])]
+  data, cfg, params, special, prompts, budgets = original_fixtures.greedy_generation()
   expected = [[[int(t) for t in data["outputs"][i, j, :data["output_lengths"][i, j]]]
                for j in range(int(data["num_blanks"][i]))] for i in range(len(prompts))]
-  budgets = [int(b) for b in data["max_new_tokens"]]
   return cfg, params, special, prompts, expected, budgets
 
 

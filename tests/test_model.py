@@ -9,15 +9,14 @@ import numpy as np
 import pytest
 
 from glm_jax import attention, convert, model
-from tests import reference_glm
+from tests import original_fixtures, reference_glm
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 
 
 def _fixture():
-  data = np.load(os.path.join(DATA, "forward_small.npz"))
-  sd = {k[len("param/"):]: data[k] for k in data.files if k.startswith("param/")}
-  return data, sd
+  data = original_fixtures.load("forward_small.npz")
+  return data, original_fixtures.thudm_state_dict(data)
 
 
 @functools.partial(jax.jit, static_argnums=0)

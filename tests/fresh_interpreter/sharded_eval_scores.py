@@ -10,17 +10,15 @@ import json
 
 import flax.linen as nn
 import jax
-import numpy as np
 
-from glm_jax import cloze, convert, lm_eval, scoring, sharding
+from glm_jax import cloze, lm_eval, scoring, sharding
+from tests import original_fixtures
 
 
 def main():
-  weights = np.load("tests/data/thudm_eval_scoring.npz")
   with open("tests/data/thudm_eval_scoring.json") as f:
     cases = json.load(f)
-  state = {k[6:]: weights[k] for k in weights.files if k.startswith("param/")}
-  cfg, params = convert.from_thudm(state, int(weights["num_attention_heads"]))
+  cfg, params = original_fixtures.converted_model(original_fixtures.load("thudm_eval_scoring.npz"))
   special = cases["special_ids"]
   c, lam, lm = cases["cloze"][1], cases["lambada"][1], cases["windowed_lm"][0]
 
