@@ -109,45 +109,48 @@ SCRIPT_FLAG_KEYS = {
 }
 
 # The optimizer fields of the released DeepSpeed configs (config/config_block_*.json: "optimizer"
-# "params", and top-level "gradient_accumulation_steps") our configs take, and the keys they set.
+# "params", and top-level "gradient_accumulation_steps") our configs take, and the keys they set
+# ("betas" is one field for two keys).
 DEEPSPEED_JSON_KEYS = {
     "lr": "learning_rate",
     "weight_decay": "weight_decay",
-    "betas": "adam_b1, adam_b2",
+    "betas": ("adam_b1", "adam_b2"),
     "eps": "adam_eps",
     "gradient_accumulation_steps": "grad_accum_steps",
 }
 
 
+def _set_released_values(config, table, kind: str, values) -> None:
+  """Sets the keys `table` maps each released name to (a dotted key is in a section; a tuple of
+  keys takes a sequence value, one item each); an unknown name is a ValueError naming it."""
+  for name, value in values.items():
+    if name not in table:
+      raise ValueError(f"no config key for the {kind} {name!r}; "
+                       f"known {kind}s: {', '.join(table)}.")
+    keys = table[name]
+    for key, item in zip(keys, value, strict=True) if isinstance(keys, tuple) else [(keys, value)]:
+      section, _, leaf = key.rpartition(".")
+      (config[section] if section else config)[leaf] = item
+
+
 def set_from_script_flags(config, **flags) -> None:
   """Sets our keys from a released pretraining script's flags, each value written as in the
   script (the config line then cites itself); see SCRIPT_FLAG_KEYS."""
-  for flag, value in flags.items():
-    if flag not in SCRIPT_FLAG_KEYS:
-      raise ValueError(f"no config key for the pretraining flag {flag!r}; "
-                       f"known flags: {', '.join(SCRIPT_FLAG_KEYS)}.")
-    section, _, key = SCRIPT_FLAG_KEYS[flag].rpartition(".")
-    (config[section] if section else config)[key] = value
+  _set_released_values(config, SCRIPT_FLAG_KEYS, "pretraining flag", flags)
 
 
 def set_from_deepspeed_json(config, **fields) -> None:
   """Sets our optimizer keys from a released config_block_*.json's fields, written as in the
   json; see DEEPSPEED_JSON_KEYS."""
-  for field, value in fields.items():
-    if field not in DEEPSPEED_JSON_KEYS:
-      raise ValueError(f"no config key for the DeepSpeed json field {field!r}; "
-                       f"known fields: {', '.join(DEEPSPEED_JSON_KEYS)}.")
-    if field == "betas":
-      config.adam_b1, config.adam_b2 = value
-    else:
-      config[DEEPSPEED_JSON_KEYS[field]] = value
+  _set_released_values(config, DEEPSPEED_JSON_KEYS, "DeepSpeed json field", fields)
 
 
 def set_multitask_recipe(config, *, bert_prob: float, lr_decay_iters: int) -> None:
   """The flags config/ds_block_10B.sh and config/ds_block_large_chinese.sh (THUDM/GLM 4f61ed7)
   share: GLM's multi-task objective (token, sentence and document blanks, --task-mask,
-  --block-mask-prob: the tokenizer needs [dBLOCK], --short-seq-prob) and its schedule. Of these flags the two scripts differ
-  only in --bert-prob (0.5 / 0.4) and --lr-decay-iters (175000 / 200000): the caller's."""
+  --block-mask-prob: the tokenizer needs [dBLOCK], --short-seq-prob) and its schedule. Of these
+  flags the two scripts differ only in --bert-prob (0.5 / 0.4) and --lr-decay-iters
+  (175000 / 200000): the caller's."""
   set_from_script_flags(
       config, task_mask=True, bert_prob=bert_prob, gap_sentence_prob=0.3, avg_block_length=3,
       gpt_min_ratio=0.25, block_mask_prob=0.1, short_seq_prob=0.02, train_iters=250000,
