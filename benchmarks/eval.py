@@ -25,7 +25,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 import bench_model  # noqa: E402
-from glm_jax import lm_eval, model, scoring  # noqa: E402
+from glm_jax import lm_eval, scoring  # noqa: E402
 
 SPECIAL = {"eos": 0, "CLS": 1, "MASK": 2, "sop": 3, "eop": 4, "gMASK": 5}
 
@@ -54,9 +54,9 @@ def main():
   parser.add_argument("--repeats", type=int, default=2)
   args = parser.parse_args()
 
-  cfg = model.GLMConfig(**bench_model.size_from_flags(args))
+  cfg, params = bench_model.build_without_dropout(bench_model.size_from_flags(args))
   mesh = scoring.default_mesh()
-  params = scoring.place_params(cfg, model.init_params(cfg, jax.random.PRNGKey(0)), mesh)
+  params = scoring.place_params(cfg, params, mesh)
   examples = make_examples(args.examples, args.vocab)
   rows, _ = lm_eval.lambada_rows(examples, special_ids=SPECIAL, seq_length=args.seq_length)
   tokens = scoring.tokens_per_batch(rows)
@@ -86,6 +86,7 @@ def main():
       "speedup_vs_one_at_a_time": round(seconds["one_at_a_time"] / seconds["batched"], 2),
       "speedup_vs_one_at_a_time_full_rows":
           round(seconds["one_at_a_time_full_rows"] / seconds["batched"], 2)}))
+
 
 if __name__ == "__main__":
   main()

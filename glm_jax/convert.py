@@ -92,7 +92,7 @@ def from_thudm(state_dict: Mapping[str, np.ndarray], num_attention_heads: int, d
   except (TypeError, ValueError) as e:
     raise ConversionError(f"num_attention_heads must be an integer, got "
                           f"{num_attention_heads!r}.") from e
-  vocab, hidden = sd["word_embeddings.weight"].shape
+  hidden = sd["word_embeddings.weight"].shape[1]
   if num_attention_heads <= 0 or hidden % num_attention_heads:
     raise ConversionError(f"num_attention_heads={num_attention_heads} does not divide the hidden "
                           f"size {hidden}; GLM releases use head dim 64 (heads = {hidden // 64}).")

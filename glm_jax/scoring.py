@@ -207,9 +207,10 @@ def score_rows(config, params, rows: Sequence[Row], *, eos_id: int, gather_ids=N
   if not num:
     return out
   _check_rows(cfg, rows, gather_ids)
-  longest = max(len(r) for r in rows)
-  if pad_to is not None and not (isinstance(pad_to, (int, np.integer)) and pad_to >= longest):
-    raise EvaluationError(f"pad_to={pad_to!r} must be an integer >= the longest row ({longest}).")
+  if pad_to is not None:
+    longest = max(len(r) for r in rows)
+    if not (isinstance(pad_to, (int, np.integer)) and pad_to >= longest):
+      raise EvaluationError(f"pad_to={pad_to!r} must be an integer >= the longest row ({longest}).")
   multiple = _batch_multiple(mesh)
   # Fewer rows than a batch (one cloze question): the next power of two, not a full batch.
   batch = min(int(batch_size), 1 << (num - 1).bit_length())
