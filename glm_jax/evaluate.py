@@ -151,24 +151,29 @@ def run(task: str, data: str, checkpoint: str, tokenizer_path: str | None = None
         seq_length=None, overlap=DEFAULT_OVERLAP, batch_size=scoring.DEFAULT_BATCH_SIZE,
         mask_token="MASK", unidirectional=False, length_penalty=0.0, cloze_scoring="multi",
         dtype=None, mesh_shape=None, output=None) -> dict:
-  """Everything the CLI does, callable from Python; returns the metrics it prints."""
+  """Everything the CLI does, callable from Python; returns the metrics it prints.
+
+  mesh_shape: {data, fsdp, tensor} sizes (default every device on fsdp: params split, rows
+  too); the params are read straight into their shards. dtype: compute dtype (default bfloat16
+  on TPU / GPU, the params' on CPU). Every process runs it; process 0 writes `output`.
+  """
   from etils import epath
   from glm_jax import checkpoint as checkpoint_lib
+  from glm_jax import hosts
   from glm_jax import sharding
   from input_pipeline import tokenizer as tokenizer_lib
   if task not in TASKS:
     raise EvaluationError(f"--task={task!r} is not one of {TASKS}.")
   if not epath.Path(data).exists():  # before loading a large checkpoint
     raise FileNotFoundError(f"Evaluation data {data} does not exist; pass --data=FILE.")
-  config, params = checkpoint_lib.load_for_inference(checkpoint, dtype)
+  mesh = sharding.make_mesh(mesh_shape or hosts.INFERENCE_MESH)
+  config, params = checkpoint_lib.load_for_inference(checkpoint, hosts.compute_dtype(dtype), mesh)
   tokenizer = tokenizer_lib.load_tokenizer(tokenizer_path or checkpoint, tokenizer_kind)
   scoring.check_vocab(config, tokenizer.vocab_size)
   if mask_token not in tokenizer.special_ids:
     raise EvaluationError(f"The tokenizer has no [{mask_token}]; load it with task masks (a "
                           "tokenizer_config.json with task_mask) or use --mask_token=MASK.")
   seq_length = resolve_seq_length(task, seq_length, config.max_sequence_length)
-  mesh = sharding.make_mesh(mesh_shape or {"data": -1, "fsdp": 1, "tensor": 1})
-  params = scoring.place_params(config, params, mesh)
   common = dict(seq_length=seq_length, batch_size=batch_size, mesh=mesh)
   if task == "lambada":
     metrics = evaluate_lambada(config, params, tokenizer, data, mask_token=mask_token,
@@ -179,12 +184,12 @@ def run(task: str, data: str, checkpoint: str, tokenizer_path: str | None = None
   else:
     metrics = evaluate_cloze(config, params, tokenizer, data, length_penalty=length_penalty,
                              scoring_kind=cloze_scoring, **common)
-  if metrics.get("num_truncated"):
+  if metrics.get("num_truncated") and hosts.is_writer():
     print(f"warning: {metrics['num_truncated']} examples were longer than seq_length={seq_length} "
           "and were truncated as the original does.", file=sys.stderr)
   metrics = {"task": task, "seq_length": seq_length, "dtype": config.dtype, **metrics}
   line = json.dumps(metrics, sort_keys=False)
-  if output:
+  if output and hosts.is_writer():
     path = epath.Path(output)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(line + "\n")
@@ -196,20 +201,24 @@ def main(argv):
   del argv
   from absl import flags
   from glm_jax import cli
+  from glm_jax import hosts
   cli.quiet_logs()
   f = flags.FLAGS
-  mesh_shape = {"data": f.mesh_data, "fsdp": f.mesh_fsdp, "tensor": f.mesh_tensor}
+  hosts.initialize()
+  mesh_shape = hosts.mesh_config()
   metrics = run(f.task, f.data, f.checkpoint, f.tokenizer, tokenizer_kind=f.tokenizer_kind,
                 seq_length=f.seq_length, overlap=f.overlap, batch_size=f.batch_size,
                 mask_token=f.mask_token, unidirectional=f.unidirectional,
                 length_penalty=f.length_penalty, cloze_scoring=f.cloze_scoring, dtype=f.dtype,
                 mesh_shape=mesh_shape, output=f.output)
-  print(json.dumps(metrics), flush=True)
+  if hosts.is_writer():
+    print(json.dumps(metrics), flush=True)
 
 
 def _define_flags():
   from absl import flags
   from glm_jax import cli  # pylint: disable=g-import-not-at-top
+  from glm_jax import hosts  # pylint: disable=g-import-not-at-top
   flags.DEFINE_enum("task", None, list(TASKS), "What to evaluate.")
   flags.DEFINE_string("data", None, "LAMBADA JSONL ({\"text\"} per line), the raw "
                       "wiki.test.tokens, or a cloze JSONL ({text_a, text_b, candidates, label}).")
@@ -226,10 +235,9 @@ def _define_flags():
                      "length ** length_penalty (0 = off).")
   flags.DEFINE_enum("cloze_scoring", "multi", ["multi", "single"], "Cloze: summed log-probability "
                     "of each candidate, or the [sop] logit of single-token candidates.")
-  flags.DEFINE_string("dtype", None, "Compute dtype (float32 / bfloat16); default the params'.")
-  flags.DEFINE_integer("mesh_data", -1, "Mesh data axis (-1: the remaining devices).")
-  flags.DEFINE_integer("mesh_fsdp", 1, "Mesh fsdp axis.")
-  flags.DEFINE_integer("mesh_tensor", 1, "Mesh tensor axis.")
+  flags.DEFINE_string("dtype", None, "Compute dtype (float32 / bfloat16); default bfloat16 on TPU "
+                      "and GPU, the params' on CPU.")
+  hosts.define_flags()
   flags.DEFINE_string("output", None, "Also write the JSON metrics line to this file.")
   flags.mark_flags_as_required(["task", "data", "checkpoint"])
 

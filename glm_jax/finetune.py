@@ -24,6 +24,7 @@ from etils import epath
 
 from glm_jax import checkpoint as checkpoint_lib
 from glm_jax import cli
+from glm_jax import hosts
 from glm_jax import metrics as metrics_lib
 from glm_jax import optim
 from glm_jax import paths
@@ -44,6 +45,8 @@ _CONFIG = train._CONFIG  # pylint: disable=protected-access
 _WORKDIR = train._WORKDIR  # pylint: disable=protected-access
 
 log = train.log
+# --mesh_data / --mesh_fsdp / --mesh_tensor: given, they override config.mesh (hosts.py).
+hosts.define_mesh_flags(hosts.CONFIG_MESH)
 
 
 def model_from_checkpoint(config) -> None:
@@ -399,6 +402,7 @@ def main(argv) -> None:
   config = _CONFIG.value
   if config is None:
     raise app.UsageError("Pass --config=configs/finetune/superglue.py (or seq2seq.py).")
+  config.mesh.update(hosts.mesh_config(config.mesh))
   config = prepare_config(config)  # a bad config or data source: one line from cli.run
   workdir = _WORKDIR.value or f"/tmp/glm_jax/finetune_{config.task}"
   mesh = sharding.make_mesh(config.mesh)

@@ -24,6 +24,8 @@ from glm_jax.errors import ConfigError
 _TPU_POD_ENV = ("TPU_WORKER_HOSTNAMES", "MEGASCALE_COORDINATOR_ADDRESS")
 # Inference default: params split over every device (fsdp), so no chip holds a whole model.
 INFERENCE_MESH = {"data": 1, "fsdp": -1, "tensor": 1}
+# Commands whose config has a mesh (finetune): the flags override it only where given.
+CONFIG_MESH = {"data": None, "fsdp": None, "tensor": None}
 
 
 def _define_once(define, name: str, *args) -> None:
@@ -74,7 +76,7 @@ def mesh_config(base: Mapping[str, int] | None = None) -> dict[str, int]:
   sizes = {a: int(base[a]) for a in sharding.MESH_AXES} if base is not None else {}
   for axis in sharding.MESH_AXES:
     flag = f[f"mesh_{axis}"]
-    if flag.present or axis not in sizes:
+    if (flag.present or axis not in sizes) and flag.value is not None:
       sizes[axis] = int(flag.value)
   return sizes
 
