@@ -204,6 +204,15 @@ def main(argv):
   from glm_jax import hosts
   cli.quiet_logs()
   f = flags.FLAGS
+  if not f.task:
+    raise EvaluationError(f"pass --task (one of {', '.join(TASKS)}).")
+  if f.compile_only:  # before anything initialises a JAX backend or imports TensorFlow
+    from glm_jax import inference_aot  # pylint: disable=g-import-not-at-top
+    sys.exit(inference_aot.main(
+        "glm_jax.evaluate", inference_aot.compile_scoring, task=f.task,
+        seq_length=f.seq_length or DEFAULT_SEQ_LENGTH[f.task], batch_size=f.batch_size))
+  if not f.data or not f.checkpoint:
+    raise EvaluationError("pass --data=FILE and --checkpoint=DIR (or --compile_only).")
   hosts.initialize()
   mesh_shape = hosts.mesh_config()
   metrics = run(f.task, f.data, f.checkpoint, f.tokenizer, tokenizer_kind=f.tokenizer_kind,
@@ -239,7 +248,8 @@ def _define_flags():
                       "and GPU, the params' on CPU.")
   hosts.define_flags()
   flags.DEFINE_string("output", None, "Also write the JSON metrics line to this file.")
-  flags.mark_flags_as_required(["task", "data", "checkpoint"])
+  from glm_jax import inference_aot  # pylint: disable=g-import-not-at-top
+  inference_aot.define_flags()
 
 
 if __name__ == "__main__":

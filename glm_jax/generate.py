@@ -309,8 +309,17 @@ def main(argv):
   from glm_jax import cli
   from glm_jax import hosts
   cli.quiet_logs()
-  from input_pipeline import tokenizer as tokenizer_lib
   f = flags.FLAGS
+  if f.compile_only:  # before anything initialises a JAX backend or imports TensorFlow
+    import sys  # pylint: disable=g-import-not-at-top
+    from glm_jax import inference_aot  # pylint: disable=g-import-not-at-top
+    sys.exit(inference_aot.main(
+        "glm_jax.generate", inference_aot.compile_generate, batch_size=f.batch_size,
+        prompt_length=f.prompt_length, max_new_tokens=f.max_new_tokens, strategy=f.strategy,
+        num_beams=f.num_beams))
+  if not f.checkpoint:
+    raise GenerationError("pass --checkpoint=DIR (a params-only checkpoint), or --compile_only.")
+  from input_pipeline import tokenizer as tokenizer_lib
   mesh = hosts.start()  # every process runs every step; process 0 prints
   config, params = checkpoint_lib.load_for_inference(f.checkpoint, hosts.compute_dtype(f.dtype),
                                                      mesh)
@@ -364,7 +373,9 @@ def _define_flags():
   flags.DEFINE_bool("task_mask", False, "The model was pretrained with [sMASK]/[gMASK] (the original's "
                     "--task-mask in config_tasks/model_blocklm_*.sh: GLM-2B/10B/Large-Chinese): a prompt without a blank gets "
                     "' [gMASK]' appended instead of ' [MASK]'.")
-  flags.mark_flags_as_required(["checkpoint"])
+  flags.DEFINE_integer("prompt_length", 512, "--compile_only: prompt tokens per row.")
+  from glm_jax import inference_aot  # pylint: disable=g-import-not-at-top
+  inference_aot.define_flags()
 
 
 if __name__ == "__main__":

@@ -186,6 +186,17 @@ def mesh_jit(fn, static_argnames: Sequence[str], rows):
     step, shardings = compiled(mesh, len(inputs), int(rows(inputs, static)),
                                tuple(sorted(static.items())))
     return step(place(params, shardings), *(put_replicated(x, mesh) for x in inputs))
+
+  def lower(param_shapes, *inputs, mesh, **static):
+    """The call lowered for abstract params and inputs (ShapeDtypeStructs; nothing is read),
+    e.g. on a TPU topology's mesh for `--compile_only`."""
+    step, shardings = compiled(mesh, len(inputs), int(rows(inputs, static)),
+                               tuple(sorted(static.items())))
+    return step.lower(abstract_arrays(param_shapes, shardings),
+                      *(jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated(mesh))
+                        for x in inputs))
+
+  call.lower = lower
   return call
 
 
