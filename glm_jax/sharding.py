@@ -141,9 +141,12 @@ def abstract_arrays(shapes, shardings=None):
 
 
 def decode_rules(mesh, rows: int) -> tuple[tuple[str, object], ...]:
-  """The rules for decoding `rows` rows on `mesh`: rows (and their KV cache) over data when it
-  divides them, else replicated; params stay split by fsdp / tensor (gathered layer by layer)."""
-  batch = "data" if rows % mesh.shape["data"] == 0 else None
+  """The rules for decoding `rows` rows on `mesh`: rows (and their KV cache) over data x fsdp
+  when that divides them, else over data when it does, else replicated; params stay split by
+  fsdp / tensor (gathered layer by layer), cache heads over tensor."""
+  data, fsdp = mesh.shape["data"], mesh.shape["fsdp"]
+  batch = (("data", "fsdp") if rows % (data * fsdp) == 0 else
+           "data" if rows % data == 0 else None)
   return tuple((name, batch if name in ("act_batch", "cache_batch") else axes)
                for name, axes in LOGICAL_RULES)
 

@@ -14,15 +14,17 @@ import numpy as np
 from glm_jax import beam_search, generate, model, sharding
 
 SPECIAL = {"MASK": 3, "sMASK": 4, "gMASK": 5, "eop": 6, "eos": 7, "sop": 8}
-PROMPTS = [[1, 20, 21, 3, 22, 23, 7], [1, 30, 3, 31, 32, 33, 34, 4, 35, 7]]
+# 8 rows: split over fsdp=8 (and over data=4 on the tensor mesh); beams (4 rows) over data there.
+PROMPTS = [[1, 20, 21, 3, 22, 23, 7], [1, 30, 3, 31, 32, 33, 34, 4, 35, 7]] * 3 + [
+    [1, 40, 41, 42, 5], [1, 3, 50, 51, 7]]
 STRATEGIES = {"greedy": dict(strategy="greedy"),
               "sample": dict(strategy="sample", seed=3, temperature=0.8, top_k=10),
               "beam": dict(strategy="beam", num_beams=4)}
 
 
 def decode(cfg, params, mesh):
-  out = {name: generate.fill_blanks(cfg, params, PROMPTS, special_ids=SPECIAL, max_new_tokens=5,
-                                    mesh=mesh, **options)
+  out = {name: generate.fill_blanks(cfg, params, PROMPTS if name != "beam" else PROMPTS[:2],
+                                    special_ids=SPECIAL, max_new_tokens=5, mesh=mesh, **options)
          for name, options in STRATEGIES.items()}
   sources = np.array([[1, 3, 40, 41, 42, 43, 0, 0], [1, 3, 50, 51, 52, 0, 0, 0]], np.int32)
   tokens, lengths, _ = beam_search.decode_seq2seq(cfg, params, sources, np.array([1, 1]),
