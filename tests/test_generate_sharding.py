@@ -40,8 +40,9 @@ def test_fsdp8_checkpoint_extracts_on_1_4_and_8_devices_to_identical_params(tmp_
     jax.tree_util.tree_map(np.testing.assert_array_equal, extracted[devices], extracted[8])
 
 
+@pytest.mark.slow
 def test_load_for_inference_on_a_mesh_places_every_leaf_by_its_logical_axes(tmp_path):
-  """With the devices this process has (1 in the quick tier): every leaf is a global array on
+  """With the devices this process has: every leaf is a global array on
   the mesh, with the sharding its logical axes give, and equal to the saved values."""
   from glm_jax import model, sharding
   cfg = model.GLMConfig(vocab_size=128, num_layers=2, hidden_size=32, num_heads=4,

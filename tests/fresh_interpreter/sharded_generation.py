@@ -24,11 +24,11 @@ STRATEGIES = {"greedy": dict(strategy="greedy"),
 
 def decode(cfg, params, mesh):
   out = {name: generate.fill_blanks(cfg, params, PROMPTS if name != "beam" else PROMPTS[:2],
-                                    special_ids=SPECIAL, max_new_tokens=5, mesh=mesh, **options)
+                                    special_ids=SPECIAL, max_new_tokens=4, mesh=mesh, **options)
          for name, options in STRATEGIES.items()}
   sources = np.array([[1, 3, 40, 41, 42, 43, 0, 0], [1, 3, 50, 51, 52, 0, 0, 0]], np.int32)
   tokens, lengths, _ = beam_search.decode_seq2seq(cfg, params, sources, np.array([1, 1]),
-                                                  sop_id=8, eop_id=6, num_beams=2, max_length=6,
+                                                  sop_id=8, eop_id=6, num_beams=2, max_length=4,
                                                   mesh=mesh)
   out["seq2seq_beam"] = [np.asarray(tokens)[i, :int(l)].tolist()
                          for i, l in enumerate(np.asarray(lengths))]
@@ -36,8 +36,8 @@ def decode(cfg, params, mesh):
 
 
 def main():
-  cfg = model.GLMConfig(vocab_size=128, num_layers=2, hidden_size=64, num_heads=4,
-                        max_sequence_length=64, dtype="float32", init_std=0.2)
+  cfg = model.GLMConfig(vocab_size=64, num_layers=2, hidden_size=32, num_heads=4,
+                        max_sequence_length=32, dtype="float32", init_std=0.2)
   params = model.init_params(cfg, jax.random.PRNGKey(0))
   one = sharding.make_mesh({"data": 1, "fsdp": 1, "tensor": 1}, jax.devices()[:1])
   reference = decode(cfg, params, one)
