@@ -160,13 +160,12 @@ def run(task: str, data: str, checkpoint: str, tokenizer_path: str | None = None
   from etils import epath
   from glm_jax import checkpoint as checkpoint_lib
   from glm_jax import hosts
-  from glm_jax import sharding
   from input_pipeline import tokenizer as tokenizer_lib
   if task not in TASKS:
     raise EvaluationError(f"--task={task!r} is not one of {TASKS}.")
   if not epath.Path(data).exists():  # before loading a large checkpoint
     raise FileNotFoundError(f"Evaluation data {data} does not exist; pass --data=FILE.")
-  mesh = sharding.make_mesh(mesh_shape or hosts.INFERENCE_MESH)
+  mesh = hosts.make_mesh(mesh_shape or hosts.INFERENCE_MESH)
   config, params = checkpoint_lib.load_for_inference(checkpoint, hosts.compute_dtype(dtype), mesh)
   tokenizer = tokenizer_lib.load_tokenizer(tokenizer_path or checkpoint, tokenizer_kind)
   scoring.check_vocab(config, tokenizer.vocab_size)

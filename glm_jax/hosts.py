@@ -84,7 +84,11 @@ def mesh_config(base: Mapping[str, int] | None = None) -> dict[str, int]:
 def start(base: Mapping[str, int] | None = None):
   """`initialize()`, then the mesh over every process's devices (see `mesh_config`)."""
   initialize()
-  sizes = mesh_config(base)
+  return make_mesh(mesh_config(base))
+
+
+def make_mesh(sizes: Mapping[str, int]):
+  """`sharding.make_mesh`, with sizes that do not fit the devices as one ConfigError line."""
   try:
     return sharding.make_mesh(sizes)
   except ValueError as e:
