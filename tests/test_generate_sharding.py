@@ -73,7 +73,7 @@ def test_load_for_inference_on_8_devices_splits_embedding_and_layer_kernels_over
 
 @pytest.mark.slow
 def test_greedy_sampled_and_beam_outputs_with_fsdp8_and_tensor2_equal_one_devices():
-  proc = fresh_interpreter.run("sharded_generation")
+  proc = fresh_interpreter.run("sharded_generation", timeout=1200)
   assert proc.returncode == 0, proc.stderr[-3000:]
   report = fresh_interpreter.last_json(proc)
   assert report["devices"] == 8 and report["reference_nonempty"]
