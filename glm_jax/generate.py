@@ -315,7 +315,8 @@ def main(argv):
     from glm_jax import inference_aot  # pylint: disable=g-import-not-at-top
     sys.exit(inference_aot.main(
         "glm_jax.generate", inference_aot.compile_generate, batch_size=f.batch_size,
-        prompt_length=f.prompt_length, max_new_tokens=f.max_new_tokens, strategy=f.strategy,
+        prompt_length=-(-f.prompt_length // PAD_TO) * PAD_TO, max_new_tokens=f.max_new_tokens,
+        strategy=f.strategy,
         num_beams=f.num_beams))
   if not f.checkpoint:
     raise GenerationError("pass --checkpoint=DIR (a params-only checkpoint), or --compile_only.")
