@@ -198,10 +198,11 @@ def run(task: str, data: str, checkpoint: str, tokenizer_path: str | None = None
 def run_harness(tasks, checkpoint: str, tokenizer_path: str | None = None, *, tokenizer_kind=None,
                 seq_length=None, overlap=DEFAULT_OVERLAP, batch_size=scoring.DEFAULT_BATCH_SIZE,
                 mask_token="MASK", unidirectional=False, eop=False, dtype=None, mesh_shape=None,
-                include_path=None, num_fewshot=None, limit=None, output=None,
-                coordinator_address=None, num_processes=None, process_id=None) -> dict | None:
+                include_path=None, include_defaults=True, num_fewshot=None, limit=None,
+                output=None, coordinator_address=None, num_processes=None,
+                process_id=None, **evaluate_kwargs) -> dict | None:
   """lm-evaluation-harness tasks (glm_jax.harness); the metrics line on process 0, else None.
-  --output gets the harness's own results file."""
+  --output gets the harness's own results file; evaluate_kwargs go to lm_eval.simple_evaluate."""
   from glm_jax import harness
   mesh_shape = mesh_shape or {"data": -1, "fsdp": 1, "tensor": 1}
   model_args = dict(tokenizer=tokenizer_path, tokenizer_kind=tokenizer_kind, mask_token=mask_token,
@@ -213,8 +214,9 @@ def run_harness(tasks, checkpoint: str, tokenizer_path: str | None = None, *, to
   tasks = [t for t in (tasks.split(",") if isinstance(tasks, str) else tasks or [])]
   start = time.perf_counter()
   results = harness.evaluate_tasks(tasks, checkpoint, include_path=include_path,
-                                   num_fewshot=num_fewshot, limit=limit, output=output,
-                                   model_args=model_args)
+                                   include_defaults=include_defaults, num_fewshot=num_fewshot,
+                                   limit=limit, output=output, model_args=model_args,
+                                   **evaluate_kwargs)
   if results is None:
     return None
   return {"task": "harness", "harness_tasks": [t.strip() for t in tasks], "mask_token": mask_token,
@@ -236,6 +238,7 @@ def main(argv):
                           overlap=f.overlap, batch_size=f.batch_size, mask_token=f.mask_token,
                           unidirectional=f.unidirectional, eop=f.eop, dtype=f.dtype,
                           mesh_shape=mesh_shape, include_path=f.harness_include_path,
+                          include_defaults=f.harness_default_tasks,
                           num_fewshot=f.harness_num_fewshot, limit=f.harness_limit,
                           output=f.output, coordinator_address=f.coordinator_address,
                           num_processes=f.num_processes, process_id=f.process_id)
@@ -278,6 +281,9 @@ def _define_flags():
   flags.DEFINE_list("harness_tasks", [], "--task=harness: lm-evaluation-harness task names.")
   flags.DEFINE_string("harness_include_path", None, "--task=harness: a directory of your own "
                       "harness task YAMLs.")
+  flags.DEFINE_boolean("harness_default_tasks", True, "--task=harness: also index lm_eval's own "
+                       "~15k task names (takes seconds); --noharness_default_tasks with only "
+                       "--harness_include_path tasks.")
   flags.DEFINE_integer("harness_num_fewshot", None, "--task=harness: few-shot examples (default: "
                        "each task's own, 0 for most).")
   flags.DEFINE_float("harness_limit", None, "--task=harness: only the first N documents per task "

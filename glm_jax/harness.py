@@ -76,7 +76,7 @@ def load_model(checkpoint: str, dtype, mesh):
   return config, scoring.place_params(config, params, mesh)
 
 
-def load_tokenizer(checkpoint: str, tokenizer=None, tokenizer_kind=None):
+def tokenizer_path(checkpoint: str, tokenizer=None) -> str:
   """The tokenizer given, else the one stored with the checkpoint; one line when there is none."""
   from input_pipeline import tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
   path = tokenizer or tokenizer_lib.tokenizer_beside(checkpoint)
@@ -84,7 +84,13 @@ def load_tokenizer(checkpoint: str, tokenizer=None, tokenizer_kind=None):
     raise EvaluationError(
         f"No tokenizer is stored with {checkpoint}; pass tokenizer=FILE.model (ours) or "
         "tokenizer=DIR (a released GLM tokenizer; --tokenizer on the glm_jax.evaluate CLI).")
-  return tokenizer_lib.load_tokenizer(path, tokenizer_kind or None)
+  return str(path)
+
+
+def load_tokenizer(checkpoint: str, tokenizer=None, tokenizer_kind=None):
+  """The tokenizer of `tokenizer_path`, loaded."""
+  from input_pipeline import tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
+  return tokenizer_lib.load_tokenizer(tokenizer_path(checkpoint, tokenizer), tokenizer_kind or None)
 
 
 # ----------------------------------------------------------------------------- token-level work
@@ -429,18 +435,10 @@ def __getattr__(name):  # `glm_jax.harness:GLMJaxLM` (the entry point) builds th
 # ----------------------------------------------------------------------------- task checks, runs
 
 
-def _leaf_tasks(task_dict):
-  for value in task_dict.values():
-    if isinstance(value, dict):
-      yield from _leaf_tasks(value)
-    elif value is not None:
-      yield value
-
-
-def check_tasks(task_dict) -> None:
+def check_tasks(tasks) -> None:
   """Refuses, in one line, a task that needs what glm_jax does not do (images, audio, other
-  request types, generation options it does not implement)."""
-  for task in _leaf_tasks(task_dict):
+  request types, generation options it does not implement). `tasks`: lm_eval Task objects."""
+  for task in tasks:
     config = task.config
     name = getattr(config, "task", None) or type(task).__name__
     if getattr(config, "doc_to_image", None) or getattr(config, "doc_to_audio", None):
@@ -487,28 +485,31 @@ def evaluate_tasks(tasks: Sequence[str], checkpoint: str, *, include_path=None, 
   """
   from etils import epath  # pylint: disable=g-import-not-at-top
   harness_lib = import_lm_eval()
-  from lm_eval.tasks import TaskManager, get_task_dict  # pylint: disable=g-import-not-at-top
+  from lm_eval.tasks import TaskManager  # pylint: disable=g-import-not-at-top
   from lm_eval.utils import handle_non_serializable  # pylint: disable=g-import-not-at-top
   model_args = dict(model_args or {})
   initialize_distributed(model_args.get("coordinator_address"), model_args.get("num_processes"),
                          model_args.get("process_id"))
   tasks = [t.strip() for t in tasks if t and t.strip()]
+  if not epath.Path(checkpoint).is_dir():  # what can be checked cheaply goes first
+    raise FileNotFoundError(f"No params checkpoint at {checkpoint}; pass --checkpoint=DIR "
+                            "(written by `convert import`, extract_params or training).")
+  tokenizer_path(checkpoint, model_args.get("tokenizer"))
+  if output and epath.Path(output).exists():
+    raise EvaluationError(f"--output={output} exists; choose a new file (it is never "
+                          "overwritten).")
+  if not tasks:
+    raise EvaluationError("no harness task given; pass --harness_tasks=NAME[,NAME...].")
   manager = TaskManager(include_path=include_path, include_defaults=include_defaults)
   error = None
-  if not tasks:
-    error = EvaluationError("no harness task given; pass --harness_tasks=NAME[,NAME...].")
-  else:
-    unknown = [t for t in tasks if t not in manager.all_tasks]
-    if unknown:
-      error = EvaluationError(
-          f"unknown harness task(s) {unknown}; `lm_eval ls tasks` lists them (add "
-          "--harness_include_path=DIR for your own task YAMLs).")
-  if output and epath.Path(output).exists():
-    error = error or EvaluationError(f"--output={output} exists; choose a new file (it is "
-                                     "never overwritten).")
+  unknown = [t for t in tasks if t not in manager.all_tasks]
+  if unknown:
+    error = EvaluationError(
+        f"unknown harness task(s) {unknown}; `lm_eval ls tasks` lists them (add "
+        "--harness_include_path=DIR for your own task YAMLs).")
   if error is None and jax.process_index() == 0:
     try:
-      check_tasks(get_task_dict(tasks, manager))
+      check_tasks(manager.load(tasks)["tasks"].values())
     except EvaluationError as e:
       error = e
   _agree(error)
