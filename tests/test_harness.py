@@ -219,7 +219,7 @@ def test_lm_eval_command_line_runs_the_glm_jax_model(checkpoint, tmp_path, monke
   monkeypatch.setattr(harness.model_class(), "serve_in_constructor", False)
   harness.main(["--model", "glm_jax", "--model_args",
                 f"checkpoint={checkpoint / 'ckpt'},seq_length=32", "--tasks", "glm_lambada",
-                "--include_path", TASKS_DIR, "--batch_size", "4", "--bootstrap_iters", "0",
+                "--include_path", TASKS_DIR, "--batch_size", "4",
                 "--output_path", str(tmp_path / "out")])
   results = list((tmp_path / "out").rglob("results_*.json"))
   assert len(results) == 1
