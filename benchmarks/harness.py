@@ -8,7 +8,8 @@ continuation, as LAMBADA / multiple choice send them) go through the `glm_jax` h
 - batched: all requests in one `loglikelihood` call (how the harness calls a model), scored
   `--batch_size` rows per jitted call in length buckets;
 - one_request: one `loglikelihood` call per request (a model that scores requests one by one).
-Both are warmed up first (every shape compiled), so the ratio measures execution only.
+Both are warmed up first (every shape compiled; median of --repeats runs), so the ratio
+measures execution only.
 Needs lm-eval (pip install -e ".[harness]").
 """
 
@@ -17,7 +18,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -25,6 +25,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 import bench_model  # noqa: E402
+import timing  # noqa: E402
 from glm_jax import harness  # noqa: E402
 from input_pipeline import tokenizer as tokenizer_lib  # noqa: E402
 
@@ -49,21 +50,13 @@ def make_requests(num: int, num_words: int, seed: int = 0):
           for i in range(num)]
 
 
-def timed(fn, repeats):
-  fn()  # compile every shape first
-  start = time.perf_counter()
-  for _ in range(repeats):
-    fn()
-  return (time.perf_counter() - start) / repeats
-
-
 def main():
   parser = argparse.ArgumentParser()
   bench_model.add_size_flags(parser, vocab=1024)
   parser.add_argument("--requests", type=int, default=64)
   parser.add_argument("--batch_size", type=int, default=16)
   parser.add_argument("--seq_length", type=int, default=256)
-  parser.add_argument("--repeats", type=int, default=2)
+  parser.add_argument("--repeats", type=int, default=3)
   args = parser.parse_args()
 
   harness.import_lm_eval()
@@ -83,8 +76,8 @@ def main():
   a, b = batched(), one_request()
   assert [g for _, g in a] == [g for _, g in b], "the modes disagree"
   np.testing.assert_allclose([x for x, _ in a], [x for x, _ in b], rtol=1e-4, atol=1e-4)
-  seconds = {"batched": timed(batched, args.repeats), "one_request": timed(one_request,
-                                                                           args.repeats)}
+  seconds = {"batched": timing.median_seconds(batched, args.repeats),
+             "one_request": timing.median_seconds(one_request, args.repeats)}
   print(json.dumps({
       "benchmark": "harness_loglikelihood", "device": jax.devices()[0].device_kind,
       "num_devices": jax.device_count(), "layers": args.layers, "hidden": args.hidden,

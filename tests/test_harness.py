@@ -23,6 +23,7 @@ from glm_jax import cloze, export, generate, harness, lm_eval, scoring
 from glm_jax.errors import EvaluationError
 from input_pipeline import tokenizer as tokenizer_lib
 from tests import fresh_interpreter, original_fixtures
+from tests.test_train_cli import _free_port
 
 ROOT = fresh_interpreter.ROOT
 TASKS_DIR = os.path.join(ROOT, "tests", "data", "harness")
@@ -224,13 +225,6 @@ def test_lm_eval_command_line_runs_the_glm_jax_model(checkpoint, tmp_path, monke
   results = list((tmp_path / "out").rglob("results_*.json"))
   assert len(results) == 1
   assert "perplexity,none" in json.loads(results[0].read_text())["results"]["glm_lambada"]
-
-
-def _free_port():
-  import socket
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
 
 
 @pytest.mark.slow
