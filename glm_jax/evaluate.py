@@ -160,6 +160,8 @@ def run(task: str, data: str, checkpoint: str, tokenizer_path: str | None = None
   from input_pipeline import tokenizer as tokenizer_lib
   if task not in TASKS:
     raise EvaluationError(f"--task={task!r} is not one of {TASKS}.")
+  if task == "harness":
+    raise EvaluationError("--task=harness runs through run_harness (--harness_tasks=NAME,...).")
   if not data:
     raise EvaluationError(f"--task={task} reads --data=FILE; pass it.")
   if not epath.Path(data).exists():  # before loading a large checkpoint

@@ -5,7 +5,8 @@ scorers (so a harness number and `python -m glm_jax.evaluate --task=lambada` agr
   * `loglikelihood(context, continuation)`: the rows of `lm_eval.lambada_rows`: `[CLS] context
     [MASK] [eos] [sop] continuation` (context read bidirectionally in Part A, cut on the left to
     fit; `[gMASK]` with mask_token=gMASK; `unidirectional=True` is the original's left-to-right
-    layout); `eop=True` appends `[eop]` to the continuation, as the cloze scorer
+    layout). They are also the rows of the original's zero-shot multiple choice
+    (`MultiChoiceDataset`). `eop=True` appends `[eop]` to the continuation, as the cloze scorer
     (`cloze.multi_token_scores`) scores a candidate filling the whole blank. The fp32 log-softmax
     sum and `is_greedy` (teacher-forced argmax at every slot) come from `scoring.score_rows`,
     batched and length-bucketed over all requests.
@@ -231,10 +232,6 @@ def check_gen_kwargs(gen_kwargs, where: str) -> dict:
                           f"not implement (it implements {list(GEN_KWARGS)}); drop them from "
                           "the task's generation_kwargs.")
   return gen_kwargs
-
-
-def _lm_base():
-  return import_lm_eval().api.model.TemplateLM
 
 
 class _Model:
