@@ -17,9 +17,9 @@ scorers (so a harness number and `python -m glm_jax.evaluate --task=lambada` agr
     (the KV-cached decoder), cut at the first stop sequence; `max_gen_toks` is the budget.
 
 Several hosts: every process builds the model (params sharded over the global mesh); process 0
-runs the harness and broadcasts each batch of token ids before running it (`Dispatcher`), the
-others loop on `serve()` running the same batches, so every process runs the same jitted calls.
-Only process 0 writes results.
+runs the harness and broadcasts each batch of token ids before running it, the others serve the
+same batches (glm_jax.harness_dispatch), so every process runs the same jitted calls. Only
+process 0 writes results.
 
     python -m glm_jax.evaluate --task=harness --harness_tasks=lambada_openai,piqa --checkpoint=DIR
     python -m glm_jax.harness --model glm_jax --model_args checkpoint=DIR --tasks piqa
@@ -35,11 +35,10 @@ import sys
 from typing import Sequence
 
 import jax
-import numpy as np
-from jax.experimental import multihost_utils
 
 from glm_jax import generate, lm_eval, scoring
 from glm_jax.errors import EvaluationError, MissingDependencyError
+from glm_jax.harness_dispatch import Dispatcher, Engine, broadcast, initialize_distributed
 
 MODEL_NAME = "glm_jax"
 REQUEST_TYPES = ("loglikelihood", "multiple_choice", "loglikelihood_rolling", "generate_until")
@@ -60,14 +59,6 @@ def import_lm_eval():
         f"lm-evaluation-harness is not installed ({e}); pip install -e '.[harness]' "
         "(or pip install -r requirements-harness.txt).") from None
   return harness_lib
-
-
-def initialize_distributed(coordinator_address=None, num_processes=None, process_id=None):
-  """jax.distributed for a multi-host run (explicit address, count and index); no-op otherwise."""
-  if num_processes and int(num_processes) > 1 and not jax.distributed.is_initialized():
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(coordinator_address=coordinator_address,
-                               num_processes=int(num_processes), process_id=int(process_id))
 
 
 def load_model(checkpoint: str, dtype, mesh):
@@ -92,105 +83,6 @@ def load_tokenizer(checkpoint: str, tokenizer=None, tokenizer_kind=None):
   """The tokenizer of `tokenizer_path`, loaded."""
   from input_pipeline import tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
   return tokenizer_lib.load_tokenizer(tokenizer_path(checkpoint, tokenizer), tokenizer_kind or None)
-
-
-# ----------------------------------------------------------------------------- token-level work
-
-
-class Engine:
-  """The token-level requests on one model; a pure function of its inputs on every process."""
-
-  def __init__(self, config, params, special_ids, *, mesh, seq_length: int, overlap: int,
-               mask_token: str = "MASK", unidirectional: bool = False, eop: bool = False,
-               batch_size: int = scoring.DEFAULT_BATCH_SIZE, vocab_limit: int | None = None):
-    self.config, self.params, self.mesh = config, params, mesh
-    self.special = dict(special_ids)
-    self.seq_length, self.overlap = int(seq_length), int(overlap)
-    self.mask_token, self.unidirectional, self.eop = mask_token, bool(unidirectional), bool(eop)
-    self.batch_size, self.vocab_limit = int(batch_size), vocab_limit
-
-  def _score(self, rows):
-    return scoring.score_rows(self.config, self.params, rows, eos_id=int(self.special["eos"]),
-                              batch_size=self.batch_size, mesh=self.mesh)
-
-  def loglikelihood(self, pairs) -> list[list]:
-    """[(context ids, continuation ids)] -> [[log-probability, is_greedy]]."""
-    out = [[0.0, True] for _ in pairs]  # an empty continuation: probability 1
-    scored = [i for i, (_, continuation) in enumerate(pairs) if continuation]
-    suffix = [int(self.special["eop"])] if self.eop else []
-    examples = [(pairs[i][0], list(pairs[i][1]) + suffix) for i in scored]
-    rows, _ = lm_eval.lambada_rows(examples, special_ids=self.special, seq_length=self.seq_length,
-                                   mask_token=self.mask_token, unidirectional=self.unidirectional)
-    stats = self._score(rows)
-    for k, i in enumerate(scored):
-      out[i] = [float(stats["logprob"][k]), bool(stats["correct"][k])]
-    return out
-
-  def rolling(self, docs) -> list[float]:
-    """[document ids] -> the summed log-probability of each document's windows."""
-    rows, owner = [], []
-    for d, doc in enumerate(docs):
-      windows = lm_eval.window_rows(doc, special_ids=self.special, seq_length=self.seq_length,
-                                    overlap=self.overlap, mask_token=self.mask_token)
-      rows += windows
-      owner += [d] * len(windows)
-    logprob = self._score(rows)["logprob"]
-    totals = np.zeros(len(docs), np.float64)
-    np.add.at(totals, np.asarray(owner, np.int64), logprob)
-    return totals.tolist()
-
-  def generate(self, prompts, options: dict) -> list[list[int]]:
-    """[prompt ids with one blank] -> each prompt's generated ids (end token excluded)."""
-    with jax.set_mesh(self.mesh):
-      filled = generate.fill_blanks(self.config, self.params, prompts, special_ids=self.special,
-                                    vocab_limit=self.vocab_limit, **options)
-    return [blanks[0] if blanks else [] for blanks in filled]
-
-  def run(self, kind: str, payload):
-    if kind == "loglikelihood":
-      return self.loglikelihood(payload)
-    if kind == "rolling":
-      return self.rolling(payload)
-    if kind == "generate":
-      return self.generate(payload["prompts"], payload["options"])
-    raise EvaluationError(f"unknown request kind {kind!r}")
-
-
-def _broadcast(message):
-  """Process 0's JSON-able `message` on every process (others pass None)."""
-  source = jax.process_index() == 0
-  data = np.frombuffer(json.dumps(message).encode(), np.uint8) if source else None
-  size = int(multihost_utils.broadcast_one_to_all(np.int64(data.size if source else 0)))
-  buffer = data if source else np.zeros(size, np.uint8)
-  buffer = np.asarray(multihost_utils.broadcast_one_to_all(buffer))
-  return json.loads(buffer.tobytes().decode())
-
-
-class Dispatcher:
-  """Runs each batch on every process: process 0 broadcasts it, the others `serve()`."""
-
-  def __init__(self, engine: Engine):
-    self.engine = engine
-    self.multi = jax.process_count() > 1
-
-  def __call__(self, kind: str, payload):
-    if self.multi:
-      _broadcast({"kind": kind, "payload": payload})
-    return self.engine.run(kind, payload)
-
-  def serve(self) -> None:
-    """Processes other than 0: run what process 0 sends until it says stop."""
-    while True:
-      message = _broadcast(None)
-      if message["kind"] == "stop":
-        return
-      self.engine.run(message["kind"], message["payload"])
-
-  def stop(self) -> None:
-    """Process 0: release the serving processes (once)."""
-    if self.multi and jax.process_index() == 0:
-      _broadcast({"kind": "stop", "payload": None})
-      self.multi = False
 
 
 # ----------------------------------------------------------------------------- the lm_eval model
@@ -452,7 +344,7 @@ def check_tasks(tasks) -> None:
 def _agree(error: BaseException | None):
   """Process 0's verdict on the tasks, on every process (so no process waits on a failed one)."""
   if jax.process_count() > 1:
-    verdict = _broadcast({"kind": "start" if error is None else "stop",
+    verdict = broadcast({"kind": "start" if error is None else "stop",
                           "payload": None if error is None else str(error)})
     if verdict["kind"] == "stop" and error is None:
       raise EvaluationError(f"process 0 refused the harness run: {verdict['payload']}")
