@@ -100,8 +100,9 @@ def _as_bool(value, name: str) -> bool:
 
 
 def _as_int(value, name: str, default: int | None = None) -> int | None:
-  if value is None or (isinstance(value, str) and value.strip().lower() in ("", "auto", "none")):
-    return default
+  if value is None or (isinstance(value, str) and (
+      value.strip().lower() in ("", "none") or value.strip().lower().startswith("auto"))):
+    return default  # "auto" / "auto:N" batch sizes: the mesh decides, not a memory probe
   try:
     return int(value)
   except (TypeError, ValueError):
@@ -136,13 +137,16 @@ class _Model:
                unidirectional=False, eop=False, seq_length=None, overlap=DEFAULT_OVERLAP,
                batch_size=None, max_gen_toks=DEFAULT_MAX_GEN_TOKS, dtype=None, mesh_data=-1,
                mesh_fsdp=1, mesh_tensor=1, coordinator_address=None, num_processes=None,
-               process_id=None, device=None, max_batch_size=None, loaded=None):
+               process_id=None, device=None, max_batch_size=None, loaded=None, **unknown):
     """lm_eval's model args (`--model_args checkpoint=DIR,mask_token=gMASK,...`).
 
     `loaded=(config, params, tokenizer)` skips reading a checkpoint (Python callers, tests).
     `device` / `max_batch_size` are the harness's own options, unused here (the mesh decides).
     """
     del device, max_batch_size
+    if unknown:
+      raise EvaluationError(f"unknown glm_jax model args {sorted(unknown)}; see the README's "
+                            "lm-evaluation-harness section for the ones it takes.")
     super().__init__()
     from glm_jax import sharding  # pylint: disable=g-import-not-at-top
     initialize_distributed(coordinator_address, num_processes, process_id)

@@ -182,6 +182,8 @@ def test_bad_input_is_one_user_error_each(checkpoint):
   (checkpoint / "taken.json").write_text("mine")
   assert "never overwritten" in refuse(["glm_mc"], ckpt, output=str(checkpoint / "taken.json"))
   assert (checkpoint / "taken.json").read_text() == "mine"
+  with pytest.raises(EvaluationError, match="pretrained"):
+    harness.model_class()(checkpoint=str(ckpt), pretrained="gpt2")
 
 
 @pytest.mark.slow
