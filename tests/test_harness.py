@@ -148,6 +148,21 @@ def test_generate_until_equals_generate_text_greedy_with_the_same_stop(glm, mc_r
   assert cut > 0  # the stop sequences did stop something
 
 
+@pytest.mark.slow
+def test_generation_options_follow_the_request(glm):
+  lm = _model(glm, max_gen_toks=7)
+  assert lm._options({"until": "x", "do_sample": False})[0] == {  # pylint: disable=protected-access
+      "max_new_tokens": 7, "strategy": "greedy"}
+  options, until = lm._options(  # pylint: disable=protected-access
+      {"until": ["a", "b"], "do_sample": True, "temperature": 0.5, "top_p": 0.9,
+       "max_gen_toks": 10_000})
+  assert until == ["a", "b"]
+  assert options == {"max_new_tokens": glm[0].max_sequence_length, "strategy": "sample",
+                     "temperature": 0.5, "top_k": 0, "top_p": 0.9}
+  with pytest.raises(EvaluationError, match="num_beams"):
+    lm._options({"num_beams": 4})  # pylint: disable=protected-access
+
+
 def test_cut_at_stop_takes_the_earliest_stop():
   assert harness.cut_at_stop("a b. c on d", [" on", "."]) == "a b"
   assert harness.cut_at_stop("a b", ["x", ""]) == "a b"
