@@ -153,10 +153,15 @@ def run(task: str, data: str, checkpoint: str, tokenizer_path: str | None = None
         seq_length=None, overlap=DEFAULT_OVERLAP, batch_size=scoring.DEFAULT_BATCH_SIZE,
         mask_token="MASK", unidirectional=False, length_penalty=0.0, cloze_scoring="multi",
         dtype=None, mesh_shape=None, output=None) -> dict:
-  """Everything the CLI does, callable from Python; returns the metrics it prints."""
+  """Everything the CLI does, callable from Python; returns the metrics it prints.
+
+  mesh_shape: {data, fsdp, tensor} sizes (default every device on fsdp: params split, rows
+  too); the params are read straight into their shards. dtype: compute dtype (default bfloat16
+  on TPU / GPU, the params' on CPU). Every process runs it; process 0 writes `output`.
+  """
   from etils import epath
   from glm_jax import checkpoint as checkpoint_lib
-  from glm_jax import sharding
+  from glm_jax import hosts
   from input_pipeline import tokenizer as tokenizer_lib
   if task not in TASKS:
     raise EvaluationError(f"--task={task!r} is not one of {TASKS}.")
@@ -166,15 +171,14 @@ def run(task: str, data: str, checkpoint: str, tokenizer_path: str | None = None
     raise EvaluationError(f"--task={task} reads --data=FILE; pass it.")
   if not epath.Path(data).exists():  # before loading a large checkpoint
     raise FileNotFoundError(f"Evaluation data {data} does not exist; pass --data=FILE.")
-  config, params = checkpoint_lib.load_for_inference(checkpoint, dtype)
+  mesh = hosts.make_mesh(mesh_shape or hosts.INFERENCE_MESH)
+  config, params = checkpoint_lib.load_for_inference(checkpoint, hosts.compute_dtype(dtype), mesh)
   tokenizer = tokenizer_lib.load_tokenizer(tokenizer_path or checkpoint, tokenizer_kind)
   scoring.check_vocab(config, tokenizer.vocab_size)
   if mask_token not in tokenizer.special_ids:
     raise EvaluationError(f"The tokenizer has no [{mask_token}]; load it with task masks (a "
                           "tokenizer_config.json with task_mask) or use --mask_token=MASK.")
   seq_length = resolve_seq_length(task, seq_length, config.max_sequence_length)
-  mesh = sharding.make_mesh(mesh_shape or {"data": -1, "fsdp": 1, "tensor": 1})
-  params = scoring.place_params(config, params, mesh)
   common = dict(seq_length=seq_length, batch_size=batch_size, mesh=mesh)
   if task == "lambada":
     metrics = evaluate_lambada(config, params, tokenizer, data, mask_token=mask_token,
@@ -185,12 +189,12 @@ def run(task: str, data: str, checkpoint: str, tokenizer_path: str | None = None
   else:
     metrics = evaluate_cloze(config, params, tokenizer, data, length_penalty=length_penalty,
                              scoring_kind=cloze_scoring, **common)
-  if metrics.get("num_truncated"):
+  if metrics.get("num_truncated") and hosts.is_writer():
     print(f"warning: {metrics['num_truncated']} examples were longer than seq_length={seq_length} "
           "and were truncated as the original does.", file=sys.stderr)
   metrics = {"task": task, "seq_length": seq_length, "dtype": config.dtype, **metrics}
   line = json.dumps(metrics, sort_keys=False)
-  if output:
+  if output and hosts.is_writer():
     path = epath.Path(output)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(line + "\n")
@@ -231,15 +235,24 @@ def main(argv):
   del argv
   from absl import flags
   from glm_jax import cli
+  from glm_jax import hosts
   cli.quiet_logs()
   f = flags.FLAGS
-  mesh_shape = {"data": f.mesh_data, "fsdp": f.mesh_fsdp, "tensor": f.mesh_tensor}
+  if not f.task:
+    raise EvaluationError(f"pass --task (one of {', '.join(TASKS)}).")
+  if f.compile_only:  # before anything initialises a JAX backend or imports TensorFlow
+    from glm_jax import inference_aot  # pylint: disable=g-import-not-at-top
+    sys.exit(inference_aot.main(
+        "glm_jax.evaluate", inference_aot.compile_scoring, task=f.task,
+        seq_length=f.seq_length or DEFAULT_SEQ_LENGTH[f.task], batch_size=f.batch_size))
   if f.task == "harness":
+    if not f.checkpoint:
+      raise EvaluationError("--task=harness scores a model: pass --checkpoint=DIR.")
     metrics = run_harness(f.harness_tasks, f.checkpoint, f.tokenizer,
                           tokenizer_kind=f.tokenizer_kind, seq_length=f.seq_length,
                           overlap=f.overlap, batch_size=f.batch_size, mask_token=f.mask_token,
                           unidirectional=f.unidirectional, eop=f.eop, dtype=f.dtype,
-                          mesh_shape=mesh_shape, include_path=f.harness_include_path,
+                          mesh_shape=hosts.mesh_config(), include_path=f.harness_include_path,
                           include_defaults=f.harness_default_tasks,
                           num_fewshot=f.harness_num_fewshot, limit=f.harness_limit,
                           output=f.output, coordinator_address=f.coordinator_address,
@@ -247,17 +260,23 @@ def main(argv):
     if metrics is not None:
       print(json.dumps(metrics), flush=True)
     return
+  if not f.data or not f.checkpoint:
+    raise EvaluationError("pass --data=FILE and --checkpoint=DIR (or --compile_only).")
+  hosts.initialize()
+  mesh_shape = hosts.mesh_config()
   metrics = run(f.task, f.data, f.checkpoint, f.tokenizer, tokenizer_kind=f.tokenizer_kind,
                 seq_length=f.seq_length, overlap=f.overlap, batch_size=f.batch_size,
                 mask_token=f.mask_token, unidirectional=f.unidirectional,
                 length_penalty=f.length_penalty, cloze_scoring=f.cloze_scoring, dtype=f.dtype,
                 mesh_shape=mesh_shape, output=f.output)
-  print(json.dumps(metrics), flush=True)
+  if hosts.is_writer():
+    print(json.dumps(metrics), flush=True)
 
 
 def _define_flags():
   from absl import flags
   from glm_jax import cli  # pylint: disable=g-import-not-at-top
+  from glm_jax import hosts  # pylint: disable=g-import-not-at-top
   flags.DEFINE_enum("task", None, list(TASKS), "What to evaluate.")
   flags.DEFINE_string("data", None, "LAMBADA JSONL ({\"text\"} per line), the raw "
                       "wiki.test.tokens, or a cloze JSONL ({text_a, text_b, candidates, label}).")
@@ -274,10 +293,9 @@ def _define_flags():
                      "length ** length_penalty (0 = off).")
   flags.DEFINE_enum("cloze_scoring", "multi", ["multi", "single"], "Cloze: summed log-probability "
                     "of each candidate, or the [sop] logit of single-token candidates.")
-  flags.DEFINE_string("dtype", None, "Compute dtype (float32 / bfloat16); default the params'.")
-  flags.DEFINE_integer("mesh_data", -1, "Mesh data axis (-1: the remaining devices).")
-  flags.DEFINE_integer("mesh_fsdp", 1, "Mesh fsdp axis.")
-  flags.DEFINE_integer("mesh_tensor", 1, "Mesh tensor axis.")
+  flags.DEFINE_string("dtype", None, "Compute dtype (float32 / bfloat16); default bfloat16 on TPU "
+                      "and GPU, the params' on CPU.")
+  hosts.define_flags()
   flags.DEFINE_string("output", None, "Also write the JSON metrics line to this file (harness: "
                       "the harness's results JSON, never over an existing file).")
   flags.DEFINE_list("harness_tasks", [], "--task=harness: lm-evaluation-harness task names.")
@@ -292,10 +310,8 @@ def _define_flags():
                      "(or a fraction < 1); for quick checks, not for reported numbers.")
   flags.DEFINE_boolean("eop", False, "--task=harness: score [eop] after each continuation (the "
                        "blank holds exactly it, as the original's multiple-choice cloze scores).")
-  flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-host runs).")
-  flags.DEFINE_integer("num_processes", None, "Total processes (multi-host runs).")
-  flags.DEFINE_integer("process_id", None, "This process's index (multi-host runs).")
-  flags.mark_flags_as_required(["task", "checkpoint"])
+  from glm_jax import inference_aot  # pylint: disable=g-import-not-at-top
+  inference_aot.define_flags()
 
 
 if __name__ == "__main__":

@@ -6,6 +6,10 @@ export` all read; the run's tokenizer is copied beside it.
 
   python -m glm_jax.extract_params --workdir=WORKDIR [--step=N] --output=DIR [--dtype=bfloat16]
 
+Only the `params` subtree of the train state is read (the optimizer moments never are), each
+leaf straight into its shard on this run's mesh (`--mesh_*`, default every device on fsdp), on
+any device count or topology; every process runs it (pods: the same command on each host).
+
 (`python -m glm_jax.export` is the old spelling of this command; it still works for one release.)
 """
 
@@ -15,6 +19,7 @@ from absl import flags
 
 from glm_jax import checkpoint as checkpoint_lib
 from glm_jax import cli
+from glm_jax import hosts
 from glm_jax import paths
 
 
@@ -24,6 +29,7 @@ def define_flags() -> None:
   flags.DEFINE_integer("step", None, "Checkpoint step; default the latest.")
   flags.DEFINE_string("output", None, "Directory to write the params-only checkpoint to.")
   flags.DEFINE_string("dtype", None, "Cast params to this dtype (e.g. bfloat16); default keep.")
+  hosts.define_flags()
   flags.mark_flags_as_required(["workdir", "output"])
 
 
@@ -33,14 +39,16 @@ def main(argv) -> None:
   from input_pipeline import tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
   cli.quiet_logs()
   f = flags.FLAGS
-  params = checkpoint_lib.params_from_training_checkpoint(f.workdir, f.step)
-  checkpoint_lib.save_for_inference(f.output, params, f.dtype)
+  mesh = hosts.start()
+  params = checkpoint_lib.params_from_training_checkpoint(f.workdir, f.step, mesh, f.dtype)
+  checkpoint_lib.save_for_inference(f.output, params)  # every process writes its shards
   tokenizer = tokenizer_lib.tokenizer_beside(f.workdir)  # the run's tokenizer goes along
-  if tokenizer is not None:
+  if tokenizer is not None and hosts.is_writer():
     tokenizer_lib.store_beside(tokenizer, f.output)
   cfg = checkpoint_lib.infer_config(params)
-  print(f"Wrote inference params ({cfg.num_layers} layers, hidden {cfg.hidden_size}, "
-        f"{f.dtype or cfg.param_dtype}) to {paths.as_path(f.output)}")
+  if hosts.is_writer():
+    print(f"Wrote inference params ({cfg.num_layers} layers, hidden {cfg.hidden_size}, "
+          f"{cfg.param_dtype}) to {paths.as_path(f.output)}")
 
 
 if __name__ == "__main__":

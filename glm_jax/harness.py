@@ -64,8 +64,8 @@ def import_lm_eval():
 def load_model(checkpoint: str, dtype, mesh):
   """(config, params placed on `mesh`): the one place the harness reads a checkpoint."""
   from glm_jax import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
-  config, params = checkpoint_lib.load_for_inference(checkpoint, dtype)
-  return config, scoring.place_params(config, params, mesh)
+  from glm_jax import hosts  # pylint: disable=g-import-not-at-top
+  return checkpoint_lib.load_for_inference(checkpoint, hosts.compute_dtype(dtype), mesh)
 
 
 def tokenizer_path(checkpoint: str, tokenizer=None) -> str:

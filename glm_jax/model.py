@@ -297,7 +297,16 @@ def init_kv_cache(config, batch: int, length: int, dtype=None):
   cfg = as_glm_config(config)
   shape = (cfg.num_layers, batch, length, cfg.num_heads, cfg.head_dim)
   dtype = jnp.dtype(dtype or cfg.dtype)
-  return {"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)}
+  return constrain_kv_cache({name: jnp.zeros(shape, dtype) for name in ("k", "v")})
+
+
+def constrain_kv_cache(cache):
+  """The cache laid out by its logical axes (after it is made, or repeated for beams)."""
+  return {name: nn.with_logical_constraint(c, KV_CACHE_AXES) for name, c in cache.items()}
+
+
+# Logical axes of each K/V cache array (sharding.py maps them: rows over data, heads over tensor).
+KV_CACHE_AXES = ("cache_layers", "cache_batch", "cache_length", "cache_heads", "cache_kv")
 
 
 def dummy_inputs(batch: int = 1, length: int = 8):
