@@ -20,6 +20,7 @@ from absl import flags
 import flax.linen as nn
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from ml_collections import config_flags
 
 from glm_jax import checkpoint as checkpoint_lib
@@ -34,6 +35,7 @@ from glm_jax import run_checks
 from glm_jax import sharding
 from glm_jax import train_data
 from glm_jax import train_state
+from glm_jax.errors import ConfigError
 from input_pipeline.blank_infilling import OBJECTIVES as EVAL_OBJECTIVES
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Run config file, e.g. configs/tiny.py.")
@@ -122,15 +124,31 @@ def _objective_groups(batches, rows: int) -> np.ndarray:
   read; all zero where the iterator does not say (synthetic data, padding rows)."""
   groups = np.zeros((rows, len(EVAL_OBJECTIVES)), np.float32)
   for row, name in enumerate(getattr(batches, "last_objectives", ())):
-    groups[row, EVAL_OBJECTIVES.index(name)] = 1.0
+    if name is not None:
+      groups[row, EVAL_OBJECTIVES.index(name)] = 1.0
   return groups
+
+
+def any_process(flag: bool) -> bool:
+  """Whether `flag` holds on any process (a collective: every process must call it)."""
+  if jax.process_count() == 1:
+    return bool(flag)
+  return bool(np.any(multihost_utils.process_allgather(np.int32(bool(flag)))))
 
 
 def evaluate(eval_step, params, data, mesh, num_batches: int) -> dict:
   """Mean loss / Part-B accuracy over `num_batches` held-out batches (a host sync, by design),
-  and the loss of each objective that occurred (`eval_loss_token`, ..., as pretrain_glm.py)."""
+  and the loss of each objective that occurred (`eval_loss_token`, ..., as pretrain_glm.py).
+
+  Every process runs the same batches: until `num_batches`, or until no process has data left;
+  one that ran out feeds zero-weight rows (as a block that ran out does inside a process)."""
   sums, batches = None, data.make_eval()
-  for _, batch in zip(range(num_batches), batches):
+  for _ in range(num_batches):
+    batch = next(batches, None)
+    if not any_process(batch is not None):
+      break
+    if batch is None:
+      batch = data.eval_padding()
     groups = _objective_groups(batches, batch["sep"].shape[0])
     batch_sums = eval_step(params, sharding.put_batch(batch, mesh),
                            sharding.put_batch({"groups": groups}, mesh)["groups"])
@@ -272,7 +290,11 @@ def keep_tokenizer(data, workdir: str) -> None:
 
 def train_and_evaluate(config, workdir: str, mesh) -> None:
   """Everything after the config is settled; runs inside the mesh and logical-rules context."""
-  data = train_data.build(config, jax.process_index(), jax.process_count())
+  try:
+    sharding.check_feedable(mesh, int(config.global_batch_size))
+  except ValueError as e:  # before anything compiles or reads: one line, exit 2
+    raise ConfigError(str(e)) from None
+  data = train_data.build(config, mesh=mesh)
   keep_tokenizer(data, workdir)
   optimizer = optim.make_optimizer(config)
   abstract, shardings = train_state.state_shardings(config, mesh, optimizer)
