@@ -196,7 +196,9 @@ def main(argv):
   del argv
   from absl import flags
   from glm_jax import cli
+  from glm_jax import compilation_cache  # pylint: disable=g-import-not-at-top
   cli.quiet_logs()
+  compilation_cache.enable(flags.FLAGS.compilation_cache_dir)
   f = flags.FLAGS
   mesh_shape = {"data": f.mesh_data, "fsdp": f.mesh_fsdp, "tensor": f.mesh_tensor}
   metrics = run(f.task, f.data, f.checkpoint, f.tokenizer, tokenizer_kind=f.tokenizer_kind,
@@ -209,6 +211,7 @@ def main(argv):
 
 def _define_flags():
   from absl import flags
+  from glm_jax import compilation_cache  # pylint: disable=g-import-not-at-top
   from glm_jax import cli  # pylint: disable=g-import-not-at-top
   flags.DEFINE_enum("task", None, list(TASKS), "What to evaluate.")
   flags.DEFINE_string("data", None, "LAMBADA JSONL ({\"text\"} per line), the raw "
@@ -230,6 +233,7 @@ def _define_flags():
   flags.DEFINE_integer("mesh_data", -1, "Mesh data axis (-1: the remaining devices).")
   flags.DEFINE_integer("mesh_fsdp", 1, "Mesh fsdp axis.")
   flags.DEFINE_integer("mesh_tensor", 1, "Mesh tensor axis.")
+  compilation_cache.define_flag()
   flags.DEFINE_string("output", None, "Also write the JSON metrics line to this file.")
   flags.mark_flags_as_required(["task", "data", "checkpoint"])
 

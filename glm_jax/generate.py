@@ -303,7 +303,9 @@ def main(argv):
   from absl import flags
   from glm_jax import checkpoint as checkpoint_lib
   from glm_jax import cli
+  from glm_jax import compilation_cache  # pylint: disable=g-import-not-at-top
   cli.quiet_logs()
+  compilation_cache.enable(flags.FLAGS.compilation_cache_dir)
   from input_pipeline import tokenizer as tokenizer_lib
   f = flags.FLAGS
   config, params = checkpoint_lib.load_for_inference(f.checkpoint, f.dtype)
@@ -331,6 +333,7 @@ def main(argv):
 
 def _define_flags():
   from absl import flags
+  from glm_jax import compilation_cache  # pylint: disable=g-import-not-at-top
   from glm_jax import cli  # pylint: disable=g-import-not-at-top
   cli.define_model_flags()
   flags.DEFINE_multi_string("prompt", [], "Prompt text with [MASK] / [sMASK] / [gMASK] blanks; "
@@ -348,6 +351,7 @@ def _define_flags():
                     "bound: stop when no live beam can win; original: generate_samples.py's "
                     "Hugging Face scorer (candidates by top-k).")
   flags.DEFINE_integer("no_repeat_ngram_size", 0, "Never repeat an n-gram inside a blank; 0 = off.")
+  compilation_cache.define_flag()
   flags.DEFINE_integer("seed", 0, "Sampling seed.")
   flags.DEFINE_string("dtype", None, "Compute dtype (float32 / bfloat16); default the params'.")
   flags.DEFINE_bool("task_mask", False, "The model was pretrained with [sMASK]/[gMASK] (the original's "

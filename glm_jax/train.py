@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 
 from absl import app
 from absl import flags
@@ -25,6 +26,7 @@ from ml_collections import config_flags
 
 from glm_jax import checkpoint as checkpoint_lib
 from glm_jax import cli
+from glm_jax import compilation_cache
 from glm_jax import metrics as metrics_lib
 from glm_jax import model as model_lib
 from glm_jax import objective
@@ -175,6 +177,8 @@ class TrainLogger:
     self.peak = metrics_lib.peak_tflops(config)
     self.timer = metrics_lib.StepTimer(start_step)
     self.window, self.pending, self.extra = [], None, {}
+    self.started = time.perf_counter()  # this invocation's first record says how long it took
+    self.first_record = True
 
   def add(self, step: int, step_metrics) -> None:
     """Records this step's (device) metrics; flushes the previous window, now surely computed."""
@@ -200,6 +204,9 @@ class TrainLogger:
                                          self.peak, jax.device_count()))
     values.update(self.extra)
     self.extra = {}
+    if self.first_record:  # compiles included: what a warm compilation cache shortens
+      values["time_to_first_step_s"] = time.perf_counter() - self.started
+      self.first_record = False
     self.writer.write(step, values)
     log(metrics_lib.progress_line(step, self.config.total_steps, values, per_step))
 
@@ -211,17 +218,21 @@ class TrainLogger:
 
 
 def train_loop(config, mesh, data, state, step_fn, eval_fn, checkpointer, writer,
-               profiler=None, *, periodic_eval=None, tokens_per_step=None) -> tuple:
+               profiler=None, *, periodic_eval=None, tokens_per_step=None,
+               started=None) -> tuple:
   """Runs steps until stop_at_step / total_steps or a preemption; returns (state, step).
 
   profiler: a profiling.StepProfiler (config.profile_steps) told about each step, or None.
   periodic_eval: `(state, step) -> dict | None`, called after every step in place of the
   held-out LM evaluation every eval_every_steps (finetuning: the task's dev metrics when due).
-  tokens_per_step: for throughput, when a step holds more than batch x seq_length tokens."""
+  tokens_per_step: for throughput, when a step holds more than batch x seq_length tokens.
+  started: `time.perf_counter()` when the command started (the first record's
+  time_to_first_step_s counts from there; default: now)."""
   step = int(jax.device_get(state.step))
   stop = min(config.total_steps, config.stop_at_step or config.total_steps)
   num_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(state.params))
   logger = TrainLogger(config, writer, step, num_params)
+  logger.started = started or logger.started
   if tokens_per_step:
     logger.tokens_per_step = int(tokens_per_step)
   preemption = Preemption(checkpointer)
@@ -290,6 +301,8 @@ def keep_tokenizer(data, workdir: str) -> None:
 
 def train_and_evaluate(config, workdir: str, mesh) -> None:
   """Everything after the config is settled; runs inside the mesh and logical-rules context."""
+  started = time.perf_counter()
+  compilation_cache.enable(config.compilation_cache_dir, workdir)
   try:
     sharding.check_feedable(mesh, int(config.global_batch_size))
   except ValueError as e:  # before anything compiles or reads: one line, exit 2
@@ -310,7 +323,7 @@ def train_and_evaluate(config, workdir: str, mesh) -> None:
       f"workdir {workdir}")
   with profiling.profiled(config.profile_steps, workdir) as profiler:
     state, step = train_loop(config, mesh, data, state, step_fn, eval_fn, checkpointer, writer,
-                             profiler)
+                             profiler, started=started)
   checkpointer.wait()
   checkpointer.close()
   writer.close()
