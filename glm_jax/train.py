@@ -32,6 +32,7 @@ from glm_jax import model as model_lib
 from glm_jax import objective
 from glm_jax import optim
 from glm_jax import paths
+from glm_jax import prefetch
 from glm_jax import profiling
 from glm_jax import run_checks
 from glm_jax import sharding
@@ -241,11 +242,24 @@ def train_loop(config, mesh, data, state, step_fn, eval_fn, checkpointer, writer
       if config.eval_every_steps and step % config.eval_every_steps == 0:
         return evaluate(eval_fn, state.params, data, mesh, config.eval_steps)
       return None
+  batches = prefetch.DevicePrefetcher(data.train, mesh)  # the next batch builds during this step
+  try:
+    state, step = _steps(config, batches, state, step, stop, step_fn, checkpointer, profiler,
+                         logger, preemption, periodic_eval)
+  finally:
+    batches.close()
+  logger.finish(step)
+  return state, step
+
+
+def _steps(config, batches, state, step, stop, step_fn, checkpointer, profiler, logger,
+           preemption, periodic_eval):
+  """The loop of `train_loop`: step, log, evaluate, checkpoint; returns (state, step)."""
   while step < stop:
     if profiler is not None:
       profiler.before_step(step + 1)
     with profiling.step_annotation(step + 1):
-      state, step_metrics = step_fn(state, sharding.put_batch(next(data.train), mesh))
+      state, step_metrics = step_fn(state, next(batches))
     step += 1
     if profiler is not None:
       profiler.after_step(step, (state, step_metrics))
@@ -257,11 +271,10 @@ def train_loop(config, mesh, data, state, step_fn, eval_fn, checkpointer, writer
       log(f"step {step} | " + " | ".join(f"{k} {v:.4f}" for k, v in results.items()))
     preempted = preemption.reached(step)
     if step % config.checkpoint_every_steps == 0 or step == stop or preempted:
-      checkpointer.save(step, state, data.train.get_state())
+      checkpointer.save(step, state, batches.get_state())
     if preempted:
       log(f"Preempted: saved a checkpoint at step {step}; re-run the same command to resume.")
       break
-  logger.finish(step)
   return state, step
 
 
