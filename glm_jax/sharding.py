@@ -140,6 +140,15 @@ def put_batch(batch: Mapping[str, np.ndarray], mesh):
   return {k: place(v) for k, v in batch.items()}
 
 
+def to_host(x) -> np.ndarray:
+  """A device array as numpy on every process: gathered across processes when this one holds
+  only part of it (np.asarray on such an array fails in multi-host runs)."""
+  if isinstance(x, jax.Array) and not x.is_fully_addressable:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+  return np.asarray(x)
+
+
 def abstract_arrays(shapes, shardings=None):
   """`shapes` (a tree of arrays or ShapeDtypeStructs) as ShapeDtypeStructs placed by `shardings`.
 
