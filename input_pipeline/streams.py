@@ -126,12 +126,12 @@ def _tfds_range(cfg, split: str, shard: int, num_shards: int):
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   builder, name, holdout = sources.tfds_builder_and_split(cfg, split)
   splits = builder.info.splits
-  absolute = tfds.core.ReadInstruction.from_spec(name).to_absolute(
-      {k: v.num_examples for k, v in splits.items()})
+  absolute = tfds.core.ReadInstruction.from_spec(name).to_absolute(dict(splits.items()))
   if len(absolute) != 1:
     raise DataSourceError(f'TFDS split {name!r} combines several splits; name one split or one '
                           'slice of it (e.g. train[:90%])')
-  base, first, end = absolute[0].splitname, int(absolute[0].from_), int(absolute[0].to)
+  base, first, end = absolute[0].splitname, absolute[0].from_, absolute[0].to
+  first, end = first or 0, splits[base].num_examples if end is None else end
   count = end - first
   return builder, base, first + shard * count // num_shards, \
       first + (shard + 1) * count // num_shards, holdout
