@@ -4,6 +4,8 @@ r"""The evaluation CLI: LAMBADA accuracy, WikiText perplexity, cloze accuracy; o
       --checkpoint=DIR --tokenizer=DIR [--tokenizer_kind=bert-uncased] [--mask_token=gMASK]
   python -m glm_jax.evaluate --task=wikitext103 --data=wiki.test.tokens --checkpoint=DIR ...
   python -m glm_jax.evaluate --task=cloze --data=questions.jsonl --checkpoint=DIR ...
+  python -m glm_jax.evaluate --task=harness --harness_tasks=lambada_openai,piqa --checkpoint=DIR
+      (lm-evaluation-harness tasks through glm_jax.harness; pip install -e ".[harness]")
 
 A progress bar with an ETA goes to stderr; the metrics are one JSON line on stdout (and in
 --output). The scoring is glm_jax.cloze / glm_jax.lm_eval, batched and sharded over the mesh.
@@ -20,7 +22,7 @@ import numpy as np
 from glm_jax import cloze, eval_data, lm_eval, scoring
 from glm_jax.eval_rows import EvaluationError
 
-TASKS = ("lambada", "wikitext103", "wikitext2", "cloze")
+TASKS = ("lambada", "wikitext103", "wikitext2", "cloze", "harness")
 DEFAULT_SEQ_LENGTH = {"lambada": 512, "wikitext103": 1024, "wikitext2": 1024, "cloze": 256}
 DEFAULT_OVERLAP = 256
 
@@ -158,6 +160,10 @@ def run(task: str, data: str, checkpoint: str, tokenizer_path: str | None = None
   from input_pipeline import tokenizer as tokenizer_lib
   if task not in TASKS:
     raise EvaluationError(f"--task={task!r} is not one of {TASKS}.")
+  if task == "harness":
+    raise EvaluationError("--task=harness runs through run_harness (--harness_tasks=NAME,...).")
+  if not data:
+    raise EvaluationError(f"--task={task} reads --data=FILE; pass it.")
   if not epath.Path(data).exists():  # before loading a large checkpoint
     raise FileNotFoundError(f"Evaluation data {data} does not exist; pass --data=FILE.")
   config, params = checkpoint_lib.load_for_inference(checkpoint, dtype)
@@ -191,6 +197,35 @@ def run(task: str, data: str, checkpoint: str, tokenizer_path: str | None = None
   return metrics
 
 
+def run_harness(tasks, checkpoint: str, tokenizer_path: str | None = None, *, tokenizer_kind=None,
+                seq_length=None, overlap=DEFAULT_OVERLAP, batch_size=scoring.DEFAULT_BATCH_SIZE,
+                mask_token="MASK", unidirectional=False, eop=False, dtype=None, mesh_shape=None,
+                include_path=None, include_defaults=True, num_fewshot=None, limit=None,
+                output=None, coordinator_address=None, num_processes=None,
+                process_id=None, **evaluate_kwargs) -> dict | None:
+  """lm-evaluation-harness tasks (glm_jax.harness); the metrics line on process 0, else None.
+  --output gets the harness's own results file; evaluate_kwargs go to lm_eval.simple_evaluate."""
+  from glm_jax import harness
+  mesh_shape = mesh_shape or {"data": -1, "fsdp": 1, "tensor": 1}
+  model_args = dict(tokenizer=tokenizer_path, tokenizer_kind=tokenizer_kind, mask_token=mask_token,
+                    unidirectional=unidirectional, eop=eop, seq_length=seq_length,
+                    overlap=overlap, batch_size=batch_size, dtype=dtype,
+                    mesh_data=mesh_shape["data"], mesh_fsdp=mesh_shape["fsdp"],
+                    mesh_tensor=mesh_shape["tensor"], coordinator_address=coordinator_address,
+                    num_processes=num_processes, process_id=process_id)
+  tasks = [t for t in (tasks.split(",") if isinstance(tasks, str) else tasks or [])]
+  start = time.perf_counter()
+  results = harness.evaluate_tasks(tasks, checkpoint, include_path=include_path,
+                                   include_defaults=include_defaults, num_fewshot=num_fewshot,
+                                   limit=limit, output=output, model_args=model_args,
+                                   **evaluate_kwargs)
+  if results is None:
+    return None
+  return {"task": "harness", "harness_tasks": [t.strip() for t in tasks], "mask_token": mask_token,
+          "unidirectional": bool(unidirectional), "eop": bool(eop), "num_fewshot": num_fewshot,
+          "results": harness.summarize(results), "seconds": time.perf_counter() - start}
+
+
 def main(argv):
   """The evaluate CLI: flags -> `run` -> one JSON metrics line on stdout."""
   del argv
@@ -201,6 +236,19 @@ def main(argv):
   compilation_cache.enable(flags.FLAGS.compilation_cache_dir)
   f = flags.FLAGS
   mesh_shape = {"data": f.mesh_data, "fsdp": f.mesh_fsdp, "tensor": f.mesh_tensor}
+  if f.task == "harness":
+    metrics = run_harness(f.harness_tasks, f.checkpoint, f.tokenizer,
+                          tokenizer_kind=f.tokenizer_kind, seq_length=f.seq_length,
+                          overlap=f.overlap, batch_size=f.batch_size, mask_token=f.mask_token,
+                          unidirectional=f.unidirectional, eop=f.eop, dtype=f.dtype,
+                          mesh_shape=mesh_shape, include_path=f.harness_include_path,
+                          include_defaults=f.harness_default_tasks,
+                          num_fewshot=f.harness_num_fewshot, limit=f.harness_limit,
+                          output=f.output, coordinator_address=f.coordinator_address,
+                          num_processes=f.num_processes, process_id=f.process_id)
+    if metrics is not None:
+      print(json.dumps(metrics), flush=True)
+    return
   metrics = run(f.task, f.data, f.checkpoint, f.tokenizer, tokenizer_kind=f.tokenizer_kind,
                 seq_length=f.seq_length, overlap=f.overlap, batch_size=f.batch_size,
                 mask_token=f.mask_token, unidirectional=f.unidirectional,
@@ -234,8 +282,24 @@ def _define_flags():
   flags.DEFINE_integer("mesh_fsdp", 1, "Mesh fsdp axis.")
   flags.DEFINE_integer("mesh_tensor", 1, "Mesh tensor axis.")
   compilation_cache.define_flag()
-  flags.DEFINE_string("output", None, "Also write the JSON metrics line to this file.")
-  flags.mark_flags_as_required(["task", "data", "checkpoint"])
+  flags.DEFINE_string("output", None, "Also write the JSON metrics line to this file (harness: "
+                      "the harness's results JSON, never over an existing file).")
+  flags.DEFINE_list("harness_tasks", [], "--task=harness: lm-evaluation-harness task names.")
+  flags.DEFINE_string("harness_include_path", None, "--task=harness: a directory of your own "
+                      "harness task YAMLs.")
+  flags.DEFINE_boolean("harness_default_tasks", True, "--task=harness: also index lm_eval's own "
+                       "~15k task names (takes seconds); --noharness_default_tasks with only "
+                       "--harness_include_path tasks.")
+  flags.DEFINE_integer("harness_num_fewshot", None, "--task=harness: few-shot examples (default: "
+                       "each task's own, 0 for most).")
+  flags.DEFINE_float("harness_limit", None, "--task=harness: only the first N documents per task "
+                     "(or a fraction < 1); for quick checks, not for reported numbers.")
+  flags.DEFINE_boolean("eop", False, "--task=harness: score [eop] after each continuation (the "
+                       "blank holds exactly it, as the original's multiple-choice cloze scores).")
+  flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-host runs).")
+  flags.DEFINE_integer("num_processes", None, "Total processes (multi-host runs).")
+  flags.DEFINE_integer("process_id", None, "This process's index (multi-host runs).")
+  flags.mark_flags_as_required(["task", "checkpoint"])
 
 
 if __name__ == "__main__":
