@@ -1,8 +1,10 @@
-"""Checkpoints: the train state through Orbax, the data-iterator state as one JSON per process.
+"""Checkpoints: the train state and the data-iterator state, as two items of one Orbax step.
 
 Layout of a workdir:
   checkpoints/<step>/state/...        Orbax (every process writes its own shards, async)
-  data_state/<step>/process_<i>.json  each process's input-iterator state at that step
+  checkpoints/<step>/data/metadata    the input iterators' state of all processes (data_state.py)
+The step commits as a whole, so a crash cannot pair a step with another step's data position.
+(Older runs kept it as data_state/<step>/process_<i>.json; those still restore.)
 A checkpoint that cannot be read (e.g. blobs truncated by an interrupted copy) is moved aside to
 `checkpoints/<step>.unreadable` (with `data_state/<step>.unreadable`), never deleted, and the newest
 older one that reads is restored (`restore_latest`). Paths may be local or gs:// (etils.epath).
@@ -26,6 +28,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 import orbax.checkpoint as ocp
 
+from glm_jax import data_state as data_state_lib
 from glm_jax import paths
 from glm_jax import sharding
 from glm_jax.model import GLMConfig, strip_boxes
@@ -91,14 +94,15 @@ def check_param_shapes(stored, expected, where: str) -> None:
 
 
 class Checkpointer:
-  """Async Orbax saves every K steps keeping N, plus per-process data-iterator state."""
+  """Async Orbax saves every K steps keeping N, each with the data-iterator state inside."""
 
   def __init__(self, workdir: str, keep: int):
     workdir = paths.as_path(workdir)
     self.directory = workdir / "checkpoints"
     self.data_directory = workdir / "data_state"
     self.manager = ocp.CheckpointManager(
-        self.directory, item_handlers={"state": ocp.StandardCheckpointHandler()},
+        self.directory, item_handlers={"state": ocp.StandardCheckpointHandler(),
+                                       "data": ocp.JsonCheckpointHandler()},
         options=ocp.CheckpointManagerOptions(
             max_to_keep=int(keep), create=True, enable_async_checkpointing=True))
 
@@ -110,20 +114,10 @@ class Checkpointer:
     return self.data_directory / str(step) / f"process_{jax.process_index()}.json"
 
   def save(self, step: int, state, data_state: Any) -> None:
-    """Starts an async save of `state`; writes this process's iterator state synchronously."""
-    paths.write_text_atomic(self._data_path(step), json.dumps(data_state))
-    self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)),
-                      force=True)
-    self._prune_data_states(keep_step=step)
-
-  def _prune_data_states(self, keep_step: int) -> None:
-    if jax.process_index() != 0 or not self.data_directory.is_dir():
-      return
-    kept = set(self.manager.all_steps()) | {keep_step}
-    oldest = min(kept)
-    for child in self.data_directory.iterdir():
-      if child.name.isdigit() and int(child.name) < oldest:
-        child.rmtree(missing_ok=True)
+    """Starts an async save of `state` with all processes' iterator state in the same step."""
+    data = data_state_lib.combine(data_state)  # a collective: every process saves each step
+    self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                    data=ocp.args.JsonSave(data)), force=True)
 
   def restore(self, step: int, abstract_state):
     """(state, data_state) at `step`, placed with the shardings in `abstract_state`.
@@ -134,9 +128,13 @@ class Checkpointer:
     stored = self.manager.item_metadata(step)["state"]
     stored = getattr(stored, "tree", stored)
     check_param_shapes(stored["params"], abstract_state.params, str(self.directory / str(step)))
+    if (self.directory / str(step) / "data").exists():
+      restored = self.manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
+      return restored["state"], data_state_lib.own_part(restored["data"], step)
     restored = self.manager.restore(
         step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))
-    path = self._data_path(step)
+    path = self._data_path(step)  # a checkpoint of an older run: the state beside it
     if not path.exists():
       raise MissingDataStateError(
           f"Checkpoint step {step} has no data-iterator state for process "

@@ -235,8 +235,10 @@ def main(argv):
   del argv
   from absl import flags
   from glm_jax import cli
+  from glm_jax import compilation_cache  # pylint: disable=g-import-not-at-top
   from glm_jax import hosts
   cli.quiet_logs()
+  compilation_cache.enable(flags.FLAGS.compilation_cache_dir)
   f = flags.FLAGS
   if not f.task:
     raise EvaluationError(f"pass --task (one of {', '.join(TASKS)}).")
@@ -275,6 +277,7 @@ def main(argv):
 
 def _define_flags():
   from absl import flags
+  from glm_jax import compilation_cache  # pylint: disable=g-import-not-at-top
   from glm_jax import cli  # pylint: disable=g-import-not-at-top
   from glm_jax import hosts  # pylint: disable=g-import-not-at-top
   flags.DEFINE_enum("task", None, list(TASKS), "What to evaluate.")
@@ -296,6 +299,7 @@ def _define_flags():
   flags.DEFINE_string("dtype", None, "Compute dtype (float32 / bfloat16); default bfloat16 on TPU "
                       "and GPU, the params' on CPU.")
   hosts.define_flags()
+  compilation_cache.define_flag()
   flags.DEFINE_string("output", None, "Also write the JSON metrics line to this file (harness: "
                       "the harness's results JSON, never over an existing file).")
   flags.DEFINE_list("harness_tasks", [], "--task=harness: lm-evaluation-harness task names.")

@@ -26,6 +26,7 @@ from etils import epath
 from glm_jax import checkpoint as checkpoint_lib
 from glm_jax import cli
 from glm_jax import hosts
+from glm_jax import compilation_cache
 from glm_jax import metrics as metrics_lib
 from glm_jax import optim
 from glm_jax import paths
@@ -344,6 +345,7 @@ def write_predictions(task: ClozeTask, params, mesh, workdir: str) -> str | None
 def run(config, workdir: str, mesh) -> dict:
   """Finetunes (or resumes), then predicts the test set with the best params; returns the
   best dev record (best.json)."""
+  compilation_cache.enable(config.compilation_cache_dir, workdir)
   tokenizer = load_task_tokenizer(config)
   if tokenizer.vocab_size > config.model.vocab_size:
     raise FinetuneError(f"the tokenizer has {tokenizer.vocab_size} ids but the model only "

@@ -307,8 +307,10 @@ def main(argv):
   from absl import flags
   from glm_jax import checkpoint as checkpoint_lib
   from glm_jax import cli
+  from glm_jax import compilation_cache  # pylint: disable=g-import-not-at-top
   from glm_jax import hosts
   cli.quiet_logs()
+  compilation_cache.enable(flags.FLAGS.compilation_cache_dir)
   f = flags.FLAGS
   if f.compile_only:  # before anything initialises a JAX backend or imports TensorFlow
     import sys  # pylint: disable=g-import-not-at-top
@@ -348,6 +350,7 @@ def main(argv):
 
 def _define_flags():
   from absl import flags
+  from glm_jax import compilation_cache  # pylint: disable=g-import-not-at-top
   from glm_jax import cli  # pylint: disable=g-import-not-at-top
   from glm_jax import hosts  # pylint: disable=g-import-not-at-top
   cli.define_model_flags()
@@ -367,6 +370,7 @@ def _define_flags():
                     "bound: stop when no live beam can win; original: generate_samples.py's "
                     "Hugging Face scorer (candidates by top-k).")
   flags.DEFINE_integer("no_repeat_ngram_size", 0, "Never repeat an n-gram inside a blank; 0 = off.")
+  compilation_cache.define_flag()
   flags.DEFINE_integer("seed", 0, "Sampling seed.")
   flags.DEFINE_string("dtype", None, "Compute dtype (float32 / bfloat16); default bfloat16 on TPU "
                       "and GPU, the params' on CPU.")

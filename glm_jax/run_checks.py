@@ -58,8 +58,7 @@ def _check_batch(config, num_devices: int, process_count: int) -> None:
     raise ConfigError(f"config.mesh: {e}") from None
   batch, accum = config.global_batch_size, config.grad_accum_steps
   shards = data * fsdp
-  _require(batch % process_count == 0,
-           f"global_batch_size={batch} is not divisible by the {process_count} processes.")
+  del process_count  # rows follow the mesh (sharding.held_row_blocks), not the process count
   _require(batch % (shards * accum) == 0,
            f"global_batch_size={batch} must be divisible by grad_accum_steps ({accum}) x the "
            f"batch-sharding devices (mesh data x fsdp = {data} x {fsdp} = {shards}); e.g. use "

@@ -132,8 +132,8 @@ def test_train_stop_resume_export_generate_with_a_gs_workdir(gcs_env, tmp_path):
   assert "Done at step 6" in resumed.stdout
   steps = [json.loads(l)["step"] for l in _read(gcs_env, f"{workdir}/metrics.jsonl").splitlines()]
   assert steps == [1, 2, 3, 4, 5, 6]
-  assert json.loads(_read(gcs_env, f"{workdir}/data_state/6/process_0.json"))
-  assert json.loads(_read(gcs_env, f"{workdir}/data_state/4.unreadable/process_0.json"))
+  assert json.loads(_read(gcs_env, f"{workdir}/checkpoints/6/data/metadata"))
+  assert json.loads(_read(gcs_env, f"{workdir}/checkpoints/4.unreadable/data/metadata"))
 
   exported = f"gs://{BUCKET}/exported"
   _run(gcs_env, cwd, "glm_jax.export", f"--workdir={workdir}", f"--output={exported}",
