@@ -14,8 +14,11 @@ Params-only checkpoints (`save_params` / `load_params`; `save_for_inference` /
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
+import shutil
 import sys
 import time
 from typing import Any, Callable
@@ -26,11 +29,15 @@ import numpy as np
 from jax.experimental import multihost_utils
 import orbax.checkpoint as ocp
 
+from glm_jax import outputs
 from glm_jax import paths
 from glm_jax import sharding
 from glm_jax.model import GLMConfig, strip_boxes
 from glm_jax.errors import (  # pylint: disable=unused-import (old import path)
-    CheckpointMismatchError, MissingDataStateError, UnreadableCheckpointError)
+    CheckpointMismatchError, MissingDataStateError, SaveError, UnreadableCheckpointError)
+
+
+PARAM_DTYPES = ("float32", "bfloat16", "float16")  # what params may be stored / computed in
 
 
 def root_cause(error: BaseException, limit: int = 400) -> str:
@@ -69,6 +76,34 @@ def _ignore_reads_finishing_after_a_failed_restore() -> None:
 def _drop_unretrieved_task_errors(record: logging.LogRecord) -> bool:
   """logging filter: False for asyncio's report of an un-awaited failed task or future."""
   return not str(record.msg).split("\n", 1)[0].endswith("exception was never retrieved")
+
+
+def warning(message: str) -> None:
+  """A warning: one line on stderr (process 0 only), never on stdout with the results."""
+  if jax.process_index() == 0:
+    print(message if message.startswith("WARNING") else f"WARNING: {message}", file=sys.stderr,
+          flush=True)
+
+
+def free_space(path) -> str:
+  """'N MiB free' on the disk holding `path` (its nearest existing folder), '' when unknown."""
+  if paths.is_remote(path):
+    return ""
+  folder = os.fspath(path)
+  while folder and not os.path.exists(folder):
+    folder = os.path.dirname(folder)
+  try:
+    return f"{shutil.disk_usage(folder or '/').free / 2**20:.0f} MiB free there"
+  except OSError:
+    return ""
+
+
+def save_error(error: BaseException, what: str, where) -> SaveError:
+  """One line for a failed write: what, where, why (the innermost OS error), how much is free."""
+  free = free_space(where)
+  return SaveError(f"could not write {what} to {where}: {root_cause(error)}"
+                   + (f" ({free})" if free else "")
+                   + "; free some space (or fix the folder's permissions) and re-run.")
 
 
 def _leaf_shapes(tree) -> dict[str, tuple]:
@@ -110,11 +145,44 @@ class Checkpointer:
     return self.data_directory / str(step) / f"process_{jax.process_index()}.json"
 
   def save(self, step: int, state, data_state: Any) -> None:
-    """Starts an async save of `state`; writes this process's iterator state synchronously."""
-    paths.write_text_atomic(self._data_path(step), json.dumps(data_state))
-    self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)),
-                      force=True)
+    """Starts an async save of `state`; writes this process's iterator state synchronously.
+
+    A failed write (disk full, permissions; this save's or the previous async one's) is one
+    SaveError line: the partial checkpoint is removed, so the previous one stays the latest.
+    """
+    with self._saving(step):
+      paths.write_text_atomic(self._data_path(step), json.dumps(data_state))
+      self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)),
+                        force=True)
     self._prune_data_states(keep_step=step)
+
+  @contextlib.contextmanager
+  def _saving(self, step: int | None):
+    """Turns a failed write into SaveError after removing what the failed save left."""
+    if step is not None:
+      self._pending = step
+    try:
+      yield
+    except Exception as e:  # pylint: disable=broad-except
+      failed = getattr(self, "_pending", step)
+      if failed is None or not _is_write_failure(e):
+        raise
+      self._remove_partial(failed)
+      raise save_error(e, f"checkpoint step {failed}", self.directory) from None
+
+  def _remove_partial(self, step: int) -> None:
+    """Removes checkpoint `step`'s temporary folder (Orbax's `<step>.orbax-checkpoint-tmp*`)
+    and its iterator state, which this run wrote; finished checkpoints are left alone."""
+    if jax.process_index() != 0:
+      return
+    try:
+      for child in (self.directory.iterdir() if self.directory.is_dir() else ()):
+        if child.name.startswith(f"{step}.orbax-checkpoint-tmp"):
+          child.rmtree(missing_ok=True)
+      if not (self.directory / str(step)).exists():
+        (self.data_directory / str(step)).rmtree(missing_ok=True)
+    except OSError:
+      pass  # the disk may still refuse; the message already says what to free
 
   def _prune_data_states(self, keep_step: int) -> None:
     if jax.process_index() != 0 or not self.data_directory.is_dir():
@@ -144,16 +212,18 @@ class Checkpointer:
     return restored["state"], json.loads(path.read_text())
 
   def restore_latest(self, abstract_state, fallback: bool = True,
-                     warn: Callable[[str], None] = print):
+                     warn: Callable[[str], None] = warning):
     """(step, state, data_state) of the newest checkpoint that reads, or None if there is none.
 
     A checkpoint that fails to read is named in one line (step, path, reason); with `fallback`
-    it is moved aside (never deleted, so its step can be saved again) and the next older one is
-    tried; without, UnreadableCheckpointError carries that line. A model of another shape
-    (CheckpointMismatchError) or missing iterator state for this process count is not "unreadable":
-    it is raised as is, and nothing is moved.
+    the next older one is tried and, once one reads, the unreadable newer ones are moved aside
+    (never deleted, so their steps can be saved again). When checkpoints exist and none reads,
+    UnreadableCheckpointError names each step and why, and nothing is moved: a run never starts
+    over by itself. A model of another shape (CheckpointMismatchError) or missing iterator
+    state for this process count is not "unreadable": it is raised as is, and nothing is moved.
     """
     _ignore_reads_finishing_after_a_failed_restore()
+    unreadable = []
     for step in sorted(self.manager.all_steps(), reverse=True):
       try:
         state, data_state = self.restore(step, abstract_state)
@@ -166,6 +236,9 @@ class Checkpointer:
       failed = multihost_utils.process_allgather(np.int32(error is not None)) \
           if jax.process_count() > 1 else [error is not None]
       if not any(failed):
+        for bad, line in unreadable:
+          aside = self.set_aside(bad)
+          warn(f"WARNING: {line}. Moved it to {aside}; resuming from step {step}.")
         return step, state, data_state
       line = (f"Checkpoint step {step} at {self.directory / str(step)} cannot be read: "
               f"{root_cause(error) if error is not None else 'another process failed to read it'}")
@@ -173,8 +246,13 @@ class Checkpointer:
         raise UnreadableCheckpointError(
             line + " (restore_fallback=False; set --config.restore_fallback=True to resume "
             "from the newest older checkpoint that reads)")
-      aside = self.set_aside(step)
-      warn(f"WARNING: {line}. Moved it to {aside}; trying the previous checkpoint.")
+      unreadable.append((step, line))
+    if unreadable:
+      raise UnreadableCheckpointError(
+          f"no checkpoint under {self.directory} reads, so the run stops instead of starting "
+          "over (nothing was changed): " + "; ".join(
+              f"step {step}: {line.split(': ', 1)[1]}" for step, line in unreadable)
+          + ". Restore the checkpoints from a copy, or pass a new --workdir to start afresh.")
     return None
 
   def set_aside(self, step: int):
@@ -195,18 +273,50 @@ class Checkpointer:
 
   def wait(self) -> None:
     """Blocks until async saves are on disk (before reading them back or exiting)."""
-    self.manager.wait_until_finished()
+    with self._saving(None):
+      self.manager.wait_until_finished()
 
   def close(self) -> None:
     """Finishes pending saves and releases Orbax's threads."""
-    self.manager.close()
+    with self._saving(None):
+      self.manager.close()
 
 
-def save_params(path: str, params) -> None:
-  """Writes a params-only Orbax checkpoint (a plain nested dict of arrays) to `path`."""
+def _is_write_failure(error: BaseException) -> bool:
+  """Whether `error` (or what caused it) is the filesystem refusing a write (ENOSPC, EACCES,
+  EIO, ...): TensorStore reports those as ValueError/RuntimeError text, Python as OSError."""
+  seen = []
+  while error is not None and error not in seen:
+    seen.append(error)
+    if isinstance(error, OSError) and not isinstance(error, FileNotFoundError):
+      return True
+    text = str(error)
+    if any(k in text for k in ("No space left", "ENOSPC", "Permission denied", "Read-only file",
+                               "Input/output error", "Disk quota")):
+      return True
+    error = error.__cause__ or error.__context__
+  return False
+
+
+def write_params(path, params) -> None:
+  """Writes a params-only Orbax checkpoint (a plain nested dict of arrays) to the new folder
+  `path` (see `save_params` for writing a user's --output)."""
   checkpointer = ocp.StandardCheckpointer()
-  checkpointer.save(paths.as_path(path), params, force=True)
-  checkpointer.wait_until_finished()
+  try:
+    checkpointer.save(paths.as_path(path), params)
+    checkpointer.wait_until_finished()
+  except Exception as e:  # pylint: disable=broad-except
+    if _is_write_failure(e):
+      raise save_error(e, "params", path) from None
+    raise
+
+
+def save_params(path: str, params, *, command: str = "save_params",
+                overwrite: bool = False) -> None:
+  """Writes a params-only checkpoint to `path` through `outputs.directory`: a folder that holds
+  anything but a previous `command` output is refused, and with `overwrite` only that is replaced."""
+  with outputs.directory(path, command, overwrite) as tmp:
+    write_params(tmp, params)
 
 
 def load_params(path: str, target_shapes=None, shardings=None):
@@ -220,6 +330,10 @@ def load_params(path: str, target_shapes=None, shardings=None):
   if not path.is_dir():
     raise FileNotFoundError(f"No params checkpoint at {path} (expected a directory written by "
                             "glm_jax.checkpoint.save_params / `python -m glm_jax.convert import`).")
+  if (path / "checkpoints").is_dir() and not (path / "_METADATA").exists():
+    raise FileNotFoundError(
+        f"{path} is a training workdir, not a params checkpoint: extract one with `python -m "
+        f"glm_jax.extract_params --workdir={path} --output=DIR` and pass DIR.")
   checkpointer = ocp.StandardCheckpointer()
   if target_shapes is None:
     return checkpointer.restore(path)
@@ -254,6 +368,10 @@ def infer_config(params, dtype: str | None = None) -> GLMConfig:
         f"Not a GLM params tree (missing {e}); extract one with `python -m "
         "glm_jax.extract_params` or convert it with `python -m glm_jax.convert import`.") from e
   param_dtype = jnp.dtype(params["word_embeddings"]["embedding"].dtype).name
+  if param_dtype not in PARAM_DTYPES:
+    raise CheckpointMismatchError(
+        f"the params are stored as {param_dtype}; generate, evaluate and finetune read "
+        f"{', '.join(PARAM_DTYPES)}: extract them again with --dtype=bfloat16 (or no --dtype).")
   return GLMConfig(vocab_size=int(vocab), num_layers=int(qkv[0]), hidden_size=int(hidden),
                    num_heads=int(qkv[3]), max_sequence_length=int(positions) - 1,
                    mlp_ratio=int(ffn) // int(hidden), embedding_dropout=0.0,
@@ -277,13 +395,17 @@ def cast_params(params, dtype):
       else x, params)
 
 
-def save_for_inference(path: str, params, dtype: str | None = None) -> None:
-  """Writes a params-only checkpoint, cast to `dtype` when given (inference needs no optimizer)."""
+def for_inference(params, dtype: str | None = None):
+  """The params as inference reads them: unboxed, checked to be a GLM tree, cast to `dtype`."""
   params = strip_boxes(params)
   infer_config(params)  # refuse to write something generate could not read back
-  if dtype is not None:
-    params = cast_params(params, dtype)
-  save_params(path, params)
+  return cast_params(params, dtype) if dtype is not None else params
+
+
+def save_for_inference(path: str, params, dtype: str | None = None, **output) -> None:
+  """Writes a params-only checkpoint, cast to `dtype` when given (inference needs no optimizer);
+  `output`: save_params' command / overwrite."""
+  save_params(path, for_inference(params, dtype), **output)
 
 
 def load_for_inference(path: str, dtype: str | None = None):
@@ -295,27 +417,65 @@ def load_for_inference(path: str, dtype: str | None = None):
   return infer_config(params, dtype), params
 
 
-def latest_step(workdir: str) -> int:
-  """The newest step under `workdir/checkpoints`, without opening an Orbax manager."""
+def training_steps(workdir: str) -> list[int]:
+  """The steps under `workdir/checkpoints`, newest first, without opening an Orbax manager."""
   directory = paths.as_path(workdir) / "checkpoints"
-  steps = sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit()) \
+  if paths.as_path(workdir).exists() and not paths.as_path(workdir).is_dir():
+    raise FileNotFoundError(f"--workdir={workdir} is a file; pass the training run's folder.")
+  steps = sorted((int(p.name) for p in directory.iterdir() if p.name.isdigit()), reverse=True) \
       if directory.is_dir() else []
   if not steps:
     raise FileNotFoundError(f"No training checkpoints under {directory}; pass the --workdir "
                             "that `python -m glm_jax.train` wrote.")
-  return steps[-1]
+  return steps
+
+
+def latest_step(workdir: str) -> int:
+  """The newest step under `workdir/checkpoints`, without opening an Orbax manager."""
+  return training_steps(workdir)[0]
+
+
+def read_newest(workdir: str, read: Callable[[int], Any], warn: Callable[[str], None] = warning):
+  """(step, read(step)) for the newest step that reads: train's fallback rule for commands that
+  only read a workdir (nothing is moved). Each unreadable step is one warning line; when none
+  reads, UnreadableCheckpointError names every step and why."""
+  _ignore_reads_finishing_after_a_failed_restore()
+  failures = []
+  for step in training_steps(workdir):
+    try:
+      value = read(step)
+    except (CheckpointMismatchError, FileNotFoundError):
+      raise
+    except Exception as e:  # pylint: disable=broad-except
+      failures.append((step, root_cause(e)))
+      time.sleep(1.0)  # let the reads still in flight finish (quietly, see the hook)
+      continue
+    for bad, reason in failures:
+      warn(f"WARNING: Checkpoint step {bad} at {paths.as_path(workdir) / 'checkpoints' / str(bad)}"
+           f" cannot be read: {reason}; used step {step}, the newest that reads.")
+    return step, value
+  raise UnreadableCheckpointError(
+      f"no checkpoint under {paths.as_path(workdir) / 'checkpoints'} reads: "
+      + "; ".join(f"step {bad}: {reason}" for bad, reason in failures)
+      + ". Restore them from a copy, or pass --step of one that reads.")
 
 
 def params_from_training_checkpoint(workdir: str, step: int | None = None):
-  """The params of a training checkpoint (`workdir/checkpoints/<step>/state`), as numpy.
+  """The params of a training checkpoint (`workdir/checkpoints/<step>/state`), as numpy; without
+  `step`, of the newest step that reads (`read_newest`).
 
   The optimizer state is read with the rest (Orbax restores the stored tree) and dropped here,
   so a finished run becomes a checkpoint a third of the size for inference.
   """
-  step = latest_step(workdir) if step is None else int(step)
-  path = paths.as_path(workdir) / "checkpoints" / str(step) / "state"
-  if not path.is_dir():
-    raise FileNotFoundError(f"No train state at {path}; choose a step under {path.parent.parent}.")
-  state = ocp.StandardCheckpointer().restore(path)
-  params = state["params"] if isinstance(state, dict) else state.params
-  return jax.tree_util.tree_map(np.asarray, params)
+  def read(step):
+    path = paths.as_path(workdir) / "checkpoints" / str(step) / "state"
+    if not path.is_dir():
+      raise FileNotFoundError(f"No train state at {path}; choose a step under "
+                              f"{path.parent.parent}.")
+    state = ocp.StandardCheckpointer().restore(path)
+    params = state["params"] if isinstance(state, dict) else state.params
+    return jax.tree_util.tree_map(np.asarray, params)
+  if step is not None:
+    training_steps(workdir)
+    return read(int(step))
+  return read_newest(workdir, read)[1]

@@ -226,7 +226,8 @@ def _define_flags():
                      "length ** length_penalty (0 = off).")
   flags.DEFINE_enum("cloze_scoring", "multi", ["multi", "single"], "Cloze: summed log-probability "
                     "of each candidate, or the [sop] logit of single-token candidates.")
-  flags.DEFINE_string("dtype", None, "Compute dtype (float32 / bfloat16); default the params'.")
+  from glm_jax.checkpoint import PARAM_DTYPES  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_enum("dtype", None, list(PARAM_DTYPES), "Compute dtype; default the params'.")
   flags.DEFINE_integer("mesh_data", -1, "Mesh data axis (-1: the remaining devices).")
   flags.DEFINE_integer("mesh_fsdp", 1, "Mesh fsdp axis.")
   flags.DEFINE_integer("mesh_tensor", 1, "Mesh tensor axis.")

@@ -15,7 +15,10 @@ from absl import flags
 
 from glm_jax import checkpoint as checkpoint_lib
 from glm_jax import cli
+from glm_jax import outputs
 from glm_jax import paths
+
+COMMAND = "extract_params"
 
 
 def define_flags() -> None:
@@ -23,7 +26,10 @@ def define_flags() -> None:
   flags.DEFINE_string("workdir", None, "Training workdir (holds checkpoints/<step>/state).")
   flags.DEFINE_integer("step", None, "Checkpoint step; default the latest.")
   flags.DEFINE_string("output", None, "Directory to write the params-only checkpoint to.")
-  flags.DEFINE_string("dtype", None, "Cast params to this dtype (e.g. bfloat16); default keep.")
+  flags.DEFINE_enum("dtype", None, list(checkpoint_lib.PARAM_DTYPES),
+                    "Cast params to this dtype (e.g. bfloat16); default keep.")
+  flags.DEFINE_bool("overwrite", False, "Replace a previous extract_params output at --output "
+                    "(only the files it wrote; anything else there is kept).")
   flags.mark_flags_as_required(["workdir", "output"])
 
 
@@ -33,11 +39,13 @@ def main(argv) -> None:
   from input_pipeline import tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
   cli.quiet_logs()
   f = flags.FLAGS
+  outputs.check_directory(f.output, COMMAND, f.overwrite)  # before reading anything
   params = checkpoint_lib.params_from_training_checkpoint(f.workdir, f.step)
-  checkpoint_lib.save_for_inference(f.output, params, f.dtype)
-  tokenizer = tokenizer_lib.tokenizer_beside(f.workdir)  # the run's tokenizer goes along
-  if tokenizer is not None:
-    tokenizer_lib.store_beside(tokenizer, f.output)
+  with outputs.directory(f.output, COMMAND, f.overwrite) as tmp:
+    checkpoint_lib.write_params(tmp, checkpoint_lib.for_inference(params, f.dtype))
+    tokenizer = tokenizer_lib.tokenizer_beside(f.workdir)  # the run's tokenizer goes along
+    if tokenizer is not None:
+      tokenizer_lib.store_beside(tokenizer, tmp)
   cfg = checkpoint_lib.infer_config(params)
   print(f"Wrote inference params ({cfg.num_layers} layers, hidden {cfg.hidden_size}, "
         f"{f.dtype or cfg.param_dtype}) to {paths.as_path(f.output)}")

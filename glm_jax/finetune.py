@@ -26,6 +26,7 @@ from glm_jax import checkpoint as checkpoint_lib
 from glm_jax import cli
 from glm_jax import metrics as metrics_lib
 from glm_jax import optim
+from glm_jax import outputs
 from glm_jax import paths
 from glm_jax import profiling
 from glm_jax import run_checks
@@ -48,8 +49,13 @@ log = train.log
 
 def model_from_checkpoint(config) -> None:
   """Sets config.model's shape (vocab, layers, width, heads, positions, FFN) from the params
-  at init_from, so one config serves every released size; dropout and dtype stay configured."""
+  at init_from, so one config serves every released size; dropout and dtype stay configured.
+  Without init_from, finetuning refuses unless from_scratch says a random start is meant."""
   if not config.init_from:
+    if not config.get("from_scratch", False):
+      raise FinetuneError("no model to finetune: pass --config.init_from=DIR (a params checkpoint "
+                          "from `python -m glm_jax.extract_params` or `convert import`), or "
+                          "--config.from_scratch=True to finetune randomly initialised params.")
     return
   path = epath.Path(config.init_from)
   if not path.is_dir():
@@ -294,7 +300,8 @@ class BestKeeper:
     value = results[self.metric]
     if self.best is not None and value <= self.best["value"]:
       return False
-    checkpoint_lib.save_for_inference(self.params_dir, params)
+    checkpoint_lib.save_for_inference(self.params_dir, params, command="finetune best_params",
+                                      overwrite=True)
     self.best = {"metric": self.metric, "value": value, "step": step, "epoch": epoch,
                  "results": results}
     if jax.process_index() == 0:
@@ -340,6 +347,7 @@ def write_predictions(task: ClozeTask, params, mesh, workdir: str) -> str | None
 def run(config, workdir: str, mesh) -> dict:
   """Finetunes (or resumes), then predicts the test set with the best params; returns the
   best dev record (best.json)."""
+  outputs.claim_workdir(workdir, "finetune")
   tokenizer = load_task_tokenizer(config)
   if tokenizer.vocab_size > config.model.vocab_size:
     raise FinetuneError(f"the tokenizer has {tokenizer.vocab_size} ids but the model only "
@@ -359,7 +367,6 @@ def run(config, workdir: str, mesh) -> dict:
   state = train.restore_or_init(config, checkpointer, data, optimizer, abstract, shardings)
   step_fn = train_state.make_train_step(config, mesh, optimizer, shardings, task.objective)
   writer = metrics_lib.MetricsWriter(workdir, tensorboard=config.tensorboard)
-  writer.truncate_after(int(jax.device_get(state.step)))
   keeper = BestKeeper(workdir, task.main_metric)
   log(f"{task.info.name}: {len(task.train_encoded)} train / {len(task.dev_examples)} dev / "
       f"{len(task.test_examples)} test examples | {config.epochs} epochs x {steps_per_epoch} "
@@ -396,9 +403,7 @@ def main(argv) -> None:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   cli.quiet_logs()
   train.initialize_distributed()
-  config = _CONFIG.value
-  if config is None:
-    raise app.UsageError("Pass --config=configs/finetune/superglue.py (or seq2seq.py).")
+  config = cli.loaded_config(_CONFIG, "configs/finetune/superglue.py")
   config = prepare_config(config)  # a bad config or data source: one line from cli.run
   workdir = _WORKDIR.value or f"/tmp/glm_jax/finetune_{config.task}"
   mesh = sharding.make_mesh(config.mesh)
@@ -407,4 +412,4 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
-  cli.run(main, program="glm_jax.finetune", flags_parser=train.parse_flags)
+  cli.run(main, program="glm_jax.finetune")

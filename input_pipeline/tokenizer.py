@@ -56,6 +56,7 @@ class Tokenizer:
                          'tokenizer_lib.train() so command tokens are user-defined symbols')
       self.special_ids[key] = int(idx)
     self.pad_id = self.special_ids['eos']
+    self.special_ids['pad'] = self.pad_id  # as the released GPT-2 style tokenizers: pad = eos
     # Pieces that end a sentence (used by the sentence objective and by packing).
     self.sentence_end_ids = [i for i in range(self.vocab_size)
                              if not self.sp.is_control(i) and i not in self.special_ids.values()

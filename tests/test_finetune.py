@@ -53,6 +53,7 @@ def tiny_config(data_dir, **overrides):
   config.log_every_steps = 1
   config.tensorboard = False
   config.eval_batch_size = 32
+  config.from_scratch = True   # these tests finetune random tiny models on purpose
   config.update(overrides)
   return finetune.prepare_config(config)
 

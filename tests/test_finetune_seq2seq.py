@@ -55,6 +55,7 @@ def tiny_config(data_dir, **overrides):
   config.decay_style = "constant"   # the copy task's jump comes after ~150 steps at full lr
   config.log_every_steps = 4
   config.tensorboard = False
+  config.from_scratch = True   # these tests finetune random tiny models on purpose
   config.update(overrides)
   return finetune.prepare_config(config)
 
