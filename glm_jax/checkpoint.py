@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import time
@@ -86,24 +87,67 @@ def warning(message: str) -> None:
 
 
 def free_space(path) -> str:
-  """'N MiB free' on the disk holding `path` (its nearest existing folder), '' when unknown."""
+  """'N MiB free there' on the disk holding `path` (its nearest existing folder); '' unknown."""
   if paths.is_remote(path):
     return ""
   folder = os.fspath(path)
   while folder and not os.path.exists(folder):
     folder = os.path.dirname(folder)
   try:
-    return f"{shutil.disk_usage(folder or '/').free / 2**20:.0f} MiB free there"
+    free = shutil.disk_usage(folder or "/").free
   except OSError:
     return ""
+  return f"{free / 2**20:.1f} MiB free there" if free >= 2**20 else f"{free // 1024} KiB free there"
 
 
-def save_error(error: BaseException, what: str, where) -> SaveError:
-  """One line for a failed write: what, where, why (the innermost OS error), how much is free."""
+_WRITE_FAILURES = {"No space left": "no space left on device",
+                   "Disk quota": "disk quota exceeded",
+                   "Permission denied": "permission denied",
+                   "Read-only file": "read-only file system",
+                   "Input/output error": "input/output error"}
+
+
+def _write_failure(error: BaseException) -> str | None:
+  """What stopped a write, in a few words (disk full, permissions, I/O), or None when `error`
+  (and what caused it) is not the filesystem refusing a write. TensorStore reports these as
+  ValueError text ("... No space left on device [os_error_code='28']"), Python as OSError."""
+  seen = []
+  while error is not None and error not in seen:
+    seen.append(error)
+    for key, words in _WRITE_FAILURES.items():
+      if key in str(error):
+        return words
+    if isinstance(error, OSError) and not isinstance(error, FileNotFoundError):
+      return (error.strerror or str(error)).lower()
+    error = error.__cause__ or error.__context__
+  return None
+
+
+def save_error(error: BaseException, what: str, where, after: str = "") -> SaveError:
+  """One line for a failed write: what, where, why, how much space is free, what to do."""
   free = free_space(where)
-  return SaveError(f"could not write {what} to {where}: {root_cause(error)}"
-                   + (f" ({free})" if free else "")
+  return SaveError(f"could not write {what} to {where}: {_write_failure(error)}"
+                   + (f" ({free})" if free else "") + (f"; {after}" if after else "")
                    + "; free some space (or fix the folder's permissions) and re-run.")
+
+
+class _DropEchoesOfAFailedWrite(logging.Filter):
+  """Orbax logs a failed write from each of its threads as ERROR with a traceback (some 300
+  lines for one full disk); the caller reports it in one SaveError line, so those are dropped."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    if record.levelno < logging.ERROR or "orbax" not in record.pathname:
+      return True
+    error = record.exc_info[1] if record.exc_info else None
+    text = record.getMessage()
+    return _write_failure(error) is None and not any(k in text for k in _WRITE_FAILURES)
+
+
+def _quiet_failed_writes() -> None:
+  for name in ("absl", ""):
+    target = logging.getLogger(name)
+    if not any(isinstance(f, _DropEchoesOfAFailedWrite) for f in target.filters):
+      target.addFilter(_DropEchoesOfAFailedWrite())
 
 
 def _leaf_shapes(tree) -> dict[str, tuple]:
@@ -129,6 +173,7 @@ class Checkpointer:
   """Async Orbax saves every K steps keeping N, plus per-process data-iterator state."""
 
   def __init__(self, workdir: str, keep: int):
+    _quiet_failed_writes()
     workdir = paths.as_path(workdir)
     self.directory = workdir / "checkpoints"
     self.data_directory = workdir / "data_state"
@@ -159,30 +204,43 @@ class Checkpointer:
   @contextlib.contextmanager
   def _saving(self, step: int | None):
     """Turns a failed write into SaveError after removing what the failed save left."""
-    if step is not None:
-      self._pending = step
     try:
       yield
     except Exception as e:  # pylint: disable=broad-except
-      failed = getattr(self, "_pending", step)
-      if failed is None or not _is_write_failure(e):
+      if _write_failure(e) is None:
         raise
-      self._remove_partial(failed)
-      raise save_error(e, f"checkpoint step {failed}", self.directory) from None
+      try:  # an earlier async save may still be writing: let it end before cleaning up
+        self.manager.wait_until_finished()
+      except Exception:  # pylint: disable=broad-except
+        pass  # the same full disk, most likely; reported below
+      failed = sorted(set(self._remove_partial()) | ({step} if step is not None else set()))
+      kept = self.manager.latest_step()
+      after = ("the partial checkpoint was removed, "
+               + (f"step {kept} is intact and a re-run resumes from it" if kept is not None
+                  else "no earlier checkpoint exists"))
+      what = "checkpoint step" + ("s " if len(failed) > 1 else " ") + " and ".join(map(str, failed))
+      raise save_error(e, what if failed else "a checkpoint", self.directory, after) from None
 
-  def _remove_partial(self, step: int) -> None:
-    """Removes checkpoint `step`'s temporary folder (Orbax's `<step>.orbax-checkpoint-tmp*`)
-    and its iterator state, which this run wrote; finished checkpoints are left alone."""
-    if jax.process_index() != 0:
-      return
-    try:
-      for child in (self.directory.iterdir() if self.directory.is_dir() else ()):
-        if child.name.startswith(f"{step}.orbax-checkpoint-tmp"):
-          child.rmtree(missing_ok=True)
-      if not (self.directory / str(step)).exists():
-        (self.data_directory / str(step)).rmtree(missing_ok=True)
-    except OSError:
-      pass  # the disk may still refuse; the message already says what to free
+  def _remove_partial(self) -> list[int]:
+    """Removes what unfinished saves left: Orbax's `<step>.orbax-checkpoint-tmp*` folders (never
+    restorable) and iterator states of steps without a checkpoint; returns those steps.
+    Finished checkpoints stay."""
+    steps = []
+    if jax.process_index() == 0:
+      try:
+        for child in (self.directory.iterdir() if self.directory.is_dir() else ()):
+          if ".orbax-checkpoint-tmp" in child.name:
+            steps.append(int(child.name.split(".")[0]))
+            child.rmtree(missing_ok=True)
+        for child in (self.data_directory.iterdir() if self.data_directory.is_dir() else ()):
+          if child.name.isdigit() and not (self.directory / child.name).exists():
+            child.rmtree(missing_ok=True)
+      except (OSError, ValueError):
+        pass  # the disk may still refuse; the message already says what to free
+    if jax.process_count() > 1:
+      multihost_utils.sync_global_devices("glm_jax removed a partial checkpoint")
+    self.manager.reload()
+    return steps
 
   def _prune_data_states(self, keep_step: int) -> None:
     if jax.process_index() != 0 or not self.data_directory.is_dir():
@@ -282,31 +340,16 @@ class Checkpointer:
       self.manager.close()
 
 
-def _is_write_failure(error: BaseException) -> bool:
-  """Whether `error` (or what caused it) is the filesystem refusing a write (ENOSPC, EACCES,
-  EIO, ...): TensorStore reports those as ValueError/RuntimeError text, Python as OSError."""
-  seen = []
-  while error is not None and error not in seen:
-    seen.append(error)
-    if isinstance(error, OSError) and not isinstance(error, FileNotFoundError):
-      return True
-    text = str(error)
-    if any(k in text for k in ("No space left", "ENOSPC", "Permission denied", "Read-only file",
-                               "Input/output error", "Disk quota")):
-      return True
-    error = error.__cause__ or error.__context__
-  return False
-
-
 def write_params(path, params) -> None:
   """Writes a params-only Orbax checkpoint (a plain nested dict of arrays) to the new folder
   `path` (see `save_params` for writing a user's --output)."""
+  _quiet_failed_writes()
   checkpointer = ocp.StandardCheckpointer()
   try:
     checkpointer.save(paths.as_path(path), params)
     checkpointer.wait_until_finished()
   except Exception as e:  # pylint: disable=broad-except
-    if _is_write_failure(e):
+    if _write_failure(e) is not None:
       raise save_error(e, "params", path) from None
     raise
 

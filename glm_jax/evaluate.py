@@ -58,6 +58,10 @@ def resolve_seq_length(task: str, requested: int | None, max_sequence_length: in
   if requested is not None:
     if requested < 2:
       raise EvaluationError(f"--seq_length must be at least 2, got {requested}.")
+    if requested > int(max_sequence_length):
+      raise EvaluationError(f"--seq_length={requested} is beyond the model's position table "
+                            f"({max_sequence_length} positions); pass --seq_length="
+                            f"{max_sequence_length} or less.")
     return int(requested)
   return min(DEFAULT_SEQ_LENGTH[task], int(max_sequence_length))
 
@@ -133,7 +137,9 @@ def evaluate_cloze(config, params, tokenizer, path, *, seq_length, length_penalt
       truncated += cut
       for i, row in zip(indices, logits):
         scores[i] = row
-    rows, _, _ = cloze.single_token_rows(singles, special_ids=special, seq_length=seq_length)
+    rows = [row for indices in groups.values()   # per group: candidate counts may differ
+            for row in cloze.single_token_rows([singles[i] for i in indices], special_ids=special,
+                                               seq_length=seq_length)[0]]
   else:
     rows, _, _ = cloze.multi_token_rows(examples, special_ids=special, seq_length=seq_length)
     scores, truncated = cloze.multi_token_scores_batch(

@@ -45,6 +45,7 @@ _CONFIG = train._CONFIG  # pylint: disable=protected-access
 _WORKDIR = train._WORKDIR  # pylint: disable=protected-access
 
 log = train.log
+warn = checkpoint_lib.warning  # warnings go to stderr, results and progress to stdout
 
 
 def model_from_checkpoint(config) -> None:
@@ -164,14 +165,14 @@ def build_seq2seq_task(config, tokenizer) -> seq2seq_task.Seq2SeqTask:
     splits[split], stats = seq2seq_data.load_examples(
         config.task, split, tokenizer, data_dir=config.data_dir, data_source=config.data_source)
     if stats.empty_sources or stats.empty_targets:
-      log(f"{config.task} {split}: {stats.empty_sources} empty source lines, "
+      warn(f"{config.task} {split}: {stats.empty_sources} empty source lines, "
           f"{stats.empty_targets} empty target lines (kept, as the original keeps them).")
   if not splits["train"]:
     raise FinetuneError(f"{config.data_dir}: the training set is empty.")
   task = seq2seq_task.Seq2SeqTask(config, tokenizer, train=splits["train"], dev=splits["dev"],
                                   test=splits["test"])
   if task.stats.truncated_targets:
-    log(f"{config.task} train: {task.stats.truncated_targets} of {len(splits['train'])} targets "
+    warn(f"{config.task} train: {task.stats.truncated_targets} of {len(splits['train'])} targets "
         f"longer than tgt_seq_length={config.tgt_seq_length} were cut (the original's rule).")
   return task
 
@@ -188,13 +189,13 @@ def build_task(config, tokenizer) -> ClozeTask:
     encoded = [encoder.encode(ex, for_training=(split == "train")) for ex in examples]
     cut = sum(e.truncated for e in encoded)
     if cut:
-      log(f"{info.name} {split}: {cut} of {len(examples)} examples longer than seq_length="
+      warn(f"{info.name} {split}: {cut} of {len(examples)} examples longer than seq_length="
           f"{config.seq_length} were truncated (the original's rule).")
     splits[split] = (examples, encoded)
   if not splits["train"][0]:
     raise FinetuneError(f"{config.data_dir}: the training set is empty.")
   if info.name == "wsc" and not any("candidates" in ex.meta for ex in splits["dev"][0]):
-    log("wsc: the files have no `candidates` (the original trains on its WSC-negative files, "
+    warn("wsc: the files have no `candidates` (the original trains on its WSC-negative files, "
         "each record with candidates: [{\"text\": noun phrase}, ...]); with the referent as the "
         "only choice, training is generative only and every dev prediction is True.")
   train_encoded = splits["train"][1]
