@@ -434,7 +434,9 @@ def main(argv) -> None:
     raise ConversionError(str(e)) from e
 
 
-if __name__ == "__main__":
+def command_line() -> None:
+  """`python -m glm_jax.convert COMMAND --flags`: the command picks the flag set (an unknown one
+  is refused before any flag is parsed, so `imprt` is not told about an "unknown flag")."""
   import sys  # pylint: disable=g-import-not-at-top
   from glm_jax import cli  # pylint: disable=g-import-not-at-top
   command = sys.argv[1] if len(sys.argv) > 1 else ""
@@ -444,3 +446,7 @@ if __name__ == "__main__":
     sys.exit(cli.USER_ERROR_EXIT_CODE)
   COMMANDS.get(command, lambda: None)()
   cli.run(main)
+
+
+if __name__ == "__main__":
+  command_line()

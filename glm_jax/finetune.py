@@ -388,8 +388,11 @@ def run(config, workdir: str, mesh) -> dict:
   params = state.params
   if keeper.best is not None:
     params = checkpoint_lib.load_params(keeper.params_dir, abstract.params, shardings.params)
-    if hasattr(tokenizer, "save") and jax.process_index() == 0:  # generate / evaluate find it
-      tokenizer.save(str(paths.as_path(keeper.params_dir) / "tokenizer"))
+    if jax.process_index() == 0:  # generate / evaluate find it there
+      if hasattr(tokenizer, "save"):   # a released tokenizer: its files and kind
+        tokenizer.save(str(paths.as_path(keeper.params_dir) / "tokenizer"))
+      else:                            # ours: the sentencepiece .model file
+        tokenizer_lib.store_beside(tokenizer.model_path, keeper.params_dir)
     log(f"best dev {keeper.metric} {keeper.best['value']:.2f} at step {keeper.best['step']}; "
         f"params in {keeper.params_dir}")
   written = write_predictions(task, params, mesh, workdir)
