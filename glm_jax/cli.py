@@ -21,6 +21,7 @@ from absl import logging
 from glm_jax import errors
 
 USER_ERROR_EXIT_CODE = 2
+INTERRUPTED_EXIT_CODE = 130   # 128 + SIGINT, as shells report it
 USER_ERRORS = (errors.UserError, FileNotFoundError)
 
 
@@ -63,6 +64,9 @@ def exit_on_user_error(main: Callable, program: str = "",
     except USER_ERRORS + (app.UsageError,) as e:
       print(error_line(e, program), file=sys.stderr)
       sys.exit(exit_code)
+    except KeyboardInterrupt:  # Ctrl-C outside a training loop (which saves first, see train)
+      print(f"{program or 'glm_jax'}: interrupted (Ctrl-C).", file=sys.stderr)
+      sys.exit(INTERRUPTED_EXIT_CODE)
   return wrapped
 
 

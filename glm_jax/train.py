@@ -107,7 +107,7 @@ class Preemption:
     if self.interrupted:
       print("Interrupted again: stopped without saving; the last checkpoint is kept.",
             file=sys.stderr, flush=True)
-      os._exit(130)  # at once: no traceback, no waiting for a step
+      os._exit(cli.INTERRUPTED_EXIT_CODE)  # at once: no traceback, no waiting for a step
     self.interrupted = self.signalled = True
     print("Interrupted: saving a checkpoint after this step, then stopping (Ctrl-C again to stop "
           "at once).", file=sys.stderr, flush=True)

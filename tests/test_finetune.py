@@ -155,8 +155,8 @@ def test_examples_longer_than_seq_length_are_cut_and_counted(tmp_path, capsys):
   config = tiny_config(tmp_path, seq_length=20)
   tokenizer = finetune.load_task_tokenizer(config)
   task = finetune.build_task(config, tokenizer)
-  out = capsys.readouterr().out
-  assert "boolq train: 8 of 8 examples longer than seq_length=20 were truncated" in out
+  err = capsys.readouterr().err            # a warning: stderr, not the results on stdout
+  assert "boolq train: 8 of 8 examples longer than seq_length=20 were truncated" in err
   assert all(len(row) <= 20 for enc in task.train_encoded for row in enc.rows)
 
 

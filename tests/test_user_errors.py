@@ -84,6 +84,14 @@ def inputs(tmp_path_factory):
     for candidates in (["light", "dark"], ["light", "dark", "water"]):
       f.write(json.dumps({"text_a": "let there be [MASK]", "candidates": candidates,
                           "label": 0}) + "\n")
+  d["s2s_data"] = os.path.join(str(base), "s2s_data")
+  os.makedirs(d["s2s_data"])
+  words = "in the beginning god created the heaven and the earth".split()
+  for split, n in (("train", 8), ("val", 4), ("test", 2)):
+    lines = "".join(" ".join(words[i % 5:i % 5 + 5]) + "\n" for i in range(n))
+    for side in ("source", "target"):
+      with open(os.path.join(d["s2s_data"], f"{split}.{side}"), "w") as f:
+        f.write(lines)
   shutil.copytree(d["run"], d["damaged"])
   truncate_blobs(os.path.join(d["damaged"], "checkpoints", "4"))
   shutil.copytree(d["damaged"], d["all_bad"])
@@ -182,6 +190,13 @@ def train_case_list(d):
           f"--config.data_dir={d['run']}", f"--config.tokenizer={d['tokenizer']}",
           f"--workdir={d['run']}_ft"]),
       ("finetune_help", ["glm_jax.finetune", "--help"]),
+      ("finetune_seq2seq_our_tokenizer", [
+          "glm_jax.finetune", "--config=configs/finetune/seq2seq.py",
+          "--config.task=cnn_dm_original", f"--config.data_dir={d['s2s_data']}",
+          f"--config.init_from={d['params']}", f"--workdir={d['run']}_s2s",
+          "--config.src_seq_length=16", "--config.tgt_seq_length=8", "--config.epochs=1",
+          "--config.eval_every_epochs=1", "--config.global_batch_size=4",
+          "--config.eval_batch_size=4", "--config.num_beams=1", "--config.tensorboard=False"]),
   ]
 
 
@@ -281,6 +296,16 @@ def test_finetune_into_a_pretraining_workdir_is_refused(inputs, results):
 def test_train_into_a_finetune_workdir_is_refused(inputs, results):
   one_line(results["train_into_finetune_workdir"], 2, "`finetune` run", "new --workdir")
   assert snapshot(inputs["finetune_work"]) == results["_before"]["finetune_work"]
+
+
+def test_seq2seq_finetuning_runs_from_a_tiny_config_model_with_our_tokenizer(inputs, results):
+  result = results["finetune_seq2seq_our_tokenizer"]
+  assert result["rc"] == 0, result
+  work = f"{inputs['run']}_s2s"
+  with open(os.path.join(work, "best_params", "tokenizer.model"), "rb") as f, \
+      open(inputs["tokenizer"], "rb") as g:
+    assert f.read() == g.read()                   # generate / evaluate find it there
+  assert os.listdir(os.path.join(work, "predictions"))
 
 
 def test_convert_import_stores_our_sentencepiece_tokenizer(inputs, results):
