@@ -218,7 +218,7 @@ class Checkpointer:
       after = ("the partial checkpoint was removed, "
                + (f"step {kept} is intact and a re-run resumes from it" if kept is not None
                   else "no earlier checkpoint exists"))
-      what = "checkpoint step" + ("s " if len(failed) > 1 else " ") + " and ".join(map(str, failed))
+      what = "checkpoint " + " and ".join(f"step {failed_step}" for failed_step in failed)
       raise save_error(e, what if failed else "a checkpoint", self.directory, after) from None
 
   def _remove_partial(self) -> list[int]:
