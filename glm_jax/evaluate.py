@@ -17,10 +17,11 @@ import time
 
 import numpy as np
 
-from glm_jax import cloze, eval_data, lm_eval, scoring
+from glm_jax import cloze, eval_data, lm_eval, outputs, scoring
 from glm_jax.eval_rows import EvaluationError
 
 TASKS = ("lambada", "wikitext103", "wikitext2", "cloze")
+COMMAND = "evaluate"
 DEFAULT_SEQ_LENGTH = {"lambada": 512, "wikitext103": 1024, "wikitext2": 1024, "cloze": 256}
 DEFAULT_OVERLAP = 256
 
@@ -156,7 +157,7 @@ def evaluate_cloze(config, params, tokenizer, path, *, seq_length, length_penalt
 def run(task: str, data: str, checkpoint: str, tokenizer_path: str | None = None, *, tokenizer_kind=None,
         seq_length=None, overlap=DEFAULT_OVERLAP, batch_size=scoring.DEFAULT_BATCH_SIZE,
         mask_token="MASK", unidirectional=False, length_penalty=0.0, cloze_scoring="multi",
-        dtype=None, mesh_shape=None, output=None) -> dict:
+        dtype=None, mesh_shape=None, output=None, overwrite=False) -> dict:
   """Everything the CLI does, callable from Python; returns the metrics it prints."""
   from etils import epath
   from glm_jax import checkpoint as checkpoint_lib
@@ -166,6 +167,8 @@ def run(task: str, data: str, checkpoint: str, tokenizer_path: str | None = None
     raise EvaluationError(f"--task={task!r} is not one of {TASKS}.")
   if not epath.Path(data).exists():  # before loading a large checkpoint
     raise FileNotFoundError(f"Evaluation data {data} does not exist; pass --data=FILE.")
+  if output:
+    outputs.check_file(output, COMMAND, overwrite)   # an existing file is not replaced unasked
   config, params = checkpoint_lib.load_for_inference(checkpoint, dtype)
   tokenizer = tokenizer_lib.load_tokenizer(tokenizer_path or checkpoint, tokenizer_kind)
   scoring.check_vocab(config, tokenizer.vocab_size)
@@ -191,9 +194,9 @@ def run(task: str, data: str, checkpoint: str, tokenizer_path: str | None = None
   metrics = {"task": task, "seq_length": seq_length, "dtype": config.dtype, **metrics}
   line = json.dumps(metrics, sort_keys=False)
   if output:
-    path = epath.Path(output)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(line + "\n")
+    with outputs.file(output, COMMAND, overwrite) as local:
+      with open(local, "w") as f:
+        f.write(line + "\n")
   return metrics
 
 
@@ -209,7 +212,7 @@ def main(argv):
                 seq_length=f.seq_length, overlap=f.overlap, batch_size=f.batch_size,
                 mask_token=f.mask_token, unidirectional=f.unidirectional,
                 length_penalty=f.length_penalty, cloze_scoring=f.cloze_scoring, dtype=f.dtype,
-                mesh_shape=mesh_shape, output=f.output)
+                mesh_shape=mesh_shape, output=f.output, overwrite=f.overwrite)
   print(json.dumps(metrics), flush=True)
 
 
@@ -238,6 +241,7 @@ def _define_flags():
   flags.DEFINE_integer("mesh_fsdp", 1, "Mesh fsdp axis.")
   flags.DEFINE_integer("mesh_tensor", 1, "Mesh tensor axis.")
   flags.DEFINE_string("output", None, "Also write the JSON metrics line to this file.")
+  flags.DEFINE_bool("overwrite", False, "Replace an existing --output file.")
   flags.mark_flags_as_required(["task", "data", "checkpoint"])
 
 

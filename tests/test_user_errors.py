@@ -99,6 +99,9 @@ def inputs(tmp_path_factory):
   outputs.claim_workdir(d["finetune_work"], "finetune")
   with open(d["a_file"], "w") as f:
     f.write("not a folder\n")
+  d["results_file"] = os.path.join(str(base), "results.json")
+  with open(d["results_file"], "w") as f:
+    f.write("last week's numbers\n")
   with open(os.path.join(str(base), "bad_config.py"), "w") as f:
     f.write("def get_config(:\n")
   d["bad_config"] = os.path.join(str(base), "bad_config.py")
@@ -158,6 +161,8 @@ def case_list(d):
       ("cloze_two_masks", [*ev, "--task=cloze", f"--data={d['two_masks']}"]),
       ("cloze_single_mixed_counts", [*ev, "--task=cloze", f"--data={d['mixed']}",
                                      "--cloze_scoring=single"]),
+      ("evaluate_over_a_results_file", [*ev, "--task=cloze", f"--data={d['mixed']}",
+                                        f"--output={d['results_file']}"]),
       ("evaluate_bad_flag", [*ev, "--tsak=cloze"]),
       ("evaluate_help", ["glm_jax.evaluate", "--help"]),
       ("extract_bad_flag", ["glm_jax.extract_params", "--wrkdir=x"]),
@@ -251,6 +256,12 @@ def test_overwrite_replaces_a_previous_output_and_keeps_the_users_files(inputs, 
   from glm_jax import outputs  # pylint: disable=g-import-not-at-top
   assert outputs.written_by(inputs["again"]) == "extract_params"
   assert not [n for n in os.listdir(os.path.dirname(inputs["again"])) if "glm_jax-" in n]
+
+
+def test_evaluate_output_over_an_existing_file_is_refused(inputs, results):
+  one_line(results["evaluate_over_a_results_file"], 2, inputs["results_file"], "--overwrite")
+  with open(inputs["results_file"]) as f:
+    assert f.read() == "last week's numbers\n"
 
 
 # ------------------------------------------------------------------- a run never silently restarts
