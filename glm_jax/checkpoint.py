@@ -518,7 +518,15 @@ def params_from_training_checkpoint(workdir: str, step: int | None = None):
     state = ocp.StandardCheckpointer().restore(path)
     params = state["params"] if isinstance(state, dict) else state.params
     return jax.tree_util.tree_map(np.asarray, params)
-  if step is not None:
-    training_steps(workdir)
+  if step is None:
+    return read_newest(workdir, read)[1]
+  training_steps(workdir)
+  _ignore_reads_finishing_after_a_failed_restore()
+  try:
     return read(int(step))
-  return read_newest(workdir, read)[1]
+  except (CheckpointMismatchError, FileNotFoundError):
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    raise UnreadableCheckpointError(
+        f"Checkpoint step {step} at {paths.as_path(workdir) / 'checkpoints' / str(step)} cannot "
+        f"be read: {root_cause(e)}; pass another --step, or none for the newest that reads.") from None
