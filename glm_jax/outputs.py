@@ -91,6 +91,9 @@ def directory(path, command: str, overwrite: bool = False, flag: str = "--output
   success it becomes `path`, replacing only a previous output of `command` (see the module)."""
   path = paths.as_path(path)
   check_directory(path, command, overwrite, flag)
+  if paths.is_remote(path):   # buckets have no folder rename: written in place, marker last
+    yield from _in_place(path, command)
+    return
   tmp = path.parent / f".{path.name}{_PARTIAL}"
   if jax.process_index() == 0:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -109,6 +112,23 @@ def directory(path, command: str, overwrite: bool = False, flag: str = "--output
     paths.write_text_atomic(tmp / MARKER, json.dumps({"command": command, "files": files}))
     _replace(path, tmp)
   _sync(f"renamed {path}")
+
+
+def _in_place(path, command: str):
+  """A Cloud Storage output, written into `path` (the marker last says it is complete); a
+  previous output is removed first, and one with files of the user's is refused."""
+  if path.exists() and any(e.name not in _marked_files(path) | {MARKER} for e in path.iterdir()):
+    raise OutputExistsError(f"--output={path} holds files of yours besides the previous output; "
+                            "on Cloud Storage an output is written in place: name a new one.")
+  if jax.process_index() == 0 and path.exists():
+    path.rmtree()   # only the previous output's own files are there (checked above)
+  _sync(f"cleared {path}")
+  yield path
+  _sync(f"written {path}")
+  if jax.process_index() == 0:
+    files = sorted(p.name for p in path.iterdir())
+    paths.write_text_atomic(path / MARKER, json.dumps({"command": command, "files": files}))
+  _sync(f"marked {path}")
 
 
 def _replace(path, tmp) -> None:
