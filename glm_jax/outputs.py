@@ -180,8 +180,9 @@ def claim_workdir(workdir, command: str) -> None:
   except OSError as e:
     raise OutputExistsError(f"--workdir={path} cannot be created ({e.strerror or e}); pass a "
                             "folder you can write to.") from None
-  kind = written_by(path) or _legacy_kind(path)
-  if kind is None and any(path.iterdir()):
+  names = _names(path)
+  kind = written_by(path) or _legacy_kind(names)
+  if kind is None and names:
     raise OutputExistsError(f"--workdir={path} is not empty and holds no glm_jax {command} run; "
                             "pass a new or empty folder (nothing was written).")
   if kind is not None and kind != command:
@@ -191,10 +192,17 @@ def claim_workdir(workdir, command: str) -> None:
     paths.write_text_atomic(path / MARKER, json.dumps({"command": command}))
 
 
-def _legacy_kind(path) -> str | None:
+def _names(path) -> set[str]:
+  """The entries of a folder; none for one that does not exist yet (a new bucket prefix)."""
+  try:
+    return {p.name for p in path.iterdir()}
+  except FileNotFoundError:
+    return set()
+
+
+def _legacy_kind(names: set[str]) -> str | None:
   """The kind of a workdir written before workdirs were marked: checkpoints or metrics mean a
   run; the best-params files mean finetuning."""
-  names = {p.name for p in path.iterdir()}
   if not names & {"checkpoints", "metrics.jsonl", "data_state", *_FINETUNE_ONLY}:
     return None
   return "finetune" if names & set(_FINETUNE_ONLY) else "train"

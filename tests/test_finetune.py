@@ -114,7 +114,8 @@ def test_cli_reports_a_bad_line_with_file_and_line(tmp_path):
        "--config.task=boolq", f"--config.data_dir={tmp_path}", f"--config.tokenizer={TOKENIZER}",
        "--config.tokenizer_kind=bert-uncased", "--config.model.vocab_size=1280",
        "--config.model.num_layers=1", "--config.model.hidden_size=32",
-       "--config.model.num_heads=2", "--config.seq_length=32", f"--workdir={tmp_path / 'w'}"],
+       "--config.model.num_heads=2", "--config.seq_length=32", "--config.from_scratch=True",
+       f"--workdir={tmp_path / 'w'}"],
       capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)),
       env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), timeout=300)
   assert proc.returncode == 2, proc.stderr[-2000:]
