@@ -79,6 +79,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.mesh.tensor = 1             # heads / FFN / vocab split (Megatron-style)
 
   config.init_from = ""              # params checkpoint (from `glm_jax.convert import`) to start from
+  config.from_scratch = False        # finetune only: start from random params on purpose (else init_from is required)
   config.peak_tflops = 0.0           # per-chip bf16 peak for MFU; 0 = look up the chip
   return config
 

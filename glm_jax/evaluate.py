@@ -19,10 +19,11 @@ import time
 
 import numpy as np
 
-from glm_jax import cloze, eval_data, lm_eval, scoring
+from glm_jax import cloze, eval_data, lm_eval, outputs, scoring
 from glm_jax.eval_rows import EvaluationError
 
 TASKS = ("lambada", "wikitext103", "wikitext2", "cloze", "harness")
+COMMAND = "evaluate"
 DEFAULT_SEQ_LENGTH = {"lambada": 512, "wikitext103": 1024, "wikitext2": 1024, "cloze": 256}
 DEFAULT_OVERLAP = 256
 
@@ -60,6 +61,10 @@ def resolve_seq_length(task: str, requested: int | None, max_sequence_length: in
   if requested is not None:
     if requested < 2:
       raise EvaluationError(f"--seq_length must be at least 2, got {requested}.")
+    if requested > int(max_sequence_length):
+      raise EvaluationError(f"--seq_length={requested} is beyond the model's position table "
+                            f"({max_sequence_length} positions); pass --seq_length="
+                            f"{max_sequence_length} or less.")
     return int(requested)
   return min(DEFAULT_SEQ_LENGTH[task], int(max_sequence_length))
 
@@ -135,7 +140,9 @@ def evaluate_cloze(config, params, tokenizer, path, *, seq_length, length_penalt
       truncated += cut
       for i, row in zip(indices, logits):
         scores[i] = row
-    rows, _, _ = cloze.single_token_rows(singles, special_ids=special, seq_length=seq_length)
+    rows = [row for indices in groups.values()   # per group: candidate counts may differ
+            for row in cloze.single_token_rows([singles[i] for i in indices], special_ids=special,
+                                               seq_length=seq_length)[0]]
   else:
     rows, _, _ = cloze.multi_token_rows(examples, special_ids=special, seq_length=seq_length)
     scores, truncated = cloze.multi_token_scores_batch(
@@ -152,12 +159,13 @@ def evaluate_cloze(config, params, tokenizer, path, *, seq_length, length_penalt
 def run(task: str, data: str, checkpoint: str, tokenizer_path: str | None = None, *, tokenizer_kind=None,
         seq_length=None, overlap=DEFAULT_OVERLAP, batch_size=scoring.DEFAULT_BATCH_SIZE,
         mask_token="MASK", unidirectional=False, length_penalty=0.0, cloze_scoring="multi",
-        dtype=None, mesh_shape=None, output=None) -> dict:
+        dtype=None, mesh_shape=None, output=None, overwrite=False) -> dict:
   """Everything the CLI does, callable from Python; returns the metrics it prints.
 
   mesh_shape: {data, fsdp, tensor} sizes (default every device on fsdp: params split, rows
   too); the params are read straight into their shards. dtype: compute dtype (default bfloat16
-  on TPU / GPU, the params' on CPU). Every process runs it; process 0 writes `output`.
+  on TPU / GPU, the params' on CPU). Every process runs it; process 0 writes `output` (an
+  existing file only with `overwrite`).
   """
   from etils import epath
   from glm_jax import checkpoint as checkpoint_lib
@@ -171,6 +179,8 @@ def run(task: str, data: str, checkpoint: str, tokenizer_path: str | None = None
     raise EvaluationError(f"--task={task} reads --data=FILE; pass it.")
   if not epath.Path(data).exists():  # before loading a large checkpoint
     raise FileNotFoundError(f"Evaluation data {data} does not exist; pass --data=FILE.")
+  if output:
+    outputs.check_file(output, COMMAND, overwrite)   # an existing file is not replaced unasked
   mesh = hosts.make_mesh(mesh_shape or hosts.INFERENCE_MESH)
   config, params = checkpoint_lib.load_for_inference(checkpoint, hosts.compute_dtype(dtype), mesh)
   tokenizer = tokenizer_lib.load_tokenizer(tokenizer_path or checkpoint, tokenizer_kind)
@@ -195,9 +205,9 @@ def run(task: str, data: str, checkpoint: str, tokenizer_path: str | None = None
   metrics = {"task": task, "seq_length": seq_length, "dtype": config.dtype, **metrics}
   line = json.dumps(metrics, sort_keys=False)
   if output and hosts.is_writer():
-    path = epath.Path(output)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(line + "\n")
+    with outputs.file(output, COMMAND, overwrite) as local:
+      with open(local, "w") as f:
+        f.write(line + "\n")
   return metrics
 
 
@@ -270,7 +280,7 @@ def main(argv):
                 seq_length=f.seq_length, overlap=f.overlap, batch_size=f.batch_size,
                 mask_token=f.mask_token, unidirectional=f.unidirectional,
                 length_penalty=f.length_penalty, cloze_scoring=f.cloze_scoring, dtype=f.dtype,
-                mesh_shape=mesh_shape, output=f.output)
+                mesh_shape=mesh_shape, output=f.output, overwrite=f.overwrite)
   if hosts.is_writer():
     print(json.dumps(metrics), flush=True)
 
@@ -296,10 +306,12 @@ def _define_flags():
                      "length ** length_penalty (0 = off).")
   flags.DEFINE_enum("cloze_scoring", "multi", ["multi", "single"], "Cloze: summed log-probability "
                     "of each candidate, or the [sop] logit of single-token candidates.")
-  flags.DEFINE_string("dtype", None, "Compute dtype (float32 / bfloat16); default bfloat16 on TPU "
-                      "and GPU, the params' on CPU.")
+  from glm_jax.checkpoint import PARAM_DTYPES  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_enum("dtype", None, list(PARAM_DTYPES), "Compute dtype; default bfloat16 on TPU "
+                    "and GPU, the params' on CPU.")
   hosts.define_flags()
   compilation_cache.define_flag()
+  flags.DEFINE_bool("overwrite", False, "Replace an existing --output file.")
   flags.DEFINE_string("output", None, "Also write the JSON metrics line to this file (harness: "
                       "the harness's results JSON, never over an existing file).")
   flags.DEFINE_list("harness_tasks", [], "--task=harness: lm-evaluation-harness task names.")

@@ -32,6 +32,7 @@ from glm_jax import metrics as metrics_lib
 from glm_jax import model as model_lib
 from glm_jax import objective
 from glm_jax import optim
+from glm_jax import outputs
 from glm_jax import paths
 from glm_jax import prefetch
 from glm_jax import profiling
@@ -78,16 +79,37 @@ def prepare_config(config):
 
 
 class Preemption:
-  """Set by SIGTERM (single process) or by JAX's multi-host preemption sync point."""
+  """Set by SIGTERM or a first Ctrl-C (single process), or by JAX's multi-host preemption sync
+  point. A second Ctrl-C stops at once, in one line. `restore()` puts the old handlers back
+  when the loop ends."""
 
   def __init__(self, checkpointer):
-    self.checkpointer, self.signalled = checkpointer, False
+    self.checkpointer, self.signalled, self.interrupted = checkpointer, False, False
+    self.previous = {}
     if jax.process_count() == 1:
-      signal.signal(signal.SIGTERM, self._handle)
+      self.previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._handle)
+      if "IPython" not in sys.modules:  # a notebook keeps its own Ctrl-C (interrupt the cell)
+        self.previous[signal.SIGINT] = signal.signal(signal.SIGINT, self._interrupt)
 
   def _handle(self, signum, frame):
     del signum, frame
     self.signalled = True
+
+  def _interrupt(self, signum, frame):
+    del signum, frame
+    if self.interrupted:
+      print("Interrupted again: stopped without saving; the last checkpoint is kept.",
+            file=sys.stderr, flush=True)
+      os._exit(cli.INTERRUPTED_EXIT_CODE)  # at once: no traceback, no waiting for a step
+    self.interrupted = self.signalled = True
+    print("Interrupted: saving a checkpoint after this step, then stopping (Ctrl-C again to stop "
+          "at once).", file=sys.stderr, flush=True)
+
+  def restore(self) -> None:
+    """The signal handlers as they were (a notebook's Ctrl-C works again after a run)."""
+    for signum, handler in self.previous.items():
+      signal.signal(signum, handler)
+    self.previous = {}
 
   def reached(self, step: int) -> bool:
     """Whether to stop and checkpoint now: SIGTERM seen, or any host was preempted."""
@@ -96,7 +118,7 @@ class Preemption:
 
 def restore_or_init(config, checkpointer, data, optimizer, abstract, shardings):
   """The latest checkpoint that reads (see restore_fallback); else fresh (or `init_from`) params."""
-  restored = checkpointer.restore_latest(abstract, fallback=config.restore_fallback, warn=log)
+  restored = checkpointer.restore_latest(abstract, fallback=config.restore_fallback)
   if restored is not None:
     step, state, data_state = restored
     data.train.set_state(data_state)
@@ -236,6 +258,7 @@ def train_loop(config, mesh, data, state, step_fn, eval_fn, checkpointer, writer
                          logger, preemption, periodic_eval)
   finally:
     batches.close()
+    preemption.restore()  # the signal handlers the loop took over go back
   logger.finish(step)
   return state, step
 
@@ -261,7 +284,8 @@ def _steps(config, batches, state, step, stop, step_fn, checkpointer, profiler, 
     if step % config.checkpoint_every_steps == 0 or step == stop or preempted:
       checkpointer.save(step, state, batches.get_state())
     if preempted:
-      log(f"Preempted: saved a checkpoint at step {step}; re-run the same command to resume.")
+      why = "Interrupted" if preemption.interrupted else "Preempted"
+      log(f"{why}: saved a checkpoint at step {step}; re-run the same command to resume.")
       break
   return state, step
 
@@ -302,6 +326,7 @@ def keep_tokenizer(data, workdir: str) -> None:
 
 def train_and_evaluate(config, workdir: str, mesh) -> None:
   """Everything after the config is settled; runs inside the mesh and logical-rules context."""
+  outputs.claim_workdir(workdir, "train")
   started = time.perf_counter()
   compilation_cache.enable(config.compilation_cache_dir, workdir)
   try:
@@ -317,7 +342,6 @@ def train_and_evaluate(config, workdir: str, mesh) -> None:
   step_fn = train_state.make_train_step(config, mesh, optimizer, shardings)
   eval_fn = train_state.make_eval_step(config, mesh, shardings.params)
   writer = metrics_lib.MetricsWriter(workdir, tensorboard=config.tensorboard)
-  writer.truncate_after(int(jax.device_get(state.step)))
   num_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(abstract.params))
   log(f"GLM {num_params / 1e6:.1f}M params | mesh "
       f"{dict(mesh.shape)} | batch {config.global_batch_size} x {config.seq_length} | "
@@ -359,11 +383,9 @@ def main(argv) -> None:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   cli.quiet_logs()
   if _COMPILE_ONLY.value:
-    compile_only(_CONFIG.value)
+    compile_only(cli.loaded_config(_CONFIG, "configs/tiny.py"))
   initialize_distributed()
-  config = _CONFIG.value
-  if config is None:
-    raise app.UsageError("Pass --config=configs/<name>.py (e.g. configs/tiny.py).")
+  config = cli.loaded_config(_CONFIG, "configs/tiny.py")
   config = prepare_config(config)  # a bad config or data source: one line from cli.run
   workdir = _WORKDIR.value or default_workdir()
   mesh = sharding.make_mesh(config.mesh)
@@ -382,17 +404,9 @@ def compile_only(config) -> None:
 
 
 def parse_flags(argv):
-  """absl parsing, plus a plain message for an override of a key the config does not have."""
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as e:
-    print(f"FATAL Flags parsing error: {e}", file=sys.stderr)
-  except (AttributeError, KeyError) as e:
-    overrides = [a.split("=")[0] for a in argv if a.startswith("--config.")]
-    print(f"glm_jax.train: unknown config key {str(e).strip(chr(34) + chr(39))!r} in "
-          f"{overrides}; see configs/common.py for the keys.", file=sys.stderr)
-  sys.exit(2)
+  """absl parsing with the error contract (cli.parse_flags): one line, exit status 2."""
+  return cli.parse_flags(argv, "glm_jax.train")
 
 
 if __name__ == "__main__":
-  cli.run(main, program="glm_jax.train", flags_parser=parse_flags)
+  cli.run(main, program="glm_jax.train")
