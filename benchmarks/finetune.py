@@ -90,6 +90,7 @@ def bench(args, name, multi, choices, mesh):
   config.model.update(**bench_model.size_from_flags(args), remat_policy=args.remat)
   config.seq_length, config.global_batch_size = args.seq_length, args.batch
   config.total_steps, config.learning_rate = 100, 1e-5
+  config.from_scratch = True   # random weights: the benchmark times steps
   rng = np.random.default_rng(0)
   encoded = make_encoded(args.batch * 2, choices, args.seq_length, args.vocab, multi, rng)
   slots = max(sum(r.loss_mask) for e in encoded for r in e.rows)

@@ -8,7 +8,9 @@
 No TensorFlow and no tokenizer: batches come from glm_jax.train_data.synthetic_example (the GLM
 layout: bidirectional Part A, causal Part B, per-example sep). On GPU, --fast_attention (default)
 sets attention_dropout=0 so that attention_backend='auto' picks the cuDNN fused kernel with the
-GLM mask; the JSON says which backend ran.
+GLM mask; the JSON says which backend ran. data_wait_fraction: over --steps more steps fed the
+way train.py feeds them (fresh synthetic host batches, built and placed on the devices by
+glm_jax/prefetch.py while the previous step runs), the share of the time spent waiting for data.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from glm_jax import attention
 from glm_jax import metrics
 from glm_jax import model as model_lib
 from glm_jax import optim
+from glm_jax import prefetch
 from glm_jax import sharding
 from glm_jax import train_data
 from glm_jax import train_state
@@ -68,6 +71,22 @@ def time_steps(step_fn, state, batch, steps: int):
   return state, (time.perf_counter() - start) / steps, step_metrics
 
 
+def fed_steps(config, mesh, step_fn, state, steps: int):
+  """`steps` steps fed as train.py feeds them (train_data + prefetch.DevicePrefetcher, fresh
+  synthetic rows each step): (state, the fraction of the time the step thread waited for data)."""
+  batches = prefetch.DevicePrefetcher(train_data.build(config, mesh=mesh).train, mesh)
+  state, step_metrics = step_fn(state, next(batches))
+  jax.block_until_ready(step_metrics)
+  batches.wait_seconds = 0.0
+  start = time.perf_counter()
+  for _ in range(steps):
+    state, step_metrics = step_fn(state, next(batches))
+  jax.block_until_ready((state, step_metrics))
+  fraction = batches.wait_seconds / (time.perf_counter() - start)
+  batches.close()
+  return state, fraction
+
+
 def configure(config):
   on_cpu = jax.default_backend() == "cpu"
   config.global_batch_size = _BATCH.value or (8 if on_cpu else 64)
@@ -96,6 +115,7 @@ def main(argv):
     for _ in range(_REPEATS.value):
       state, seconds, step_metrics = time_steps(step_fn, state, batch, _STEPS.value)
       windows.append(seconds)
+    state, wait_fraction = fed_steps(config, mesh, step_fn, state, _STEPS.value)
   step_s = statistics.median(windows)
   num_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(state.params))
   tokens = config.global_batch_size * config.seq_length
@@ -118,6 +138,7 @@ def main(argv):
       "peak_memory_bytes": peak_memory_bytes(),
       "host_max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
       "final_loss": float(step_metrics["loss"]),
+      "data_wait_fraction": round(wait_fraction, 5),
   }
   print(json.dumps(result))
 

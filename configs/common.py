@@ -69,6 +69,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.tensorboard = True          # also write metrics as TensorBoard summaries (workdir/tensorboard)
   config.restore_fallback = True     # latest checkpoint unreadable: move it aside, resume from the newest older one that reads (False = exit)
   config.profile_steps = ""          # "first:last" (e.g. "10:15"): jax.profiler trace of those steps into workdir/profile ("" = off)
+  config.compilation_cache_dir = "{workdir}/compilation_cache"  # persistent XLA cache: a restart loads its compiled steps ('' = off; {workdir} = this run's workdir)
   config.sample_tokens = 24          # at the end, print one blank filled with up to this many tokens (0 = skip)
 
   # Parallelism: mesh axes (data, fsdp, tensor); -1 takes the remaining devices.
@@ -78,6 +79,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.mesh.tensor = 1             # heads / FFN / vocab split (Megatron-style)
 
   config.init_from = ""              # params checkpoint (from `glm_jax.convert import`) to start from
+  config.from_scratch = False        # finetune only: start from random params on purpose (else init_from is required)
   config.peak_tflops = 0.0           # per-chip bf16 peak for MFU; 0 = look up the chip
   return config
 

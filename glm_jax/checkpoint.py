@@ -1,8 +1,10 @@
-"""Checkpoints: the train state through Orbax, the data-iterator state as one JSON per process.
+"""Checkpoints: the train state and the data-iterator state, as two items of one Orbax step.
 
 Layout of a workdir:
   checkpoints/<step>/state/...        Orbax (every process writes its own shards, async)
-  data_state/<step>/process_<i>.json  each process's input-iterator state at that step
+  checkpoints/<step>/data/metadata    the input iterators' state of all processes (data_state.py)
+The step commits as a whole, so a crash cannot pair a step with another step's data position.
+(Older runs kept it as data_state/<step>/process_<i>.json; those still restore.)
 A checkpoint that cannot be read (e.g. blobs truncated by an interrupted copy) is moved aside to
 `checkpoints/<step>.unreadable` (with `data_state/<step>.unreadable`), never deleted, and the newest
 older one that reads is restored (`restore_latest`). Paths may be local or gs:// (etils.epath).
@@ -14,8 +16,12 @@ Params-only checkpoints (`save_params` / `load_params`; `save_for_inference` /
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
+import re
+import shutil
 import sys
 import time
 from typing import Any, Callable
@@ -26,11 +32,16 @@ import numpy as np
 from jax.experimental import multihost_utils
 import orbax.checkpoint as ocp
 
+from glm_jax import data_state as data_state_lib
+from glm_jax import outputs
 from glm_jax import paths
 from glm_jax import sharding
 from glm_jax.model import GLMConfig, strip_boxes
 from glm_jax.errors import (  # pylint: disable=unused-import (old import path)
-    CheckpointMismatchError, MissingDataStateError, UnreadableCheckpointError)
+    CheckpointMismatchError, MissingDataStateError, SaveError, UnreadableCheckpointError)
+
+
+PARAM_DTYPES = ("float32", "bfloat16", "float16")  # what params may be stored / computed in
 
 
 def root_cause(error: BaseException, limit: int = 400) -> str:
@@ -71,6 +82,77 @@ def _drop_unretrieved_task_errors(record: logging.LogRecord) -> bool:
   return not str(record.msg).split("\n", 1)[0].endswith("exception was never retrieved")
 
 
+def warning(message: str) -> None:
+  """A warning: one line on stderr (process 0 only), never on stdout with the results."""
+  if jax.process_index() == 0:
+    print(message if message.startswith("WARNING") else f"WARNING: {message}", file=sys.stderr,
+          flush=True)
+
+
+def free_space(path) -> str:
+  """'N MiB free there' on the disk holding `path` (its nearest existing folder); '' unknown."""
+  if paths.is_remote(path):
+    return ""
+  folder = os.fspath(path)
+  while folder and not os.path.exists(folder):
+    folder = os.path.dirname(folder)
+  try:
+    free = shutil.disk_usage(folder or "/").free
+  except OSError:
+    return ""
+  return f"{free / 2**20:.1f} MiB free there" if free >= 2**20 else f"{free // 1024} KiB free there"
+
+
+_WRITE_FAILURES = {"No space left": "no space left on device",
+                   "Disk quota": "disk quota exceeded",
+                   "Permission denied": "permission denied",
+                   "Read-only file": "read-only file system",
+                   "Input/output error": "input/output error"}
+
+
+def _write_failure(error: BaseException) -> str | None:
+  """What stopped a write, in a few words (disk full, permissions, I/O), or None when `error`
+  (and what caused it) is not the filesystem refusing a write. TensorStore reports these as
+  ValueError text ("... No space left on device [os_error_code='28']"), Python as OSError."""
+  seen = []
+  while error is not None and error not in seen:
+    seen.append(error)
+    for key, words in _WRITE_FAILURES.items():
+      if key in str(error):
+        return words
+    if isinstance(error, OSError) and not isinstance(error, FileNotFoundError):
+      return (error.strerror or str(error)).lower()
+    error = error.__cause__ or error.__context__
+  return None
+
+
+def save_error(error: BaseException, what: str, where, after: str = "") -> SaveError:
+  """One line for a failed write: what, where, why, how much space is free, what to do."""
+  free = free_space(where)
+  return SaveError(f"could not write {what} to {where}: {_write_failure(error)}"
+                   + (f" ({free})" if free else "") + (f"; {after}" if after else "")
+                   + "; free some space (or fix the folder's permissions) and re-run.")
+
+
+class _DropEchoesOfAFailedWrite(logging.Filter):
+  """Orbax logs a failed write from each of its threads as ERROR with a traceback (some 300
+  lines for one full disk); the caller reports it in one SaveError line, so those are dropped."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    if record.levelno < logging.ERROR or "orbax" not in record.pathname:
+      return True
+    error = record.exc_info[1] if record.exc_info else None
+    text = record.getMessage()
+    return _write_failure(error) is None and not any(k in text for k in _WRITE_FAILURES)
+
+
+def _quiet_failed_writes() -> None:
+  for name in ("absl", ""):
+    target = logging.getLogger(name)
+    if not any(isinstance(f, _DropEchoesOfAFailedWrite) for f in target.filters):
+      target.addFilter(_DropEchoesOfAFailedWrite())
+
+
 def _leaf_shapes(tree) -> dict[str, tuple]:
   flat = jax.tree_util.tree_flatten_with_path(tree)[0]
   return {jax.tree_util.keystr(path): tuple(getattr(leaf, "shape", ())) for path, leaf in flat}
@@ -91,14 +173,16 @@ def check_param_shapes(stored, expected, where: str) -> None:
 
 
 class Checkpointer:
-  """Async Orbax saves every K steps keeping N, plus per-process data-iterator state."""
+  """Async Orbax saves every K steps keeping N, each with the data-iterator state inside."""
 
   def __init__(self, workdir: str, keep: int):
+    _quiet_failed_writes()
     workdir = paths.as_path(workdir)
     self.directory = workdir / "checkpoints"
     self.data_directory = workdir / "data_state"
     self.manager = ocp.CheckpointManager(
-        self.directory, item_handlers={"state": ocp.StandardCheckpointHandler()},
+        self.directory, item_handlers={"state": ocp.StandardCheckpointHandler(),
+                                       "data": ocp.JsonCheckpointHandler()},
         options=ocp.CheckpointManagerOptions(
             max_to_keep=int(keep), create=True, enable_async_checkpointing=True))
 
@@ -110,20 +194,56 @@ class Checkpointer:
     return self.data_directory / str(step) / f"process_{jax.process_index()}.json"
 
   def save(self, step: int, state, data_state: Any) -> None:
-    """Starts an async save of `state`; writes this process's iterator state synchronously."""
-    paths.write_text_atomic(self._data_path(step), json.dumps(data_state))
-    self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)),
-                      force=True)
-    self._prune_data_states(keep_step=step)
+    """Starts an async save of `state` with all processes' iterator state in the same step.
 
-  def _prune_data_states(self, keep_step: int) -> None:
-    if jax.process_index() != 0 or not self.data_directory.is_dir():
-      return
-    kept = set(self.manager.all_steps()) | {keep_step}
-    oldest = min(kept)
-    for child in self.data_directory.iterdir():
-      if child.name.isdigit() and int(child.name) < oldest:
-        child.rmtree(missing_ok=True)
+    A failed write (disk full, permissions; this save's or the previous async one's) is one
+    SaveError line: the partial checkpoint is removed, so the previous one stays the latest.
+    """
+    data = data_state_lib.combine(data_state)  # a collective: every process saves each step
+    with self._saving(step):
+      self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                      data=ocp.args.JsonSave(data)), force=True)
+
+  @contextlib.contextmanager
+  def _saving(self, step: int | None):
+    """Turns a failed write into SaveError after removing what the failed save left."""
+    try:
+      yield
+    except Exception as e:  # pylint: disable=broad-except
+      if _write_failure(e) is None:
+        raise
+      try:  # an earlier async save may still be writing: let it end before cleaning up
+        self.manager.wait_until_finished()
+      except Exception:  # pylint: disable=broad-except
+        pass  # the same full disk, most likely; reported below
+      failed = sorted(set(self._remove_partial()) | ({step} if step is not None else set()))
+      kept = self.manager.latest_step()
+      after = ("the partial checkpoint was removed, "
+               + (f"step {kept} is intact and a re-run resumes from it" if kept is not None
+                  else "no earlier checkpoint exists"))
+      what = "checkpoint " + " and ".join(f"step {failed_step}" for failed_step in failed)
+      raise save_error(e, what if failed else "a checkpoint", self.directory, after) from None
+
+  def _remove_partial(self) -> list[int]:
+    """Removes what unfinished saves left: Orbax's `<step>.orbax-checkpoint-tmp*` folders (never
+    restorable) and iterator states of steps without a checkpoint; returns those steps.
+    Finished checkpoints stay."""
+    steps = []
+    if jax.process_index() == 0:
+      try:
+        for child in (self.directory.iterdir() if self.directory.is_dir() else ()):
+          if ".orbax-checkpoint-tmp" in child.name:
+            steps.append(int(child.name.split(".")[0]))
+            child.rmtree(missing_ok=True)
+        for child in (self.data_directory.iterdir() if self.data_directory.is_dir() else ()):
+          if child.name.isdigit() and not (self.directory / child.name).exists():
+            child.rmtree(missing_ok=True)
+      except (OSError, ValueError):
+        pass  # the disk may still refuse; the message already says what to free
+    if jax.process_count() > 1:
+      multihost_utils.sync_global_devices("glm_jax removed a partial checkpoint")
+    self.manager.reload()
+    return steps
 
   def restore(self, step: int, abstract_state):
     """(state, data_state) at `step`, placed with the shardings in `abstract_state`.
@@ -134,9 +254,13 @@ class Checkpointer:
     stored = self.manager.item_metadata(step)["state"]
     stored = getattr(stored, "tree", stored)
     check_param_shapes(stored["params"], abstract_state.params, str(self.directory / str(step)))
+    if (self.directory / str(step) / "data").exists():
+      restored = self.manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
+      return restored["state"], data_state_lib.own_part(restored["data"], step)
     restored = self.manager.restore(
         step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))
-    path = self._data_path(step)
+    path = self._data_path(step)  # a checkpoint of an older run: the state beside it
     if not path.exists():
       raise MissingDataStateError(
           f"Checkpoint step {step} has no data-iterator state for process "
@@ -144,16 +268,18 @@ class Checkpointer:
     return restored["state"], json.loads(path.read_text())
 
   def restore_latest(self, abstract_state, fallback: bool = True,
-                     warn: Callable[[str], None] = print):
+                     warn: Callable[[str], None] = warning):
     """(step, state, data_state) of the newest checkpoint that reads, or None if there is none.
 
     A checkpoint that fails to read is named in one line (step, path, reason); with `fallback`
-    it is moved aside (never deleted, so its step can be saved again) and the next older one is
-    tried; without, UnreadableCheckpointError carries that line. A model of another shape
-    (CheckpointMismatchError) or missing iterator state for this process count is not "unreadable":
-    it is raised as is, and nothing is moved.
+    the next older one is tried and, once one reads, the unreadable newer ones are moved aside
+    (never deleted, so their steps can be saved again). When checkpoints exist and none reads,
+    UnreadableCheckpointError names each step and why, and nothing is moved: a run never starts
+    over by itself. A model of another shape (CheckpointMismatchError) or missing iterator
+    state for this process count is not "unreadable": it is raised as is, and nothing is moved.
     """
     _ignore_reads_finishing_after_a_failed_restore()
+    unreadable = []
     for step in sorted(self.manager.all_steps(), reverse=True):
       try:
         state, data_state = self.restore(step, abstract_state)
@@ -166,6 +292,9 @@ class Checkpointer:
       failed = multihost_utils.process_allgather(np.int32(error is not None)) \
           if jax.process_count() > 1 else [error is not None]
       if not any(failed):
+        for bad, line in unreadable:
+          aside = self.set_aside(bad)
+          warn(f"WARNING: {line}. Moved it to {aside}; resuming from step {step}.")
         return step, state, data_state
       line = (f"Checkpoint step {step} at {self.directory / str(step)} cannot be read: "
               f"{root_cause(error) if error is not None else 'another process failed to read it'}")
@@ -173,8 +302,13 @@ class Checkpointer:
         raise UnreadableCheckpointError(
             line + " (restore_fallback=False; set --config.restore_fallback=True to resume "
             "from the newest older checkpoint that reads)")
-      aside = self.set_aside(step)
-      warn(f"WARNING: {line}. Moved it to {aside}; trying the previous checkpoint.")
+      unreadable.append((step, line))
+    if unreadable:
+      raise UnreadableCheckpointError(
+          f"no checkpoint under {self.directory} reads, so the run stops instead of starting "
+          "over (nothing was changed): " + "; ".join(
+              f"step {step}: {line.split(': ', 1)[1]}" for step, line in unreadable)
+          + ". Restore the checkpoints from a copy, or pass a new --workdir to start afresh.")
     return None
 
   def set_aside(self, step: int):
@@ -195,18 +329,35 @@ class Checkpointer:
 
   def wait(self) -> None:
     """Blocks until async saves are on disk (before reading them back or exiting)."""
-    self.manager.wait_until_finished()
+    with self._saving(None):
+      self.manager.wait_until_finished()
 
   def close(self) -> None:
     """Finishes pending saves and releases Orbax's threads."""
-    self.manager.close()
+    with self._saving(None):
+      self.manager.close()
 
 
-def save_params(path: str, params) -> None:
-  """Writes a params-only Orbax checkpoint (a plain nested dict of arrays) to `path`."""
+def write_params(path, params) -> None:
+  """Writes a params-only Orbax checkpoint (a plain nested dict of arrays) to the new folder
+  `path` (see `save_params` for writing a user's --output)."""
+  _quiet_failed_writes()
   checkpointer = ocp.StandardCheckpointer()
-  checkpointer.save(paths.as_path(path), params, force=True)
-  checkpointer.wait_until_finished()
+  try:
+    checkpointer.save(paths.as_path(path), params)
+    checkpointer.wait_until_finished()
+  except Exception as e:  # pylint: disable=broad-except
+    if _write_failure(e) is not None:
+      raise save_error(e, "params", path) from None
+    raise
+
+
+def save_params(path: str, params, *, command: str = "save_params",
+                overwrite: bool = False) -> None:
+  """Writes a params-only checkpoint to `path` through `outputs.directory`: a folder that holds
+  anything but a previous `command` output is refused, and with `overwrite` only that is replaced."""
+  with outputs.directory(path, command, overwrite) as tmp:
+    write_params(tmp, params)
 
 
 def load_params(path: str, target_shapes=None, shardings=None):
@@ -220,6 +371,10 @@ def load_params(path: str, target_shapes=None, shardings=None):
   if not path.is_dir():
     raise FileNotFoundError(f"No params checkpoint at {path} (expected a directory written by "
                             "glm_jax.checkpoint.save_params / `python -m glm_jax.convert import`).")
+  if (path / "checkpoints").is_dir() and not (path / "_METADATA").exists():
+    raise FileNotFoundError(
+        f"{path} is a training workdir, not a params checkpoint: extract one with `python -m "
+        f"glm_jax.extract_params --workdir={path} --output=DIR` and pass DIR.")
   checkpointer = ocp.StandardCheckpointer()
   if target_shapes is None:  # on this process's first device, whatever mesh wrote it
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
@@ -257,6 +412,10 @@ def infer_config(params, dtype: str | None = None) -> GLMConfig:
         f"Not a GLM params tree (missing {e}); extract one with `python -m "
         "glm_jax.extract_params` or convert it with `python -m glm_jax.convert import`.") from e
   param_dtype = jnp.dtype(params["word_embeddings"]["embedding"].dtype).name
+  if param_dtype not in PARAM_DTYPES:
+    raise CheckpointMismatchError(
+        f"the params are stored as {param_dtype}; generate, evaluate and finetune read "
+        f"{', '.join(PARAM_DTYPES)}: extract them again with --dtype=bfloat16 (or no --dtype).")
   return GLMConfig(vocab_size=int(vocab), num_layers=int(qkv[0]), hidden_size=int(hidden),
                    num_heads=int(qkv[3]), max_sequence_length=int(positions) - 1,
                    mlp_ratio=int(ffn) // int(hidden), embedding_dropout=0.0,
@@ -280,13 +439,17 @@ def cast_params(params, dtype):
       else x, params)
 
 
-def save_for_inference(path: str, params, dtype: str | None = None) -> None:
-  """Writes a params-only checkpoint, cast to `dtype` when given (inference needs no optimizer)."""
+def for_inference(params, dtype: str | None = None):
+  """The params as inference reads them: unboxed, checked to be a GLM tree, cast to `dtype`."""
   params = strip_boxes(params)
   infer_config(params)  # refuse to write something generate could not read back
-  if dtype is not None:
-    params = cast_params(params, dtype)
-  save_params(path, params)
+  return cast_params(params, dtype) if dtype is not None else params
+
+
+def save_for_inference(path: str, params, dtype: str | None = None, **output) -> None:
+  """Writes a params-only checkpoint, cast to `dtype` when given (inference needs no optimizer);
+  `output`: save_params' command / overwrite."""
+  save_params(path, for_inference(params, dtype), **output)
 
 
 def load_for_inference(path: str, dtype: str | None = None, mesh=None):
@@ -331,37 +494,79 @@ def restore_sharded(path, shapes, mesh, config, subtree: str | None = None, dtyp
   return restored[subtree] if subtree is not None else restored
 
 
-def latest_step(workdir: str) -> int:
-  """The newest step under `workdir/checkpoints`, without opening an Orbax manager."""
+def training_steps(workdir: str) -> list[int]:
+  """The steps under `workdir/checkpoints`, newest first, without opening an Orbax manager."""
   directory = paths.as_path(workdir) / "checkpoints"
-  steps = sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit()) \
+  if paths.as_path(workdir).exists() and not paths.as_path(workdir).is_dir():
+    raise FileNotFoundError(f"--workdir={workdir} is a file; pass the training run's folder.")
+  steps = sorted((int(p.name) for p in directory.iterdir() if p.name.isdigit()), reverse=True) \
       if directory.is_dir() else []
   if not steps:
     raise FileNotFoundError(f"No training checkpoints under {directory}; pass the --workdir "
                             "that `python -m glm_jax.train` wrote.")
-  return steps[-1]
+  return steps
 
 
-def _train_state_path(workdir: str, step: int | None):
-  step = latest_step(workdir) if step is None else int(step)
-  path = paths.as_path(workdir) / "checkpoints" / str(step) / "state"
-  if not path.is_dir():
-    raise FileNotFoundError(f"No train state at {path}; choose a step under {path.parent.parent}.")
-  return path
+def latest_step(workdir: str) -> int:
+  """The newest step under `workdir/checkpoints`, without opening an Orbax manager."""
+  return training_steps(workdir)[0]
+
+
+def read_newest(workdir: str, read: Callable[[int], Any], warn: Callable[[str], None] = warning):
+  """(step, read(step)) for the newest step that reads: train's fallback rule for commands that
+  only read a workdir (nothing is moved). Each unreadable step is one warning line; when none
+  reads, UnreadableCheckpointError names every step and why."""
+  _ignore_reads_finishing_after_a_failed_restore()
+  failures = []
+  for step in training_steps(workdir):
+    try:
+      value = read(step)
+    except (CheckpointMismatchError, FileNotFoundError):
+      raise
+    except Exception as e:  # pylint: disable=broad-except
+      failures.append((step, root_cause(e)))
+      time.sleep(1.0)  # let the reads still in flight finish (quietly, see the hook)
+      continue
+    for bad, reason in failures:
+      warn(f"WARNING: Checkpoint step {bad} at {paths.as_path(workdir) / 'checkpoints' / str(bad)}"
+           f" cannot be read: {reason}; used step {step}, the newest that reads.")
+    return step, value
+  raise UnreadableCheckpointError(
+      f"no checkpoint under {paths.as_path(workdir) / 'checkpoints'} reads: "
+      + "; ".join(f"step {bad}: {reason}" for bad, reason in failures)
+      + ". Restore them from a copy, or pass --step of one that reads.")
 
 
 def params_from_training_checkpoint(workdir: str, step: int | None = None, mesh=None,
                                     dtype: str | None = None):
-  """The params of a training checkpoint (`workdir/checkpoints/<step>/state`), on `mesh`.
+  """The params of a training checkpoint (`workdir/checkpoints/<step>/state`), on `mesh`;
+  without `step`, of the newest step that reads (`read_newest`, train's fallback rule).
 
   A partial restore of the `params` subtree: the optimizer state is never read. Each leaf is read
   straight into the sharding its logical axes give on `mesh` (default: every device on fsdp),
   whatever mesh or device count the run trained on; floating leaves are cast to `dtype` on read.
   """
-  path = _train_state_path(workdir, step)
-  stored = _stored_tree(ocp.StandardCheckpointer(), path)
-  stored = stored["params"] if isinstance(stored, dict) else stored.params
-  config = infer_config(stored)
   if mesh is None:
     mesh = sharding.make_mesh({"data": 1, "fsdp": -1, "tensor": 1})
-  return restore_sharded(path, _shapes_of(stored), mesh, config, subtree="params", dtype=dtype)
+
+  def read(step):
+    path = paths.as_path(workdir) / "checkpoints" / str(step) / "state"
+    if not path.is_dir():
+      raise FileNotFoundError(f"No train state at {path}; choose a step under "
+                              f"{path.parent.parent}.")
+    stored = _stored_tree(ocp.StandardCheckpointer(), path)
+    stored = stored["params"] if isinstance(stored, dict) else stored.params
+    config = infer_config(stored)
+    return restore_sharded(path, _shapes_of(stored), mesh, config, subtree="params", dtype=dtype)
+  if step is None:
+    return read_newest(workdir, read)[1]
+  training_steps(workdir)
+  _ignore_reads_finishing_after_a_failed_restore()
+  try:
+    return read(int(step))
+  except (CheckpointMismatchError, FileNotFoundError):
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    raise UnreadableCheckpointError(
+        f"Checkpoint step {step} at {paths.as_path(workdir) / 'checkpoints' / str(step)} cannot "
+        f"be read: {root_cause(e)}; pass another --step, or none for the newest that reads.") from None

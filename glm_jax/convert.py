@@ -238,11 +238,13 @@ def load_state_dict(path: str) -> dict[str, np.ndarray]:
                         "use .pt, .bin, .safetensors or .npz.")
 
 
-def save_safetensors(state_dict: Mapping[str, np.ndarray], path: str) -> None:
-  """Writes a THUDM-named state dict as .safetensors (bfloat16 kept; local or gs://)."""
+def save_safetensors(state_dict: Mapping[str, np.ndarray], path: str,
+                     overwrite: bool = False) -> None:
+  """Writes a THUDM-named state dict as .safetensors (bfloat16 kept; local or gs://), through
+  `outputs.file`: an existing file needs `overwrite`; the file appears whole, mode 0644."""
   from safetensors.numpy import save_file
-  from glm_jax import paths
-  with paths.local_staging(path) as local:      # save_file (unlike save) knows bfloat16
+  from glm_jax import outputs
+  with outputs.file(path, EXPORT, overwrite) as local:   # save_file (unlike save) knows bfloat16
     save_file({k: np.ascontiguousarray(v) for k, v in state_dict.items()}, local)
 
 
@@ -256,8 +258,8 @@ def _torch_to_numpy(tensor):
   return tensor.numpy()
 
 
-def save_torch(state_dict: Mapping[str, np.ndarray], path: str) -> None:
-  """Writes a torch state dict (bfloat16 arrays stay bfloat16)."""
+def save_torch(state_dict: Mapping[str, np.ndarray], path: str, overwrite: bool = False) -> None:
+  """Writes a torch state dict (bfloat16 arrays stay bfloat16), through `outputs.file`."""
   import ml_dtypes
   import torch
   out = {}
@@ -267,38 +269,41 @@ def save_torch(state_dict: Mapping[str, np.ndarray], path: str) -> None:
       out[name] = torch.from_numpy(value.view(np.int16)).view(torch.bfloat16)
     else:
       out[name] = torch.from_numpy(value.copy())
-  from glm_jax import paths
-  target = paths.as_path(path)
-  target.parent.mkdir(parents=True, exist_ok=True)
-  with target.open("wb") as f:
-    torch.save(out, f)
+  from glm_jax import outputs
+  with outputs.file(path, EXPORT, overwrite, flag="--torch_output") as local:
+    torch.save(out, local)
 
 
 # ----------------------------------------------------------------------------- CLI
 
 
 def import_checkpoint(input_path: str, num_heads: int, output_dir: str, dtype=None,
-                      tokenizer=None, mesh=None):
+                      tokenizer=None, mesh=None, overwrite: bool = False):
   """File in THUDM naming -> Orbax params checkpoint. Returns the model config.
 
-  With `tokenizer` (a released GLM tokenizer), its files and kind are stored in
-  `output_dir/tokenizer/`, so generation needs no tokenizer flags. With `mesh`, the params are
-  placed on it by their logical axes and every process writes its own shards.
+  With `tokenizer` (a released GLM tokenizer, or our sentencepiece one), its files (and kind)
+  are stored in `output_dir`, so generation needs no tokenizer flags. With `mesh`, the params are
+  placed on it by their logical axes and every process writes its own shards. `output_dir` is
+  written through `outputs.directory`: a folder holding anything else (e.g. the input) is refused.
   """
-  from glm_jax import checkpoint
-  from glm_jax import hosts
-  from glm_jax import sharding
+  from glm_jax import checkpoint, hosts, outputs, sharding
+  outputs.check_directory(output_dir, IMPORT, overwrite)   # before reading anything
   config, params = from_thudm(load_state_dict(input_path), num_heads, dtype=dtype)
   if tokenizer is not None and tokenizer.vocab_size > config.vocab_size:
     raise ConversionError(
-        f"the tokenizer ({tokenizer.kind}, task_mask={tokenizer.task_mask}) has "
+        f"the tokenizer ({getattr(tokenizer, 'kind', 'sentencepiece')}, task_mask="
+        f"{getattr(tokenizer, 'task_mask', False)}) has "
         f"{tokenizer.vocab_size} ids but {input_path} has only {config.vocab_size} word "
         "embeddings; pass the tokenizer (kind, --task_mask) this checkpoint was trained with.")
   if mesh is not None:
     params = sharding.place(params, sharding.param_shardings(config, params, mesh))
-  checkpoint.save_params(output_dir, params)
-  if tokenizer is not None and hosts.is_writer():
-    tokenizer.save(os.path.join(output_dir, "tokenizer"))
+  with outputs.directory(output_dir, IMPORT, overwrite) as tmp:
+    checkpoint.write_params(tmp, params)   # every process writes its own shards
+    if hosts.is_writer() and hasattr(tokenizer, "save"):   # a released tokenizer: files and kind
+      tokenizer.save(os.fspath(tmp / "tokenizer"))
+    elif hosts.is_writer() and tokenizer is not None:      # ours: the sentencepiece .model file
+      from input_pipeline import tokenizer as tokenizer_lib
+      tokenizer_lib.store_beside(tokenizer.model_path, tmp)
   return config
 
 
@@ -325,18 +330,21 @@ def default_torch_output(output_path: str) -> str:
 
 
 def export_checkpoint(checkpoint_dir: str, output_path: str, torch_output: str = "",
-                      prefix: str = "") -> int:
-  """Orbax params checkpoint -> THUDM-named .safetensors (and .pt). Returns the tensor count."""
-  from glm_jax import checkpoint
+                      prefix: str = "", overwrite: bool = False) -> int:
+  """Orbax params checkpoint -> THUDM-named .safetensors (and .pt). Returns the tensor count.
+  Existing files are refused unless `overwrite` (checked before anything is read)."""
+  from glm_jax import checkpoint, outputs
+  if torch_output and not torch_available():
+    raise MissingDependencyError("--torch_output needs PyTorch, which is not installed; pass "
+                                 "--torch_output='' to write the .safetensors file only.")
+  outputs.check_file(output_path, EXPORT, overwrite)
+  if torch_output:
+    outputs.check_file(torch_output, EXPORT, overwrite, flag="--torch_output")
   params = checkpoint.load_params(checkpoint_dir)
   state_dict = to_thudm(params, prefix=prefix)
-  save_safetensors(state_dict, output_path)
+  save_safetensors(state_dict, output_path, overwrite)
   if torch_output:
-    if not torch_available():
-      raise MissingDependencyError(
-          "--torch_output needs PyTorch, which is not installed; the .safetensors "
-          f"file {output_path} was written.")
-    save_torch(state_dict, torch_output)
+    save_torch(state_dict, torch_output, overwrite)
   return len(state_dict)
 
 
@@ -361,6 +369,7 @@ def define_import_flags() -> None:
   flags.DEFINE_boolean("task_mask", False, "The tokenizer has [gMASK]/[sMASK] (GLM-2B, GLM-10B, "
                        "GLM-RoBERTa, the Chinese models).")
   flags.DEFINE_boolean("fix_command_token", False, "chinese-sp ids of GLM-Large-Chinese.")
+  _define_overwrite_flag()
   flags.mark_flags_as_required(["input", "num_heads", "output"])
 
 
@@ -372,10 +381,18 @@ def define_export_flags() -> None:
   flags.DEFINE_string("torch_output", "auto", "Also write a torch .pt state dict here; 'auto' = "
                       "beside --output when torch is installed, '' = never.")
   flags.DEFINE_string("prefix", "", "Prefix for every name ('glm.' for Hugging Face).")
+  _define_overwrite_flag()
   flags.mark_flags_as_required(["checkpoint", "output"])
 
 
+def _define_overwrite_flag() -> None:
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_bool("overwrite", False, "Replace a previous output of this command (only the "
+                    "files it wrote; anything else there is kept).")
+
+
 COMMANDS = {"import": define_import_flags, "export": define_export_flags}
+IMPORT, EXPORT = "convert import", "convert export"   # the commands outputs.* records
 
 
 def run_import(f, mesh=None) -> None:
@@ -388,14 +405,15 @@ def run_import(f, mesh=None) -> None:
         f.fix_command_token if f["fix_command_token"].present else None)
   elif f.tokenizer_kind:
     raise ConversionError("--tokenizer_kind needs --tokenizer=DIR (the released tokenizer's files).")
-  cfg = import_checkpoint(f.input, f.num_heads, f.output, f.dtype or None, tokenizer, mesh)
+  cfg = import_checkpoint(f.input, f.num_heads, f.output, f.dtype or None, tokenizer, mesh,
+                          overwrite=f.overwrite)
   from glm_jax import hosts  # pylint: disable=g-import-not-at-top
   if hosts.is_writer():
-      print(f"Wrote params to {f.output}: {cfg.num_layers} layers, hidden {cfg.hidden_size}, "
+    print(f"Wrote params to {f.output}: {cfg.num_layers} layers, hidden {cfg.hidden_size}, "
           f"{cfg.num_heads} heads, vocab {cfg.vocab_size}, positions "
           f"{cfg.max_sequence_length + 1}."
-          + (f" Tokenizer ({tokenizer.kind}, task_mask={tokenizer.task_mask}, "
-             f"{tokenizer.vocab_size} ids) in {os.path.join(f.output, 'tokenizer')}."
+          + (f" Tokenizer ({getattr(tokenizer, 'kind', 'sentencepiece')}, task_mask="
+             f"{getattr(tokenizer, 'task_mask', False)}, {tokenizer.vocab_size} ids) stored with it."
              if tokenizer is not None else ""))
 
 
@@ -408,7 +426,7 @@ def run_export(f, mesh=None) -> None:
   if not hosts.is_writer():
     return
   torch_output = default_torch_output(f.output) if f.torch_output == "auto" else f.torch_output
-  n = export_checkpoint(f.checkpoint, f.output, torch_output, f.prefix)
+  n = export_checkpoint(f.checkpoint, f.output, torch_output, f.prefix, overwrite=f.overwrite)
   print(f"Wrote {n} tensors in THUDM naming to {f.output}"
         + (f" and {torch_output}" if torch_output else "") + ".")
 
@@ -430,10 +448,21 @@ def main(argv) -> None:
     raise ConversionError(str(e)) from e
 
 
-if __name__ == "__main__":
+def command_line() -> None:
+  """`python -m glm_jax.convert COMMAND --flags`: the command picks the flag set (an unknown one
+  is refused before any flag is parsed, so `imprt` is not told about an "unknown flag")."""
   import sys  # pylint: disable=g-import-not-at-top
   from glm_jax import cli  # pylint: disable=g-import-not-at-top
   from glm_jax import hosts  # pylint: disable=g-import-not-at-top
-  COMMANDS.get(sys.argv[1] if len(sys.argv) > 1 else "", lambda: None)()
+  command = sys.argv[1] if len(sys.argv) > 1 else ""
+  if command not in COMMANDS and command.split("=")[0] not in cli.HELP_FLAGS:
+    print(f"error: unknown convert command {command!r}; use `convert import` or "
+          "`convert export` (see --help).", file=sys.stderr)
+    sys.exit(cli.USER_ERROR_EXIT_CODE)
+  COMMANDS.get(command, lambda: None)()
   hosts.define_flags()
   cli.run(main)
+
+
+if __name__ == "__main__":
+  command_line()

@@ -83,6 +83,8 @@ class LoopState:
   out: jax.Array      # [B, NB, max_new_tokens] the kept tokens, -1 elsewhere
 
 
+PAD_TO = 16  # prompt slots are rounded up to a multiple of this, so nearby lengths share a compile
+
 STATIC_ARGS = ("cfg", "max_new_tokens", "greedy", "top_k", "no_repeat_ngram_size", "sop", "ends",
                "vocab_limit")
 

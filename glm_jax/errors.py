@@ -64,3 +64,18 @@ class EvaluationError(UserError, ValueError):
 
 class MissingDependencyError(UserError, ImportError):
   """An optional package (e.g. PyTorch) that this command needs is not installed."""
+
+
+class OutputExistsError(UserError, FileExistsError):
+  """An --output (or workdir) that holds something this command did not write (or needs
+  --overwrite); nothing was written."""
+
+
+class SaveError(UserError, OSError):
+  """A write that failed (disk full, permissions, I/O); the message says where and what is free."""
+
+  kind = "save failed"
+
+
+class InterruptedByUser(UserError):
+  """A second Ctrl-C: stop at once (the first one saves at the next step)."""

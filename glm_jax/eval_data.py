@@ -160,6 +160,9 @@ def read_cloze(path, encode: Callable[[str], list[int]], mask_id: int) -> list[C
     if mask_id not in text_a and mask_id not in (text_b_ids or []):
       raise EvaluationError(f"{path}:{number}: no [MASK] in text_a or text_b; write [MASK] where "
                             "the answer goes.")
+    if text_a.count(mask_id) + (text_b_ids or []).count(mask_id) > 1:
+      raise EvaluationError(f"{path}:{number}: more than one [MASK] in text_a / text_b; a cloze "
+                            "example has one blank: keep one [MASK] (split the example).")
     cand_ids = [encode(c) for c in candidates]
     empty = [c for c, ids in zip(candidates, cand_ids) if not ids]
     if empty:

@@ -4,6 +4,8 @@ r"""The evaluation CLI: LAMBADA accuracy, WikiText perplexity, cloze accuracy; o
       --checkpoint=DIR --tokenizer=DIR [--tokenizer_kind=bert-uncased] [--mask_token=gMASK]
   python -m glm_jax.evaluate --task=wikitext103 --data=wiki.test.tokens --checkpoint=DIR ...
   python -m glm_jax.evaluate --task=cloze --data=questions.jsonl --checkpoint=DIR ...
+  python -m glm_jax.evaluate --task=harness --harness_tasks=lambada_openai,piqa --checkpoint=DIR
+      (lm-evaluation-harness tasks through glm_jax.harness; pip install -e ".[harness]")
 
 A progress bar with an ETA goes to stderr; the metrics are one JSON line on stdout (and in
 --output). The scoring is glm_jax.cloze / glm_jax.lm_eval, batched and sharded over the mesh.
@@ -17,10 +19,11 @@ import time
 
 import numpy as np
 
-from glm_jax import cloze, eval_data, lm_eval, scoring
+from glm_jax import cloze, eval_data, lm_eval, outputs, scoring
 from glm_jax.eval_rows import EvaluationError
 
-TASKS = ("lambada", "wikitext103", "wikitext2", "cloze")
+TASKS = ("lambada", "wikitext103", "wikitext2", "cloze", "harness")
+COMMAND = "evaluate"
 DEFAULT_SEQ_LENGTH = {"lambada": 512, "wikitext103": 1024, "wikitext2": 1024, "cloze": 256}
 DEFAULT_OVERLAP = 256
 
@@ -58,6 +61,10 @@ def resolve_seq_length(task: str, requested: int | None, max_sequence_length: in
   if requested is not None:
     if requested < 2:
       raise EvaluationError(f"--seq_length must be at least 2, got {requested}.")
+    if requested > int(max_sequence_length):
+      raise EvaluationError(f"--seq_length={requested} is beyond the model's position table "
+                            f"({max_sequence_length} positions); pass --seq_length="
+                            f"{max_sequence_length} or less.")
     return int(requested)
   return min(DEFAULT_SEQ_LENGTH[task], int(max_sequence_length))
 
@@ -133,7 +140,9 @@ def evaluate_cloze(config, params, tokenizer, path, *, seq_length, length_penalt
       truncated += cut
       for i, row in zip(indices, logits):
         scores[i] = row
-    rows, _, _ = cloze.single_token_rows(singles, special_ids=special, seq_length=seq_length)
+    rows = [row for indices in groups.values()   # per group: candidate counts may differ
+            for row in cloze.single_token_rows([singles[i] for i in indices], special_ids=special,
+                                               seq_length=seq_length)[0]]
   else:
     rows, _, _ = cloze.multi_token_rows(examples, special_ids=special, seq_length=seq_length)
     scores, truncated = cloze.multi_token_scores_batch(
@@ -150,12 +159,13 @@ def evaluate_cloze(config, params, tokenizer, path, *, seq_length, length_penalt
 def run(task: str, data: str, checkpoint: str, tokenizer_path: str | None = None, *, tokenizer_kind=None,
         seq_length=None, overlap=DEFAULT_OVERLAP, batch_size=scoring.DEFAULT_BATCH_SIZE,
         mask_token="MASK", unidirectional=False, length_penalty=0.0, cloze_scoring="multi",
-        dtype=None, mesh_shape=None, output=None) -> dict:
+        dtype=None, mesh_shape=None, output=None, overwrite=False) -> dict:
   """Everything the CLI does, callable from Python; returns the metrics it prints.
 
   mesh_shape: {data, fsdp, tensor} sizes (default every device on fsdp: params split, rows
   too); the params are read straight into their shards. dtype: compute dtype (default bfloat16
-  on TPU / GPU, the params' on CPU). Every process runs it; process 0 writes `output`.
+  on TPU / GPU, the params' on CPU). Every process runs it; process 0 writes `output` (an
+  existing file only with `overwrite`).
   """
   from etils import epath
   from glm_jax import checkpoint as checkpoint_lib
@@ -163,8 +173,14 @@ def run(task: str, data: str, checkpoint: str, tokenizer_path: str | None = None
   from input_pipeline import tokenizer as tokenizer_lib
   if task not in TASKS:
     raise EvaluationError(f"--task={task!r} is not one of {TASKS}.")
+  if task == "harness":
+    raise EvaluationError("--task=harness runs through run_harness (--harness_tasks=NAME,...).")
+  if not data:
+    raise EvaluationError(f"--task={task} reads --data=FILE; pass it.")
   if not epath.Path(data).exists():  # before loading a large checkpoint
     raise FileNotFoundError(f"Evaluation data {data} does not exist; pass --data=FILE.")
+  if output:
+    outputs.check_file(output, COMMAND, overwrite)   # an existing file is not replaced unasked
   mesh = hosts.make_mesh(mesh_shape or hosts.INFERENCE_MESH)
   config, params = checkpoint_lib.load_for_inference(checkpoint, hosts.compute_dtype(dtype), mesh)
   tokenizer = tokenizer_lib.load_tokenizer(tokenizer_path or checkpoint, tokenizer_kind)
@@ -189,10 +205,39 @@ def run(task: str, data: str, checkpoint: str, tokenizer_path: str | None = None
   metrics = {"task": task, "seq_length": seq_length, "dtype": config.dtype, **metrics}
   line = json.dumps(metrics, sort_keys=False)
   if output and hosts.is_writer():
-    path = epath.Path(output)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(line + "\n")
+    with outputs.file(output, COMMAND, overwrite) as local:
+      with open(local, "w") as f:
+        f.write(line + "\n")
   return metrics
+
+
+def run_harness(tasks, checkpoint: str, tokenizer_path: str | None = None, *, tokenizer_kind=None,
+                seq_length=None, overlap=DEFAULT_OVERLAP, batch_size=scoring.DEFAULT_BATCH_SIZE,
+                mask_token="MASK", unidirectional=False, eop=False, dtype=None, mesh_shape=None,
+                include_path=None, include_defaults=True, num_fewshot=None, limit=None,
+                output=None, coordinator_address=None, num_processes=None,
+                process_id=None, **evaluate_kwargs) -> dict | None:
+  """lm-evaluation-harness tasks (glm_jax.harness); the metrics line on process 0, else None.
+  --output gets the harness's own results file; evaluate_kwargs go to lm_eval.simple_evaluate."""
+  from glm_jax import harness
+  mesh_shape = mesh_shape or {"data": -1, "fsdp": 1, "tensor": 1}
+  model_args = dict(tokenizer=tokenizer_path, tokenizer_kind=tokenizer_kind, mask_token=mask_token,
+                    unidirectional=unidirectional, eop=eop, seq_length=seq_length,
+                    overlap=overlap, batch_size=batch_size, dtype=dtype,
+                    mesh_data=mesh_shape["data"], mesh_fsdp=mesh_shape["fsdp"],
+                    mesh_tensor=mesh_shape["tensor"], coordinator_address=coordinator_address,
+                    num_processes=num_processes, process_id=process_id)
+  tasks = [t for t in (tasks.split(",") if isinstance(tasks, str) else tasks or [])]
+  start = time.perf_counter()
+  results = harness.evaluate_tasks(tasks, checkpoint, include_path=include_path,
+                                   include_defaults=include_defaults, num_fewshot=num_fewshot,
+                                   limit=limit, output=output, model_args=model_args,
+                                   **evaluate_kwargs)
+  if results is None:
+    return None
+  return {"task": "harness", "harness_tasks": [t.strip() for t in tasks], "mask_token": mask_token,
+          "unidirectional": bool(unidirectional), "eop": bool(eop), "num_fewshot": num_fewshot,
+          "results": harness.summarize(results), "seconds": time.perf_counter() - start}
 
 
 def main(argv):
@@ -200,8 +245,10 @@ def main(argv):
   del argv
   from absl import flags
   from glm_jax import cli
+  from glm_jax import compilation_cache  # pylint: disable=g-import-not-at-top
   from glm_jax import hosts
   cli.quiet_logs()
+  compilation_cache.enable(flags.FLAGS.compilation_cache_dir)
   f = flags.FLAGS
   if not f.task:
     raise EvaluationError(f"pass --task (one of {', '.join(TASKS)}).")
@@ -210,6 +257,21 @@ def main(argv):
     sys.exit(inference_aot.main(
         "glm_jax.evaluate", inference_aot.compile_scoring, task=f.task,
         seq_length=f.seq_length or DEFAULT_SEQ_LENGTH[f.task], batch_size=f.batch_size))
+  if f.task == "harness":
+    if not f.checkpoint:
+      raise EvaluationError("--task=harness scores a model: pass --checkpoint=DIR.")
+    metrics = run_harness(f.harness_tasks, f.checkpoint, f.tokenizer,
+                          tokenizer_kind=f.tokenizer_kind, seq_length=f.seq_length,
+                          overlap=f.overlap, batch_size=f.batch_size, mask_token=f.mask_token,
+                          unidirectional=f.unidirectional, eop=f.eop, dtype=f.dtype,
+                          mesh_shape=hosts.mesh_config(), include_path=f.harness_include_path,
+                          include_defaults=f.harness_default_tasks,
+                          num_fewshot=f.harness_num_fewshot, limit=f.harness_limit,
+                          output=f.output, coordinator_address=f.coordinator_address,
+                          num_processes=f.num_processes, process_id=f.process_id)
+    if metrics is not None:
+      print(json.dumps(metrics), flush=True)
+    return
   if not f.data or not f.checkpoint:
     raise EvaluationError("pass --data=FILE and --checkpoint=DIR (or --compile_only).")
   hosts.initialize()
@@ -218,13 +280,14 @@ def main(argv):
                 seq_length=f.seq_length, overlap=f.overlap, batch_size=f.batch_size,
                 mask_token=f.mask_token, unidirectional=f.unidirectional,
                 length_penalty=f.length_penalty, cloze_scoring=f.cloze_scoring, dtype=f.dtype,
-                mesh_shape=mesh_shape, output=f.output)
+                mesh_shape=mesh_shape, output=f.output, overwrite=f.overwrite)
   if hosts.is_writer():
     print(json.dumps(metrics), flush=True)
 
 
 def _define_flags():
   from absl import flags
+  from glm_jax import compilation_cache  # pylint: disable=g-import-not-at-top
   from glm_jax import cli  # pylint: disable=g-import-not-at-top
   from glm_jax import hosts  # pylint: disable=g-import-not-at-top
   flags.DEFINE_enum("task", None, list(TASKS), "What to evaluate.")
@@ -243,10 +306,26 @@ def _define_flags():
                      "length ** length_penalty (0 = off).")
   flags.DEFINE_enum("cloze_scoring", "multi", ["multi", "single"], "Cloze: summed log-probability "
                     "of each candidate, or the [sop] logit of single-token candidates.")
-  flags.DEFINE_string("dtype", None, "Compute dtype (float32 / bfloat16); default bfloat16 on TPU "
-                      "and GPU, the params' on CPU.")
+  from glm_jax.checkpoint import PARAM_DTYPES  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_enum("dtype", None, list(PARAM_DTYPES), "Compute dtype; default bfloat16 on TPU "
+                    "and GPU, the params' on CPU.")
   hosts.define_flags()
-  flags.DEFINE_string("output", None, "Also write the JSON metrics line to this file.")
+  compilation_cache.define_flag()
+  flags.DEFINE_bool("overwrite", False, "Replace an existing --output file.")
+  flags.DEFINE_string("output", None, "Also write the JSON metrics line to this file (harness: "
+                      "the harness's results JSON, never over an existing file).")
+  flags.DEFINE_list("harness_tasks", [], "--task=harness: lm-evaluation-harness task names.")
+  flags.DEFINE_string("harness_include_path", None, "--task=harness: a directory of your own "
+                      "harness task YAMLs.")
+  flags.DEFINE_boolean("harness_default_tasks", True, "--task=harness: also index lm_eval's own "
+                       "~15k task names (takes seconds); --noharness_default_tasks with only "
+                       "--harness_include_path tasks.")
+  flags.DEFINE_integer("harness_num_fewshot", None, "--task=harness: few-shot examples (default: "
+                       "each task's own, 0 for most).")
+  flags.DEFINE_float("harness_limit", None, "--task=harness: only the first N documents per task "
+                     "(or a fraction < 1); for quick checks, not for reported numbers.")
+  flags.DEFINE_boolean("eop", False, "--task=harness: score [eop] after each continuation (the "
+                       "blank holds exactly it, as the original's multiple-choice cloze scores).")
   from glm_jax import inference_aot  # pylint: disable=g-import-not-at-top
   inference_aot.define_flags()
 

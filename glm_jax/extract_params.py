@@ -20,7 +20,10 @@ from absl import flags
 from glm_jax import checkpoint as checkpoint_lib
 from glm_jax import cli
 from glm_jax import hosts
+from glm_jax import outputs
 from glm_jax import paths
+
+COMMAND = "extract_params"
 
 
 def define_flags() -> None:
@@ -28,7 +31,10 @@ def define_flags() -> None:
   flags.DEFINE_string("workdir", None, "Training workdir (holds checkpoints/<step>/state).")
   flags.DEFINE_integer("step", None, "Checkpoint step; default the latest.")
   flags.DEFINE_string("output", None, "Directory to write the params-only checkpoint to.")
-  flags.DEFINE_string("dtype", None, "Cast params to this dtype (e.g. bfloat16); default keep.")
+  flags.DEFINE_enum("dtype", None, list(checkpoint_lib.PARAM_DTYPES),
+                    "Cast params to this dtype (e.g. bfloat16); default keep.")
+  flags.DEFINE_bool("overwrite", False, "Replace a previous extract_params output at --output "
+                    "(only the files it wrote; anything else there is kept).")
   hosts.define_flags()
   flags.mark_flags_as_required(["workdir", "output"])
 
@@ -39,12 +45,14 @@ def main(argv) -> None:
   from input_pipeline import tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
   cli.quiet_logs()
   f = flags.FLAGS
+  outputs.check_directory(f.output, COMMAND, f.overwrite)  # before reading anything
   mesh = hosts.start()
   params = checkpoint_lib.params_from_training_checkpoint(f.workdir, f.step, mesh, f.dtype)
-  checkpoint_lib.save_for_inference(f.output, params)  # every process writes its shards
-  tokenizer = tokenizer_lib.tokenizer_beside(f.workdir)  # the run's tokenizer goes along
-  if tokenizer is not None and hosts.is_writer():
-    tokenizer_lib.store_beside(tokenizer, f.output)
+  with outputs.directory(f.output, COMMAND, f.overwrite) as tmp:
+    checkpoint_lib.write_params(tmp, checkpoint_lib.for_inference(params))  # every process: its shards
+    tokenizer = tokenizer_lib.tokenizer_beside(f.workdir)  # the run's tokenizer goes along
+    if tokenizer is not None and hosts.is_writer():
+      tokenizer_lib.store_beside(tokenizer, tmp)
   cfg = checkpoint_lib.infer_config(params)
   if hosts.is_writer():
     print(f"Wrote inference params ({cfg.num_layers} layers, hidden {cfg.hidden_size}, "

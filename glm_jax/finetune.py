@@ -26,8 +26,10 @@ from etils import epath
 from glm_jax import checkpoint as checkpoint_lib
 from glm_jax import cli
 from glm_jax import hosts
+from glm_jax import compilation_cache
 from glm_jax import metrics as metrics_lib
 from glm_jax import optim
+from glm_jax import outputs
 from glm_jax import paths
 from glm_jax import profiling
 from glm_jax import run_checks
@@ -48,12 +50,18 @@ _WORKDIR = train._WORKDIR  # pylint: disable=protected-access
 log = train.log
 # --mesh_data / --mesh_fsdp / --mesh_tensor: given, they override config.mesh (hosts.py).
 hosts.define_mesh_flags(hosts.CONFIG_MESH)
+warn = checkpoint_lib.warning  # warnings go to stderr, results and progress to stdout
 
 
 def model_from_checkpoint(config) -> None:
   """Sets config.model's shape (vocab, layers, width, heads, positions, FFN) from the params
-  at init_from, so one config serves every released size; dropout and dtype stay configured."""
+  at init_from, so one config serves every released size; dropout and dtype stay configured.
+  Without init_from, finetuning refuses unless from_scratch says a random start is meant."""
   if not config.init_from:
+    if not config.get("from_scratch", False):
+      raise FinetuneError("no model to finetune: pass --config.init_from=DIR (a params checkpoint "
+                          "from `python -m glm_jax.extract_params` or `convert import`), or "
+                          "--config.from_scratch=True to finetune randomly initialised params.")
     return
   path = epath.Path(config.init_from)
   if not path.is_dir():
@@ -162,14 +170,14 @@ def build_seq2seq_task(config, tokenizer) -> seq2seq_task.Seq2SeqTask:
     splits[split], stats = seq2seq_data.load_examples(
         config.task, split, tokenizer, data_dir=config.data_dir, data_source=config.data_source)
     if stats.empty_sources or stats.empty_targets:
-      log(f"{config.task} {split}: {stats.empty_sources} empty source lines, "
+      warn(f"{config.task} {split}: {stats.empty_sources} empty source lines, "
           f"{stats.empty_targets} empty target lines (kept, as the original keeps them).")
   if not splits["train"]:
     raise FinetuneError(f"{config.data_dir}: the training set is empty.")
   task = seq2seq_task.Seq2SeqTask(config, tokenizer, train=splits["train"], dev=splits["dev"],
                                   test=splits["test"])
   if task.stats.truncated_targets:
-    log(f"{config.task} train: {task.stats.truncated_targets} of {len(splits['train'])} targets "
+    warn(f"{config.task} train: {task.stats.truncated_targets} of {len(splits['train'])} targets "
         f"longer than tgt_seq_length={config.tgt_seq_length} were cut (the original's rule).")
   return task
 
@@ -186,13 +194,13 @@ def build_task(config, tokenizer) -> ClozeTask:
     encoded = [encoder.encode(ex, for_training=(split == "train")) for ex in examples]
     cut = sum(e.truncated for e in encoded)
     if cut:
-      log(f"{info.name} {split}: {cut} of {len(examples)} examples longer than seq_length="
+      warn(f"{info.name} {split}: {cut} of {len(examples)} examples longer than seq_length="
           f"{config.seq_length} were truncated (the original's rule).")
     splits[split] = (examples, encoded)
   if not splits["train"][0]:
     raise FinetuneError(f"{config.data_dir}: the training set is empty.")
   if info.name == "wsc" and not any("candidates" in ex.meta for ex in splits["dev"][0]):
-    log("wsc: the files have no `candidates` (the original trains on its WSC-negative files, "
+    warn("wsc: the files have no `candidates` (the original trains on its WSC-negative files, "
         "each record with candidates: [{\"text\": noun phrase}, ...]); with the referent as the "
         "only choice, training is generative only and every dev prediction is True.")
   train_encoded = splits["train"][1]
@@ -298,7 +306,8 @@ class BestKeeper:
     value = results[self.metric]
     if self.best is not None and value <= self.best["value"]:
       return False
-    checkpoint_lib.save_for_inference(self.params_dir, params)
+    checkpoint_lib.save_for_inference(self.params_dir, params, command="finetune best_params",
+                                      overwrite=True)
     self.best = {"metric": self.metric, "value": value, "step": step, "epoch": epoch,
                  "results": results}
     if jax.process_index() == 0:
@@ -344,6 +353,8 @@ def write_predictions(task: ClozeTask, params, mesh, workdir: str) -> str | None
 def run(config, workdir: str, mesh) -> dict:
   """Finetunes (or resumes), then predicts the test set with the best params; returns the
   best dev record (best.json)."""
+  compilation_cache.enable(config.compilation_cache_dir, workdir)
+  outputs.claim_workdir(workdir, "finetune")
   tokenizer = load_task_tokenizer(config)
   if tokenizer.vocab_size > config.model.vocab_size:
     raise FinetuneError(f"the tokenizer has {tokenizer.vocab_size} ids but the model only "
@@ -363,7 +374,6 @@ def run(config, workdir: str, mesh) -> dict:
   state = train.restore_or_init(config, checkpointer, data, optimizer, abstract, shardings)
   step_fn = train_state.make_train_step(config, mesh, optimizer, shardings, task.objective)
   writer = metrics_lib.MetricsWriter(workdir, tensorboard=config.tensorboard)
-  writer.truncate_after(int(jax.device_get(state.step)))
   keeper = BestKeeper(workdir, task.main_metric)
   log(f"{task.info.name}: {len(task.train_encoded)} train / {len(task.dev_examples)} dev / "
       f"{len(task.test_examples)} test examples | {config.epochs} epochs x {steps_per_epoch} "
@@ -384,8 +394,11 @@ def run(config, workdir: str, mesh) -> dict:
   params = state.params
   if keeper.best is not None:
     params = checkpoint_lib.load_params(keeper.params_dir, abstract.params, shardings.params)
-    if hasattr(tokenizer, "save") and jax.process_index() == 0:  # generate / evaluate find it
-      tokenizer.save(str(paths.as_path(keeper.params_dir) / "tokenizer"))
+    if jax.process_index() == 0:  # generate / evaluate find it there
+      if hasattr(tokenizer, "save"):   # a released tokenizer: its files and kind
+        tokenizer.save(str(paths.as_path(keeper.params_dir) / "tokenizer"))
+      else:                            # ours: the sentencepiece .model file
+        tokenizer_lib.store_beside(tokenizer.model_path, keeper.params_dir)
     log(f"best dev {keeper.metric} {keeper.best['value']:.2f} at step {keeper.best['step']}; "
         f"params in {keeper.params_dir}")
   written = write_predictions(task, params, mesh, workdir)
@@ -440,9 +453,7 @@ def main(argv) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   cli.quiet_logs()
-  config = _CONFIG.value
-  if config is None:
-    raise app.UsageError("Pass --config=configs/finetune/superglue.py (or seq2seq.py).")
+  config = cli.loaded_config(_CONFIG, "configs/finetune/superglue.py")
   config.mesh.update(hosts.mesh_config(config.mesh))
   if train._COMPILE_ONLY.value:  # pylint: disable=protected-access
     compile_only(config)
@@ -455,4 +466,4 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
-  cli.run(main, program="glm_jax.finetune", flags_parser=train.parse_flags)
+  cli.run(main, program="glm_jax.finetune")

@@ -36,7 +36,7 @@ STRATEGIES = ("greedy", "sample", "beam")
 BLANK_KEYS = ("MASK", "sMASK", "gMASK")
 END_KEYS = ("eop", "eos")
 REQUIRED_SPECIAL_KEYS = BLANK_KEYS + END_KEYS + ("sop",)
-PAD_TO = 16  # prompt slots are rounded up to a multiple of this, so nearby lengths share a compile
+PAD_TO = decode_loop.PAD_TO
 
 
 # ----------------------------------------------------------------------------- input checks
@@ -172,6 +172,9 @@ class DecodingOptions:
                               "use strategy='greedy' for argmax decoding.")
       if not isinstance(self.top_k, int) or self.top_k < 0:
         raise GenerationError(f"top_k must be an integer >= 0 (0 = off), got {self.top_k!r}.")
+    if not 0.0 <= self.top_p <= 1.0:
+      raise GenerationError(f"top_p must be between 0 and 1 (0 = off), got {self.top_p!r}; "
+                            "e.g. --top_p=0.9.")
 
   def vocab_limit_for(self, cfg, special: dict[str, int]) -> int:
     """The checked vocabulary limit for this model: above every special id, within its vocab."""
@@ -293,8 +296,15 @@ def _read_prompts(prompts, prompt_file) -> list[str]:
   texts = list(prompts or [])
   if prompt_file:
     from glm_jax import paths  # pylint: disable=g-import-not-at-top
-    with paths.as_path(prompt_file).open() as f:
-      texts += [line.rstrip("\n") for line in f if line.strip()]
+    try:
+      text = paths.as_path(prompt_file).read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+      raise GenerationError(f"--prompt_file={prompt_file} is not UTF-8 text (byte {e.start}); "
+                            "save it as UTF-8, one prompt per line.") from None
+    except IsADirectoryError:
+      raise GenerationError(f"--prompt_file={prompt_file} is a directory; pass a text file, "
+                            "one prompt per line.") from None
+    texts += [line for line in text.splitlines() if line.strip()]
   if not texts:
     raise GenerationError("No prompt given; pass --prompt='Text with a [MASK].' or "
                           "--prompt_file=FILE (one prompt per line).")
@@ -307,20 +317,27 @@ def main(argv):
   from absl import flags
   from glm_jax import checkpoint as checkpoint_lib
   from glm_jax import cli
+  from glm_jax import compilation_cache  # pylint: disable=g-import-not-at-top
   from glm_jax import hosts
   cli.quiet_logs()
+  compilation_cache.enable(flags.FLAGS.compilation_cache_dir)
   f = flags.FLAGS
   if f.compile_only:  # before anything initialises a JAX backend or imports TensorFlow
     import sys  # pylint: disable=g-import-not-at-top
     from glm_jax import inference_aot  # pylint: disable=g-import-not-at-top
     sys.exit(inference_aot.main(
         "glm_jax.generate", inference_aot.compile_generate, batch_size=f.batch_size,
-        prompt_length=-(-f.prompt_length // PAD_TO) * PAD_TO, max_new_tokens=f.max_new_tokens,
-        strategy=f.strategy,
+        prompt_length=f.prompt_length, max_new_tokens=f.max_new_tokens, strategy=f.strategy,
         num_beams=f.num_beams))
   if not f.checkpoint:
     raise GenerationError("pass --checkpoint=DIR (a params-only checkpoint), or --compile_only.")
   from input_pipeline import tokenizer as tokenizer_lib
+  kwargs = dict(max_new_tokens=f.max_new_tokens, strategy=f.strategy, temperature=f.temperature,
+                top_k=f.top_k, top_p=f.top_p, num_beams=f.num_beams,
+                length_penalty=f.length_penalty, no_repeat_ngram_size=f.no_repeat_ngram_size,
+                seed=f.seed, beam_rule=f.beam_rule)
+  DecodingOptions(**kwargs)  # every decoding flag checked before anything is loaded
+  texts = _read_prompts(f.prompt, f.prompt_file)
   mesh = hosts.start()  # every process runs every step; process 0 prints
   config, params = checkpoint_lib.load_for_inference(f.checkpoint, hosts.compute_dtype(f.dtype),
                                                      mesh)
@@ -335,11 +352,7 @@ def main(argv):
     raise GenerationError(
         f"The tokenizer ({tokenizer_path}) has {tokenizer.vocab_size} pieces but the model only "
         f"{config.vocab_size} embeddings; pass the tokenizer the checkpoint was trained with.")
-  texts = _read_prompts(f.prompt, f.prompt_file)
-  kwargs = dict(max_new_tokens=f.max_new_tokens, strategy=f.strategy, temperature=f.temperature,
-                top_k=f.top_k, top_p=f.top_p, num_beams=f.num_beams,
-                length_penalty=f.length_penalty, no_repeat_ngram_size=f.no_repeat_ngram_size,
-                seed=f.seed, beam_rule=f.beam_rule, mesh=mesh)
+  kwargs["mesh"] = mesh
   for start in range(0, len(texts), f.batch_size):
     for text in generate_text(config, params, tokenizer, texts[start:start + f.batch_size],
                               task_mask=f.task_mask, **kwargs):
@@ -349,6 +362,7 @@ def main(argv):
 
 def _define_flags():
   from absl import flags
+  from glm_jax import compilation_cache  # pylint: disable=g-import-not-at-top
   from glm_jax import cli  # pylint: disable=g-import-not-at-top
   from glm_jax import hosts  # pylint: disable=g-import-not-at-top
   cli.define_model_flags()
@@ -368,9 +382,11 @@ def _define_flags():
                     "bound: stop when no live beam can win; original: generate_samples.py's "
                     "Hugging Face scorer (candidates by top-k).")
   flags.DEFINE_integer("no_repeat_ngram_size", 0, "Never repeat an n-gram inside a blank; 0 = off.")
+  compilation_cache.define_flag()
   flags.DEFINE_integer("seed", 0, "Sampling seed.")
-  flags.DEFINE_string("dtype", None, "Compute dtype (float32 / bfloat16); default bfloat16 on TPU "
-                      "and GPU, the params' on CPU.")
+  from glm_jax.checkpoint import PARAM_DTYPES  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_enum("dtype", None, list(PARAM_DTYPES), "Compute dtype; default bfloat16 on "
+                    "TPU and GPU, the params' on CPU.")
   flags.DEFINE_bool("task_mask", False, "The model was pretrained with [sMASK]/[gMASK] (the original's "
                     "--task-mask in config_tasks/model_blocklm_*.sh: GLM-2B/10B/Large-Chinese): a prompt without a blank gets "
                     "' [gMASK]' appended instead of ' [MASK]'.")

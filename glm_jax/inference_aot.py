@@ -46,8 +46,8 @@ def _param_inputs(cfg, mesh):
 def compile_generate(config, topology: str, mesh_config, *, num_slices: int = 1,
                      dtype: str = "bfloat16", **options: Any) -> dict:
   """Compiles the KV-cached decode loop (greedy / sample) or the blank beam search for
-  `topology`: `batch_size` prompts of `prompt_length` token slots (generate rounds prompts up to
-  a multiple of its PAD_TO), `num_blanks` blanks of `max_new_tokens` each. Returns the report."""
+  `topology`: `batch_size` prompts of `prompt_length` tokens, `num_blanks` blanks of
+  `max_new_tokens` each. Returns the report."""
   from glm_jax import beam_blanks, decode_loop  # pylint: disable=g-import-not-at-top
   opts = {**GENERATE_DEFAULTS, **options}
   cfg = inference_config(config, dtype)
@@ -56,7 +56,7 @@ def compile_generate(config, topology: str, mesh_config, *, num_slices: int = 1,
   report.update(program="generate", dtype=dtype, **opts)
   shapes, params = _param_inputs(cfg, mesh)
   b, nb = int(opts["batch_size"]), int(opts["num_blanks"])
-  slots = int(opts["prompt_length"])
+  slots = -(-int(opts["prompt_length"]) // decode_loop.PAD_TO) * decode_loop.PAD_TO
   i32, f32 = jnp.int32, jnp.float32
   ends = (cfg.vocab_size - 1, cfg.vocab_size - 2)  # any ids: only their count is compiled in
   static = dict(cfg=cfg, max_new_tokens=int(opts["max_new_tokens"]), no_repeat_ngram_size=0,

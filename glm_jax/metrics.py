@@ -77,7 +77,10 @@ def progress_line(step: int, total: int, values: dict, seconds_per_step: float) 
 
 
 class MetricsWriter:
-  """Appends one JSON object per logged step to metrics.jsonl and mirrors it to TensorBoard."""
+  """Appends one JSON object per logged step to metrics.jsonl and mirrors it to TensorBoard.
+
+  metrics.jsonl is only ever appended to: a run resumed from an earlier checkpoint logs its
+  steps again after the lines of the run that died, so a reader keeps the last record per step."""
 
   def __init__(self, workdir: str, tensorboard: bool = True):
     self.enabled = jax.process_index() == 0
@@ -94,15 +97,6 @@ class MetricsWriter:
         self._scalar_metadata = summary_pb2.SummaryMetadata(
             plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
         self._summary = tf.summary.create_file_writer(str(self.path.parent / "tensorboard"))
-
-  def truncate_after(self, step: int) -> None:
-    """Drops records past `step` (left by a run that died after its last checkpoint)."""
-    if not self.enabled or not self.path.exists():
-      return
-    lines = self.path.read_text().splitlines(keepends=True)
-    kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
-    if len(kept) < len(lines):
-      paths.write_text_atomic(self.path, "".join(kept))
 
   def write(self, step: int, values: dict) -> None:
     """Appends one step's metrics to metrics.jsonl (and TensorBoard), on process 0 only."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from glm_jax import attention
 from glm_jax import model as model_lib
 from glm_jax import optim
 from glm_jax import paths
@@ -58,8 +59,7 @@ def _check_batch(config, num_devices: int, process_count: int) -> None:
     raise ConfigError(f"config.mesh: {e}") from None
   batch, accum = config.global_batch_size, config.grad_accum_steps
   shards = data * fsdp
-  _require(batch % process_count == 0,
-           f"global_batch_size={batch} is not divisible by the {process_count} processes.")
+  del process_count  # rows follow the mesh (sharding.held_row_blocks), not the process count
   _require(batch % (shards * accum) == 0,
            f"global_batch_size={batch} must be divisible by grad_accum_steps ({accum}) x the "
            f"batch-sharding devices (mesh data x fsdp = {data} x {fsdp} = {shards}); e.g. use "
@@ -80,10 +80,11 @@ def validate(config, num_devices: int, process_count: int) -> None:
   raw_mode = config.data.get("length_mode", "fit") == "raw"
   key = "data.raw_length" if raw_mode else "seq_length"
   positions = config.data.raw_length if raw_mode else config.seq_length
+  fix = (f"lower {key} (the position tables come with init_from={config.init_from})"
+         if config.get("init_from") else f"lower {key} or raise model.max_sequence_length")
   _require(positions <= model_cfg.max_sequence_length + 1,
            f"{key}={positions} exceeds the position tables "
-           f"(model.max_sequence_length + 1 = {model_cfg.max_sequence_length + 1} rows); lower "
-           f"{key} or raise model.max_sequence_length.")
+           f"(model.max_sequence_length + 1 = {model_cfg.max_sequence_length + 1} rows); {fix}.")
   _require(model_cfg.dtype != "float16",
            "model.dtype='float16' is refused: training here has no dynamic loss scaling, so "
            "float16 gradients underflow or overflow; use --config.model.dtype=bfloat16 (float32's "
@@ -92,6 +93,11 @@ def validate(config, num_devices: int, process_count: int) -> None:
   _require(not (model_cfg.attention_backend == "pallas" and model_cfg.attention_dropout > 0),
            "model.attention_backend='pallas' has no attention-probability dropout. Set "
            "model.attention_dropout=0.0 for training, or use model.attention_backend='xla'.")
+  try:  # e.g. cudnn on a machine without a GPU: refused here, not as a traceback of the step
+    attention.resolve_backend(model_cfg.attention_backend, dtype=model_cfg.dtype,
+                              training_with_dropout=model_cfg.attention_dropout > 0)
+  except ValueError as e:
+    raise ConfigError(str(e).replace("attention_backend=", "model.attention_backend=")) from None
   _require(not config.init_from or paths.as_path(config.init_from).is_dir(),
            f"init_from={config.init_from!r} is not a directory (expected a params checkpoint "
            "from `python -m glm_jax.convert import`).")

@@ -123,10 +123,62 @@ def batch_sharding(mesh, ndim: int = 2) -> NamedSharding:
   return NamedSharding(mesh, P(("data", "fsdp"), *([None] * (ndim - 1))))
 
 
+def num_row_blocks(mesh) -> int:
+  """How many distinct blocks of rows a batch splits into: one per (data, fsdp) coordinate."""
+  return int(mesh.shape["data"]) * int(mesh.shape["fsdp"])
+
+
+def held_row_blocks(mesh) -> tuple[int, ...]:
+  """The row blocks this process's devices hold, in order (from the batch sharding's
+  addressable indices): the only rows it has to build. Processes whose devices share a
+  (data, fsdp) coordinate (a tensor axis across hosts) hold, and so build, the same blocks."""
+  indices = batch_sharding(mesh, 1).addressable_devices_indices_map((num_row_blocks(mesh),))
+  return tuple(sorted({int(index[0].start or 0) for index in indices.values()}))
+
+
+def check_feedable(mesh, global_batch: int) -> None:
+  """Raises ValueError (one line: the mesh and the fix) unless every device of this process
+  holds whole, non-empty row blocks of a `global_batch`-row batch. Run before compiling."""
+  blocks = num_row_blocks(mesh)
+  if global_batch < blocks or global_batch % blocks:
+    raise ValueError(
+        f"mesh {dict(mesh.shape)} splits the batch into data x fsdp = {blocks} row blocks, which "
+        f"global_batch_size={global_batch} cannot fill evenly; use a multiple of {blocks} "
+        f"(e.g. --config.global_batch_size={max(1, round(global_batch / blocks)) * blocks}) or "
+        "move devices from data/fsdp to tensor")
+  rows = global_batch // blocks
+  shape = (global_batch,)
+  for device, index in batch_sharding(mesh, 1).addressable_devices_indices_map(shape).items():
+    start, stop = index[0].indices(global_batch)[:2]
+    if start % rows or stop - start != rows:
+      raise ValueError(f"mesh {dict(mesh.shape)}: device {device} holds rows {start}:{stop}, not "
+                       f"one block of {rows}; build the mesh with sharding.make_mesh")
+
+
 def put_batch(batch: Mapping[str, np.ndarray], mesh):
-  """Host-local numpy batch -> global arrays (each process passes only its own rows)."""
-  return {k: jax.make_array_from_process_local_data(batch_sharding(mesh, v.ndim), v)
-          for k, v in batch.items()}
+  """This process's rows -> global arrays. `batch` holds the rows of `held_row_blocks(mesh)`,
+  block after block; each device takes its block from them (replicas read the same rows)."""
+  blocks = held_row_blocks(mesh)
+  slot = {block: i for i, block in enumerate(blocks)}
+  def place(v):
+    v = np.asarray(v)
+    rows = v.shape[0] // len(blocks)
+    global_shape = (rows * num_row_blocks(mesh),) + v.shape[1:]
+    def rows_of(index):
+      start, stop = index[0].indices(global_shape[0])[:2]
+      local = slot[start // rows] * rows + start % rows
+      return v[(slice(local, local + stop - start),) + tuple(index[1:])]
+    return jax.make_array_from_callback(global_shape, batch_sharding(mesh, v.ndim), rows_of)
+  return {k: place(v) for k, v in batch.items()}
+
+
+def to_host(x) -> np.ndarray:
+  """A device array as numpy on every process: gathered across processes when this one holds
+  only part of it (np.asarray on such an array fails in multi-host runs)."""
+  if isinstance(x, jax.Array) and not x.is_fully_addressable:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+  return np.asarray(x)
 
 
 def abstract_arrays(shapes, shardings=None):

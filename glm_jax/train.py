@@ -14,27 +14,33 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 
 from absl import app
 from absl import flags
 import flax.linen as nn
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from ml_collections import config_flags
 
 from glm_jax import checkpoint as checkpoint_lib
 from glm_jax import cli
 from glm_jax import hosts
+from glm_jax import compilation_cache
 from glm_jax import metrics as metrics_lib
 from glm_jax import model as model_lib
 from glm_jax import objective
 from glm_jax import optim
+from glm_jax import outputs
 from glm_jax import paths
+from glm_jax import prefetch
 from glm_jax import profiling
 from glm_jax import run_checks
 from glm_jax import sharding
 from glm_jax import train_data
 from glm_jax import train_state
+from glm_jax.errors import ConfigError
 from input_pipeline.blank_infilling import OBJECTIVES as EVAL_OBJECTIVES
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Run config file, e.g. configs/tiny.py.")
@@ -73,16 +79,37 @@ def prepare_config(config):
 
 
 class Preemption:
-  """Set by SIGTERM (single process) or by JAX's multi-host preemption sync point."""
+  """Set by SIGTERM or a first Ctrl-C (single process), or by JAX's multi-host preemption sync
+  point. A second Ctrl-C stops at once, in one line. `restore()` puts the old handlers back
+  when the loop ends."""
 
   def __init__(self, checkpointer):
-    self.checkpointer, self.signalled = checkpointer, False
+    self.checkpointer, self.signalled, self.interrupted = checkpointer, False, False
+    self.previous = {}
     if jax.process_count() == 1:
-      signal.signal(signal.SIGTERM, self._handle)
+      self.previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._handle)
+      if "IPython" not in sys.modules:  # a notebook keeps its own Ctrl-C (interrupt the cell)
+        self.previous[signal.SIGINT] = signal.signal(signal.SIGINT, self._interrupt)
 
   def _handle(self, signum, frame):
     del signum, frame
     self.signalled = True
+
+  def _interrupt(self, signum, frame):
+    del signum, frame
+    if self.interrupted:
+      print("Interrupted again: stopped without saving; the last checkpoint is kept.",
+            file=sys.stderr, flush=True)
+      os._exit(cli.INTERRUPTED_EXIT_CODE)  # at once: no traceback, no waiting for a step
+    self.interrupted = self.signalled = True
+    print("Interrupted: saving a checkpoint after this step, then stopping (Ctrl-C again to stop "
+          "at once).", file=sys.stderr, flush=True)
+
+  def restore(self) -> None:
+    """The signal handlers as they were (a notebook's Ctrl-C works again after a run)."""
+    for signum, handler in self.previous.items():
+      signal.signal(signum, handler)
+    self.previous = {}
 
   def reached(self, step: int) -> bool:
     """Whether to stop and checkpoint now: SIGTERM seen, or any host was preempted."""
@@ -91,7 +118,7 @@ class Preemption:
 
 def restore_or_init(config, checkpointer, data, optimizer, abstract, shardings):
   """The latest checkpoint that reads (see restore_fallback); else fresh (or `init_from`) params."""
-  restored = checkpointer.restore_latest(abstract, fallback=config.restore_fallback, warn=log)
+  restored = checkpointer.restore_latest(abstract, fallback=config.restore_fallback)
   if restored is not None:
     step, state, data_state = restored
     data.train.set_state(data_state)
@@ -110,15 +137,31 @@ def _objective_groups(batches, rows: int) -> np.ndarray:
   read; all zero where the iterator does not say (synthetic data, padding rows)."""
   groups = np.zeros((rows, len(EVAL_OBJECTIVES)), np.float32)
   for row, name in enumerate(getattr(batches, "last_objectives", ())):
-    groups[row, EVAL_OBJECTIVES.index(name)] = 1.0
+    if name is not None:
+      groups[row, EVAL_OBJECTIVES.index(name)] = 1.0
   return groups
+
+
+def any_process(flag: bool) -> bool:
+  """Whether `flag` holds on any process (a collective: every process must call it)."""
+  if jax.process_count() == 1:
+    return bool(flag)
+  return bool(np.any(multihost_utils.process_allgather(np.int32(bool(flag)))))
 
 
 def evaluate(eval_step, params, data, mesh, num_batches: int) -> dict:
   """Mean loss / Part-B accuracy over `num_batches` held-out batches (a host sync, by design),
-  and the loss of each objective that occurred (`eval_loss_token`, ..., as pretrain_glm.py)."""
+  and the loss of each objective that occurred (`eval_loss_token`, ..., as pretrain_glm.py).
+
+  Every process runs the same batches: until `num_batches`, or until no process has data left;
+  one that ran out feeds zero-weight rows (as a block that ran out does inside a process)."""
   sums, batches = None, data.make_eval()
-  for _, batch in zip(range(num_batches), batches):
+  for _ in range(num_batches):
+    batch = next(batches, None)
+    if not any_process(batch is not None):
+      break
+    if batch is None:
+      batch = data.eval_padding()
     groups = _objective_groups(batches, batch["sep"].shape[0])
     batch_sums = eval_step(params, sharding.put_batch(batch, mesh),
                            sharding.put_batch({"groups": groups}, mesh)["groups"])
@@ -145,6 +188,8 @@ class TrainLogger:
     self.peak = metrics_lib.peak_tflops(config)
     self.timer = metrics_lib.StepTimer(start_step)
     self.window, self.pending, self.extra = [], None, {}
+    self.started = time.perf_counter()  # this invocation's first record says how long it took
+    self.first_record = True
 
   def add(self, step: int, step_metrics) -> None:
     """Records this step's (device) metrics; flushes the previous window, now surely computed."""
@@ -170,6 +215,9 @@ class TrainLogger:
                                          self.peak, jax.device_count()))
     values.update(self.extra)
     self.extra = {}
+    if self.first_record:  # compiles included: what a warm compilation cache shortens
+      values["time_to_first_step_s"] = time.perf_counter() - self.started
+      self.first_record = False
     self.writer.write(step, values)
     log(metrics_lib.progress_line(step, self.config.total_steps, values, per_step))
 
@@ -181,17 +229,21 @@ class TrainLogger:
 
 
 def train_loop(config, mesh, data, state, step_fn, eval_fn, checkpointer, writer,
-               profiler=None, *, periodic_eval=None, tokens_per_step=None) -> tuple:
+               profiler=None, *, periodic_eval=None, tokens_per_step=None,
+               started=None) -> tuple:
   """Runs steps until stop_at_step / total_steps or a preemption; returns (state, step).
 
   profiler: a profiling.StepProfiler (config.profile_steps) told about each step, or None.
   periodic_eval: `(state, step) -> dict | None`, called after every step in place of the
   held-out LM evaluation every eval_every_steps (finetuning: the task's dev metrics when due).
-  tokens_per_step: for throughput, when a step holds more than batch x seq_length tokens."""
+  tokens_per_step: for throughput, when a step holds more than batch x seq_length tokens.
+  started: `time.perf_counter()` when the command started (the first record's
+  time_to_first_step_s counts from there; default: now)."""
   step = int(jax.device_get(state.step))
   stop = min(config.total_steps, config.stop_at_step or config.total_steps)
   num_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(state.params))
   logger = TrainLogger(config, writer, step, num_params)
+  logger.started = started or logger.started
   if tokens_per_step:
     logger.tokens_per_step = int(tokens_per_step)
   preemption = Preemption(checkpointer)
@@ -200,11 +252,25 @@ def train_loop(config, mesh, data, state, step_fn, eval_fn, checkpointer, writer
       if config.eval_every_steps and step % config.eval_every_steps == 0:
         return evaluate(eval_fn, state.params, data, mesh, config.eval_steps)
       return None
+  batches = prefetch.DevicePrefetcher(data.train, mesh)  # the next batch builds during this step
+  try:
+    state, step = _steps(config, batches, state, step, stop, step_fn, checkpointer, profiler,
+                         logger, preemption, periodic_eval)
+  finally:
+    batches.close()
+    preemption.restore()  # the signal handlers the loop took over go back
+  logger.finish(step)
+  return state, step
+
+
+def _steps(config, batches, state, step, stop, step_fn, checkpointer, profiler, logger,
+           preemption, periodic_eval):
+  """The loop of `train_loop`: step, log, evaluate, checkpoint; returns (state, step)."""
   while step < stop:
     if profiler is not None:
       profiler.before_step(step + 1)
     with profiling.step_annotation(step + 1):
-      state, step_metrics = step_fn(state, sharding.put_batch(next(data.train), mesh))
+      state, step_metrics = step_fn(state, next(batches))
     step += 1
     if profiler is not None:
       profiler.after_step(step, (state, step_metrics))
@@ -216,11 +282,11 @@ def train_loop(config, mesh, data, state, step_fn, eval_fn, checkpointer, writer
       log(f"step {step} | " + " | ".join(f"{k} {v:.4f}" for k, v in results.items()))
     preempted = preemption.reached(step)
     if step % config.checkpoint_every_steps == 0 or step == stop or preempted:
-      checkpointer.save(step, state, data.train.get_state())
+      checkpointer.save(step, state, batches.get_state())
     if preempted:
-      log(f"Preempted: saved a checkpoint at step {step}; re-run the same command to resume.")
+      why = "Interrupted" if preemption.interrupted else "Preempted"
+      log(f"{why}: saved a checkpoint at step {step}; re-run the same command to resume.")
       break
-  logger.finish(step)
   return state, step
 
 
@@ -260,7 +326,14 @@ def keep_tokenizer(data, workdir: str) -> None:
 
 def train_and_evaluate(config, workdir: str, mesh) -> None:
   """Everything after the config is settled; runs inside the mesh and logical-rules context."""
-  data = train_data.build(config, jax.process_index(), jax.process_count())
+  outputs.claim_workdir(workdir, "train")
+  started = time.perf_counter()
+  compilation_cache.enable(config.compilation_cache_dir, workdir)
+  try:
+    sharding.check_feedable(mesh, int(config.global_batch_size))
+  except ValueError as e:  # before anything compiles or reads: one line, exit 2
+    raise ConfigError(str(e)) from None
+  data = train_data.build(config, mesh=mesh)
   keep_tokenizer(data, workdir)
   optimizer = optim.make_optimizer(config)
   abstract, shardings = train_state.state_shardings(config, mesh, optimizer)
@@ -269,14 +342,13 @@ def train_and_evaluate(config, workdir: str, mesh) -> None:
   step_fn = train_state.make_train_step(config, mesh, optimizer, shardings)
   eval_fn = train_state.make_eval_step(config, mesh, shardings.params)
   writer = metrics_lib.MetricsWriter(workdir, tensorboard=config.tensorboard)
-  writer.truncate_after(int(jax.device_get(state.step)))
   num_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(abstract.params))
   log(f"GLM {num_params / 1e6:.1f}M params | mesh "
       f"{dict(mesh.shape)} | batch {config.global_batch_size} x {config.seq_length} | "
       f"workdir {workdir}")
   with profiling.profiled(config.profile_steps, workdir) as profiler:
     state, step = train_loop(config, mesh, data, state, step_fn, eval_fn, checkpointer, writer,
-                             profiler)
+                             profiler, started=started)
   checkpointer.wait()
   checkpointer.close()
   writer.close()
@@ -311,11 +383,9 @@ def main(argv) -> None:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   cli.quiet_logs()
   if _COMPILE_ONLY.value:
-    compile_only(_CONFIG.value)
+    compile_only(cli.loaded_config(_CONFIG, "configs/tiny.py"))
   initialize_distributed()
-  config = _CONFIG.value
-  if config is None:
-    raise app.UsageError("Pass --config=configs/<name>.py (e.g. configs/tiny.py).")
+  config = cli.loaded_config(_CONFIG, "configs/tiny.py")
   config = prepare_config(config)  # a bad config or data source: one line from cli.run
   workdir = _WORKDIR.value or default_workdir()
   mesh = sharding.make_mesh(config.mesh)
@@ -334,17 +404,9 @@ def compile_only(config) -> None:
 
 
 def parse_flags(argv):
-  """absl parsing, plus a plain message for an override of a key the config does not have."""
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as e:
-    print(f"FATAL Flags parsing error: {e}", file=sys.stderr)
-  except (AttributeError, KeyError) as e:
-    overrides = [a.split("=")[0] for a in argv if a.startswith("--config.")]
-    print(f"glm_jax.train: unknown config key {str(e).strip(chr(34) + chr(39))!r} in "
-          f"{overrides}; see configs/common.py for the keys.", file=sys.stderr)
-  sys.exit(2)
+  """absl parsing with the error contract (cli.parse_flags): one line, exit status 2."""
+  return cli.parse_flags(argv, "glm_jax.train")
 
 
 if __name__ == "__main__":
-  cli.run(main, program="glm_jax.train", flags_parser=parse_flags)
+  cli.run(main, program="glm_jax.train")

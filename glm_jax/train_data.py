@@ -34,9 +34,9 @@ def synthetic_example(seed: int, step: int, row: int, seq_length: int, vocab_siz
 class SyntheticIterator:
   """This process's rows of synthetic global batches; state is just the step."""
 
-  def __init__(self, *, seed, seq_length, vocab_size, global_batch, process_index, process_count):
-    per_host = global_batch // process_count
-    self.rows = range(process_index * per_host, (process_index + 1) * per_host)
+  def __init__(self, *, seed, seq_length, vocab_size, global_batch, blocks, num_blocks):
+    per_block = global_batch // num_blocks
+    self.rows = [b * per_block + r for b in blocks for r in range(per_block)]
     self.seed, self.seq_length, self.vocab_size, self.step = seed, seq_length, vocab_size, 0
 
   def __iter__(self):
@@ -65,6 +65,12 @@ class TrainData:
   special_ids: dict[str, int]
   vocab_size: int                       # tokenizer vocabulary (before padding)
   tokenizer: Any = None
+  local_rows: int = 0                   # rows of each batch this process builds
+  seq_length: int = 0
+
+  def eval_padding(self) -> dict:
+    """A batch of this process's shape with zero weight (its eval data ran out before others')."""
+    return padding_rows(self.local_rows, self.seq_length)
 
 
 def load_vocab_size(config) -> int | None:
@@ -86,23 +92,103 @@ def objective_batch_size(config) -> int:
   return max(1, int(config.global_batch_size) // (int(config.grad_accum_steps) * data * fsdp))
 
 
-def build(config, process_index: int, process_count: int) -> TrainData:
-  """Train iterator and eval-iterator factory for this process's share of each global batch."""
-  per_host = int(config.global_batch_size) // process_count
-  common = dict(seq_length=int(config.seq_length), process_index=process_index,
-                process_count=process_count)
+def padding_rows(rows: int, seq_length: int) -> dict:
+  """Rows of zero weight in the batch layout: a process whose eval data ran out runs these so
+  every process runs the same number of batches, and they change no sum."""
+  return {"input_ids": np.zeros((rows, seq_length), np.int32),
+          "target_ids": np.zeros((rows, seq_length), np.int32),
+          "loss_mask": np.zeros((rows, seq_length), np.float32),
+          "position_ids": np.zeros((rows, 2, seq_length), np.int32),
+          "sep": np.ones((rows,), np.int32)}
+
+
+class BlockIterator:
+  """The held row blocks' pipelines side by side: block b reads shard b of `num_blocks` of the
+  corpus with its own randomness, so a block's rows do not depend on which process builds it.
+
+  A finite (eval) block that ran out gives zero-weight rows until every held block has
+  (`StopIteration`); `last_had_data` says whether the batch just returned held any real row.
+  """
+
+  def __init__(self, iterators: dict, rows: int, seq_length: int):
+    self.iterators, self.rows, self.seq_length = iterators, rows, seq_length
+    self.done = {b: False for b in iterators}
+    self.last_objectives, self.last_had_data = [], False
+
+  def __iter__(self):
+    return self
+
+  def __next__(self) -> dict:
+    parts, objectives = [], []
+    for block, it in self.iterators.items():
+      batch = None
+      if not self.done[block]:
+        try:
+          batch = next(it)
+        except StopIteration:
+          self.done[block] = True
+      if batch is None:
+        batch, names = padding_rows(self.rows, self.seq_length), []
+      else:
+        names = list(getattr(it, "last_objectives", ()))
+      parts.append(batch)
+      objectives += names + [None] * (self.rows - len(names))
+    if all(self.done.values()):
+      raise StopIteration
+    self.last_objectives = objectives
+    self.last_had_data = True
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+  def get_state(self) -> dict:
+    """Each held block's state, by block: small, and the same whichever process holds it."""
+    return {"blocks": {str(b): it.get_state() for b, it in self.iterators.items()}}
+
+  def set_state(self, state: dict) -> None:
+    """Continues every held block from a state `get_state` returned."""
+    saved = state.get("blocks", {})
+    missing = sorted(set(map(str, self.iterators)) - set(saved))
+    if missing:
+      from input_pipeline.errors import DataSourceError  # pylint: disable=g-import-not-at-top
+      raise DataSourceError(f"the saved data state has no row blocks {missing} (saved: "
+                            f"{sorted(saved)}); resume with the mesh the run was saved with")
+    for block, it in self.iterators.items():
+      it.set_state(saved[str(block)])
+
+  def close(self):
+    for it in self.iterators.values():
+      it.close()
+
+
+def build(config, process_index: int = 0, process_count: int = 1, mesh=None) -> TrainData:
+  """Train iterator and eval-iterator factory for the rows this process's devices hold.
+
+  With `mesh`, the rows of `sharding.held_row_blocks(mesh)` (what `sharding.put_batch` expects);
+  without, process `process_index`'s contiguous 1/`process_count` of each batch."""
+  if mesh is not None:
+    from glm_jax import sharding  # pylint: disable=g-import-not-at-top
+    blocks, num_blocks = sharding.held_row_blocks(mesh), sharding.num_row_blocks(mesh)
+  else:
+    blocks, num_blocks = (process_index,), process_count
+  rows = int(config.global_batch_size) // num_blocks
+  seq_length = int(config.seq_length)
   if config.synthetic_data:
     def make(seed):
-      return SyntheticIterator(seed=seed, vocab_size=config.model.vocab_size,
-                               global_batch=int(config.global_batch_size), **common)
+      return SyntheticIterator(seed=seed, vocab_size=config.model.vocab_size, seq_length=seq_length,
+                               global_batch=int(config.global_batch_size), blocks=blocks,
+                               num_blocks=num_blocks)
     return TrainData(make(int(config.seed)), lambda: make(int(config.seed) + 1),
-                     SYNTHETIC_SPECIAL_IDS, int(config.model.vocab_size))
+                     SYNTHETIC_SPECIAL_IDS, int(config.model.vocab_size), None,
+                     rows * len(blocks), seq_length)
 
   from input_pipeline import pipeline, tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
   tok = tokenizer_lib.load_or_train(config.data)
   accum = int(config.grad_accum_steps)
   def make(split):
-    return pipeline.make_iterator(config.data, tok, split=split, per_host_batch=per_host,
-                                  seed=int(config.seed), objective_interleave=accum,
-                                  objective_batch_size=objective_batch_size(config), **common)
-  return TrainData(make("train"), lambda: make("eval"), tokenizer_lib.with_blank_fallbacks(tok.special_ids), tok.vocab_size, tok)
+    return BlockIterator({b: pipeline.make_iterator(
+        config.data, tok, split=split, per_host_batch=rows, seq_length=seq_length,
+        seed=int(config.seed), process_index=b, process_count=num_blocks,
+        objective_interleave=accum, objective_batch_size=objective_batch_size(config))
+        for b in blocks}, rows, seq_length)
+  return TrainData(make("train"), lambda: make("eval"),
+                   tokenizer_lib.with_blank_fallbacks(tok.special_ids), tok.vocab_size, tok,
+                   rows * len(blocks), seq_length)

@@ -7,10 +7,11 @@ Packing: documents become one stream `[CLS] doc [eos] [CLS] doc [eos] ...`; each
 longest prefix of the stream whose Part A + Part B fills `seq_length` (cut at a sentence end when
 one is near), and a sample that starts inside a document gets a fresh [CLS].
 
-Determinism and resume: the stream order is a function of (seed, epoch, process shard); the batch
-at step t draws its randomness from `default_rng([seed, process_index, split, t])`. The iterator
-state is just the stream location (epoch, document index, token offset) plus the step, so
-restoring re-reads from that document and yields exactly the batches the original would have.
+Determinism and resume: the stream order is a function of (seed, epoch, shard) (streams.py); the
+batch at step t draws its randomness from `default_rng([seed, process_index, split, t])`. The
+iterator state is just the stream location (epoch, the document's seekable location, token offset)
+plus the step, so restoring seeks to that document (reading at most one shuffle window again, not
+the stream before it) and yields exactly the batches the original would have.
 """
 
 from __future__ import annotations
@@ -23,19 +24,20 @@ import weakref
 
 import numpy as np
 
-from input_pipeline import blank_infilling, sources
+from input_pipeline import blank_infilling, sources, streams
 from input_pipeline import tokenizer as tokenizer_lib
 from input_pipeline.errors import DataSourceError
 
-_STATE_VERSION = 1
+_STATE_VERSION = 2  # 2: a seekable location per document (streams.py) instead of an index
 _FIRST_READ_DOCUMENTS = 16  # a small first read: the first batch need not wait for a full one
 _KNOBS = ('bert_prob', 'gap_sentence_prob', 'gpt_infill_prob', 'gpt_min_ratio', 'mask_ratio',
           'gap_sentence_ratio', 'poisson_lambda', 'max_span_length', 'shuffle_spans',
           'sentence_cut_slack', 'task_mask', 'block_mask_prob', 'context_mask_ratio')
 
 
-class _Chunk(collections.namedtuple('_Chunk', 'epoch doc_ids lengths tokens skipped')):
-  """Tokenized documents: `tokens` is `[CLS] doc [eos]` for each, concatenated."""
+class _Chunk(collections.namedtuple('_Chunk', 'epoch doc_locs lengths tokens skipped')):
+  """Tokenized documents: `tokens` is `[CLS] doc [eos]` for each, concatenated; `doc_locs`
+  holds each one's (location, location of the document after it) in its epoch's stream."""
 
 
 _LIVE_READERS = weakref.WeakSet()
@@ -50,7 +52,7 @@ def _close_live_readers():
 
 
 class _Reader:
-  """Background thread: tokenized documents of one shard, in order, from (epoch, doc index).
+  """Background thread: tokenized documents of one shard, in order, from (epoch, location).
 
   Reading and sentencepiece (which runs in C++ on several threads) overlap with blank
   infilling on the main thread. Stops on `close()`; errors are re-raised in the consumer.
@@ -58,12 +60,12 @@ class _Reader:
 
   _END = object()
 
-  def __init__(self, cfg, tok, split, seed, process_index, process_count, epoch, doc):
+  def __init__(self, cfg, tok, split, seed, process_index, process_count, epoch, loc):
     self._args = (cfg, tok, split, seed, process_index, process_count)
     self._queue = queue.Queue(maxsize=max(2, cfg.prefetch))
     self._stop = threading.Event()
     self._started = False
-    self._thread = threading.Thread(target=self._run, args=(epoch, doc), daemon=True)
+    self._thread = threading.Thread(target=self._run, args=(epoch, loc), daemon=True)
     self._thread.start()
     _LIVE_READERS.add(self)
 
@@ -76,35 +78,38 @@ class _Reader:
         continue
     return False
 
-  def _epoch_batches(self, epoch, skip):
-    """Lists of raw documents (str or UTF-8 bytes) of one epoch, from document index `skip` on."""
+  def _epoch_pieces(self, epoch, loc):
+    """`streams.Piece`s of one epoch from location `loc` (None: the epoch's start)."""
     cfg, _, split, seed, pi, pc = self._args
-    train = split == 'train'
-    size = cfg.read_batch_documents
+    permute = split == 'train' and cfg.shuffle_buffer > 1
+    window = int(cfg.shuffle_buffer) if cfg.shuffle_buffer > 1 else int(cfg.read_batch_documents)
+    common = dict(permute=permute, seed=seed, epoch=epoch, loc=loc,
+                  size=int(cfg.read_batch_documents))
     docs = sources.in_memory_documents(cfg, split, pi, pc)
-    if docs is not None:  # the embedded corpus: a seeded permutation instead of tf.data
-      order = np.arange(len(docs))
-      if train and cfg.shuffle_buffer > 1:
-        order = np.random.default_rng([seed, epoch]).permutation(len(docs))
-      i = skip
-      while i < len(docs):
-        step = size if self._started else min(size, _FIRST_READ_DOCUMENTS)
-        self._started = True
-        yield [docs[j] for j in order[i:i + step]]
-        i += step
-      return
-    order_seed = [seed, epoch] if train else None
-    ds = sources.documents(cfg, split, pi, pc, file_order_seed=order_seed)
-    if train and cfg.shuffle_buffer > 1:
-      ds = ds.shuffle(cfg.shuffle_buffer, seed=(seed * 1_000_003 + epoch) % (2**31),
-                      reshuffle_each_iteration=False)
-    yield from ds.skip(skip).batch(size).prefetch(cfg.prefetch).as_numpy_iterator()
+    if docs is not None:  # the embedded corpus: straight from memory, no tf.data
+      return streams.memory_stream(docs, **common)
+    if cfg.source == 'files':
+      return streams.file_stream(cfg, split, shard=pi, num_shards=pc, window=window, **common)
+    if cfg.source == 'tfds':
+      return streams.tfds_stream(cfg, split, shard=pi, num_shards=pc, window=window, **common)
+    raise DataSourceError(f"cfg.source must be 'default', 'files' or 'tfds', got {cfg.source!r}")
 
-  def _tokenize(self, epoch, first_id, raw_batch) -> _Chunk:
-    """One sentencepiece call for a batch of documents, packed as `[CLS] doc [eos]` ..."""
+  def _first_small(self, pieces):
+    """The first piece split so that the first batch need not wait for a full read."""
+    for piece in pieces:
+      if not self._started and len(piece.docs) > _FIRST_READ_DOCUMENTS:
+        n = _FIRST_READ_DOCUMENTS
+        yield streams.Piece(piece.docs[:n], piece.locs[:n], piece.locs[n])
+        piece = streams.Piece(piece.docs[n:], piece.locs[n:], piece.end)
+      self._started = True
+      yield piece
+
+  def _tokenize(self, epoch, piece) -> _Chunk:
+    """One sentencepiece call for a piece of documents, packed as `[CLS] doc [eos]` ..."""
     tok = self._args[1]
-    texts, ids, skipped = [], [], collections.Counter()
-    for j, raw in enumerate(raw_batch):
+    texts, locs, nexts, skipped = [], [], [], collections.Counter()
+    following = list(piece.locs[1:]) + [piece.end]
+    for raw, loc, after in zip(piece.docs, piece.locs, following):
       if isinstance(raw, bytes):
         try:
           raw = raw.decode('utf-8')
@@ -112,39 +117,39 @@ class _Reader:
           skipped['invalid_utf8'] += 1
           continue
       texts.append(raw)
-      ids.append(first_id + j)
+      locs.append(loc)
+      nexts.append(after)
     cls = np.array([tok.special_ids['CLS']], np.int32)
     eos = np.array([tok.special_ids['eos']], np.int32)
     pieces, keep, lengths = [], [], []
-    for doc_id, encoded in zip(ids, tok.encode_batch_numpy(texts)):
+    for loc, after, encoded in zip(locs, nexts, tok.encode_batch_numpy(texts)):
       if not encoded.size:
         skipped['empty'] += 1
         continue
       pieces += (cls, encoded, eos)
-      keep.append(doc_id)
+      keep.append((loc, after))
       lengths.append(encoded.size + 2)
     flat = np.concatenate(pieces) if pieces else np.zeros(0, np.int32)
     return _Chunk(epoch, keep, lengths, flat, skipped)
 
-  def _run(self, epoch, skip):
+  def _run(self, epoch, loc):
     cfg, _, split, *_ = self._args
     try:
       while not self._stop.is_set():
-        index, tokens_in_epoch = skip, 0
-        for raw_batch in self._epoch_batches(epoch, skip):
-          chunk = self._tokenize(epoch, index, raw_batch)
-          index += len(raw_batch)
+        tokens_in_epoch = 0
+        for piece in self._first_small(self._epoch_pieces(epoch, loc)):
+          chunk = self._tokenize(epoch, piece)
           tokens_in_epoch += chunk.tokens.shape[0]
           if not self._put(chunk):
             return
         if split != 'train':
           self._put(self._END)
           return
-        if tokens_in_epoch == 0 and skip == 0:
+        if tokens_in_epoch == 0 and loc is None:
           raise sources.DataSourceError(
               f'the train split of this shard has no usable documents (source={cfg.source!r}); '
               'check the corpus, cfg.eval_holdout_fraction and the number of processes')
-        epoch, skip = epoch + 1, 0
+        epoch, loc = epoch + 1, None
     except Exception as e:  # handed to the consumer, raised there
       self._put(e)
 
@@ -209,21 +214,21 @@ class BatchIterator:
     self._pad_tokens = 0
     self._total_tokens = 0
     self._reader = None
-    self._reset(step=0, epoch=0, doc=0, offset=0)
+    self._reset(step=0, epoch=0, loc=None, offset=0)
 
   # -- stream --------------------------------------------------------------------------------
-  def _reset(self, step, epoch, doc, offset):
+  def _reset(self, step, epoch, loc, offset):
     if self._reader is not None:
       self._reader.close()
     self._step = step
     self._buf = np.zeros(0, np.int32)
     self._pos = 0
-    self._segs = collections.deque()  # [epoch, doc, length] for each document in the buffer
+    self._segs = collections.deque()  # [epoch, loc, length, next loc] per document in the buffer
     self._offset = 0  # tokens of segs[0] already consumed
     self._exhausted = False
-    self._next_loc = (epoch, doc)
+    self._next_loc = (epoch, loc)
     self._reader = _Reader(self.cfg, self.tok, self.split, self.seed, self.process_index,
-                           self.process_count, epoch, doc)
+                           self.process_count, epoch, loc)
     self._skip_first = offset
 
   def _refill(self, need: int):
@@ -234,8 +239,8 @@ class BatchIterator:
         break
       self.stats.update(chunk.skipped)
       tokens = chunk.tokens
-      for doc_id, length in zip(chunk.doc_ids, chunk.lengths):
-        self._segs.append([chunk.epoch, doc_id, length])
+      for (loc, after), length in zip(chunk.doc_locs, chunk.lengths):
+        self._segs.append([chunk.epoch, loc, length, after])
       if self._skip_first:  # resuming inside a document
         self._consume_segs(self._skip_first)
         tokens = tokens[self._skip_first:]
@@ -251,7 +256,7 @@ class BatchIterator:
         count -= left
         self._segs.popleft()
         self._offset = 0
-        self._next_loc = (seg[0], seg[1] + 1)
+        self._next_loc = (seg[0], seg[3])
       else:
         self._offset += count
         count = 0
@@ -354,12 +359,13 @@ class BatchIterator:
   def get_state(self) -> dict:
     """Small JSON-serializable state: where the stream stands and the step."""
     if self._segs:
-      epoch, doc, _ = self._segs[0]
+      epoch, loc, *_ = self._segs[0]
       offset = self._offset
     else:
-      (epoch, doc), offset = self._next_loc, 0
+      (epoch, loc), offset = self._next_loc, 0
     return {'version': _STATE_VERSION, **self._identity(), 'step': self._step,
-            'epoch': int(epoch), 'doc': int(doc), 'offset': int(offset) + self._skip_first,
+            'epoch': int(epoch), 'loc': None if loc is None else [int(x) for x in loc],
+            'offset': int(offset) + self._skip_first,
             'exhausted': bool(self._exhausted and not self._segs),
             'pad_tokens': self._pad_tokens, 'total_tokens': self._total_tokens,
             'stats': dict(self.stats)}
@@ -371,7 +377,8 @@ class BatchIterator:
       raise ValueError(f'iterator state does not belong to this iterator (saved, current): '
                        f'{mismatch or state.get("version")}; build the iterator with the same '
                        'split, seed, process index/count, seq_length and batch size')
-    self._reset(step=state['step'], epoch=state['epoch'], doc=state['doc'], offset=state['offset'])
+    loc = None if state['loc'] is None else tuple(state['loc'])
+    self._reset(step=state['step'], epoch=state['epoch'], loc=loc, offset=state['offset'])
     if state.get('exhausted'):
       self._reader.close()
       self._exhausted = True

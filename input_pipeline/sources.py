@@ -158,7 +158,8 @@ def _file_documents(cfg, split, index, count, file_order_seed=None):
   return ds.shard(count, index) if line_shard else ds
 
 
-def _tfds_documents(cfg, split, index, count):
+def tfds_builder_and_split(cfg, split):
+  """(builder, split name, whether to hold out by content hash) for `split`, checked."""
   import tensorflow_datasets as tfds  # heavy import, only when used
   if not cfg.tfds_name:
     raise DataSourceError("source='tfds' needs cfg.tfds_name, e.g. 'wikipedia/20230601.en'")
@@ -183,13 +184,18 @@ def _tfds_documents(cfg, split, index, count):
   if name.split('[')[0] not in available:
     raise DataSourceError(f'TFDS dataset {cfg.tfds_name!r} has no split {name!r}; '
                           f'available: {available}')
+  if cfg.text_key not in builder.info.features:
+    raise DataSourceError(f'TFDS dataset {cfg.tfds_name!r} has no feature {cfg.text_key!r}; '
+                          f'set cfg.text_key to one of {list(builder.info.features.keys())}')
+  return builder, name, holdout
+
+
+def _tfds_documents(cfg, split, index, count):
+  import tensorflow_datasets as tfds  # heavy import, only when used
+  builder, name, holdout = tfds_builder_and_split(cfg, split)
   shard = tfds.even_splits(name, n=count, drop_remainder=False)[index] if count > 1 else name
   ds = builder.as_dataset(split=shard, shuffle_files=False,
                           read_config=tfds.ReadConfig(interleave_cycle_length=1))
-  features = builder.info.features
-  if cfg.text_key not in features:
-    raise DataSourceError(f'TFDS dataset {cfg.tfds_name!r} has no feature {cfg.text_key!r}; '
-                          f'set cfg.text_key to one of {list(features.keys())}')
   ds = ds.map(lambda ex: ex[cfg.text_key])
   return _holdout(ds, split, cfg.eval_holdout_fraction) if holdout else ds
 

@@ -56,6 +56,7 @@ class Tokenizer:
                          'tokenizer_lib.train() so command tokens are user-defined symbols')
       self.special_ids[key] = int(idx)
     self.pad_id = self.special_ids['eos']
+    self.special_ids['pad'] = self.pad_id  # as the released GPT-2 style tokenizers: pad = eos
     # Pieces that end a sentence (used by the sentence objective and by packing).
     self.sentence_end_ids = [i for i in range(self.vocab_size)
                              if not self.sp.is_control(i) and i not in self.special_ids.values()
@@ -96,10 +97,23 @@ def train(sentences: Iterable[str], model_path: str, *, vocab_size: int, model_t
       if 'sentences_.empty()' in str(e):
         raise DataSourceError('the corpus holds no text to train the tokenizer on; check the '
                               'source / files in the data config') from None
-      raise DataSourceError(f'sentencepiece training failed ({e}); with a small corpus lower '
-                            'vocab_size in the data config') from None
+      raise DataSourceError(_vocab_size_advice(str(e), vocab_size)) from None
     os.replace(prefix + '.model', model_path)
   return model_path
+
+
+def _vocab_size_advice(error: str, vocab_size: int) -> str:
+  """sentencepiece's refusal as a fix: its own bound on vocab_size, in the data config's key."""
+  import re  # pylint: disable=g-import-not-at-top
+  low = re.search(r'smaller than required_chars\. \d+ vs (\d+)', error)
+  high = re.search(r'Vocabulary size too high \(\d+\)\. Please set it to a value <= (\d+)', error)
+  if low:
+    return (f'data.vocab_size={vocab_size} is too small for the characters of this corpus '
+            f'(sentencepiece needs at least {low.group(1)}); raise --config.data.vocab_size')
+  if high:
+    return (f'data.vocab_size={vocab_size} is more than this corpus can fill (at most '
+            f'{high.group(1)}); lower --config.data.vocab_size or use more text')
+  return f'sentencepiece training failed ({error.strip().splitlines()[-1]}); check data.vocab_size'
 
 
 def _training_sentences(docs: Iterable[str], max_chars: int):

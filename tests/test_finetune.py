@@ -53,6 +53,7 @@ def tiny_config(data_dir, **overrides):
   config.log_every_steps = 1
   config.tensorboard = False
   config.eval_batch_size = 32
+  config.from_scratch = True   # these tests finetune random tiny models on purpose
   config.update(overrides)
   return finetune.prepare_config(config)
 
@@ -113,7 +114,8 @@ def test_cli_reports_a_bad_line_with_file_and_line(tmp_path):
        "--config.task=boolq", f"--config.data_dir={tmp_path}", f"--config.tokenizer={TOKENIZER}",
        "--config.tokenizer_kind=bert-uncased", "--config.model.vocab_size=1280",
        "--config.model.num_layers=1", "--config.model.hidden_size=32",
-       "--config.model.num_heads=2", "--config.seq_length=32", f"--workdir={tmp_path / 'w'}"],
+       "--config.model.num_heads=2", "--config.seq_length=32", "--config.from_scratch=True",
+       f"--workdir={tmp_path / 'w'}"],
       capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)),
       env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), timeout=300)
   assert proc.returncode == 2, proc.stderr[-2000:]
@@ -154,8 +156,8 @@ def test_examples_longer_than_seq_length_are_cut_and_counted(tmp_path, capsys):
   config = tiny_config(tmp_path, seq_length=20)
   tokenizer = finetune.load_task_tokenizer(config)
   task = finetune.build_task(config, tokenizer)
-  out = capsys.readouterr().out
-  assert "boolq train: 8 of 8 examples longer than seq_length=20 were truncated" in out
+  err = capsys.readouterr().err            # a warning: stderr, not the results on stdout
+  assert "boolq train: 8 of 8 examples longer than seq_length=20 were truncated" in err
   assert all(len(row) <= 20 for enc in task.train_encoded for row in enc.rows)
 
 

@@ -55,6 +55,7 @@ def tiny_config(data_dir, **overrides):
   config.decay_style = "constant"   # the copy task's jump comes after ~150 steps at full lr
   config.log_every_steps = 4
   config.tensorboard = False
+  config.from_scratch = True   # these tests finetune random tiny models on purpose
   config.update(overrides)
   return finetune.prepare_config(config)
 
@@ -141,7 +142,8 @@ def test_cli_names_both_files_when_their_line_counts_differ(tmp_path):
        "--config.tokenizer_kind=bert-uncased", "--config.model.vocab_size=1280",
        "--config.model.num_layers=1", "--config.model.hidden_size=32",
        "--config.model.num_heads=2", "--config.model.max_sequence_length=64",
-       "--config.src_seq_length=32", "--config.tgt_seq_length=16", f"--workdir={tmp_path / 'w'}"],
+       "--config.src_seq_length=32", "--config.tgt_seq_length=16", "--config.from_scratch=True",
+       f"--workdir={tmp_path / 'w'}"],
       capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)),
       env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), timeout=300)
   assert proc.returncode == 2, proc.stderr[-2000:]

@@ -178,3 +178,22 @@ def test_embedded_corpus_resumes_exactly_across_an_epoch(setup):
   restored.set_state(state)
   for want in expected:
     assert _equal(want, next(restored))
+
+
+def test_resume_inside_small_shuffle_windows_across_files_and_epochs(setup):
+  """Windows of 8 lines over 4 files: states taken mid-window, mid-file and after an epoch
+  boundary all resume to the batches of the uninterrupted iterator."""
+  cfg, tok, _ = setup
+  small = cfg.copy_and_resolve_references()
+  small.shuffle_buffer, small.read_batch_documents = 8, 4
+  it = _iter(small, tok, seq_length=512, per_host_batch=8)
+  states, batches = [], []
+  for _ in range(44):
+    states.append(json.loads(json.dumps(it.get_state())))
+    batches.append(next(it))
+  assert states[-1]['epoch'] >= 1 and len({tuple(s['loc'] or ()) for s in states}) > 10
+  for start in (1, 7, 23, len(states) - 3):
+    restored = _iter(small, tok, seq_length=512, per_host_batch=8)
+    restored.set_state(states[start])
+    for want in batches[start:start + 3]:
+      assert _equal(want, next(restored))

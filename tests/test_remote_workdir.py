@@ -127,13 +127,13 @@ def test_train_stop_resume_export_generate_with_a_gs_workdir(gcs_env, tmp_path):
   _run(gcs_env, cwd, *train, "--config.stop_at_step=4")
   assert _truncate_blobs(gcs_env, f"{workdir}/checkpoints/4") > 0
   resumed = _run(gcs_env, cwd, *train)
-  assert f"Checkpoint step 4 at {workdir}/checkpoints/4 cannot be read" in resumed.stdout
+  assert f"Checkpoint step 4 at {workdir}/checkpoints/4 cannot be read" in resumed.stderr
   assert f"Resumed from {workdir}/checkpoints/2." in resumed.stdout
   assert "Done at step 6" in resumed.stdout
   steps = [json.loads(l)["step"] for l in _read(gcs_env, f"{workdir}/metrics.jsonl").splitlines()]
-  assert steps == [1, 2, 3, 4, 5, 6]
-  assert json.loads(_read(gcs_env, f"{workdir}/data_state/6/process_0.json"))
-  assert json.loads(_read(gcs_env, f"{workdir}/data_state/4.unreadable/process_0.json"))
+  assert steps == [1, 2, 3, 4, 3, 4, 5, 6]   # appended to: steps 3-4 again after resuming at 2
+  assert json.loads(_read(gcs_env, f"{workdir}/checkpoints/6/data/metadata"))
+  assert json.loads(_read(gcs_env, f"{workdir}/checkpoints/4.unreadable/data/metadata"))
 
   exported = f"gs://{BUCKET}/exported"
   _run(gcs_env, cwd, "glm_jax.export", f"--workdir={workdir}", f"--output={exported}",

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from glm_jax import beam_search
+from glm_jax import sharding
 from glm_jax.model import as_glm_config
 from glm_jax.tasks import cloze_task
 from glm_jax.tasks.seq2seq import data, rouge
@@ -141,7 +142,7 @@ class Seq2SeqTask:
           length_penalty=float(cfg.length_penalty), min_length=int(cfg.min_tgt_length),
           no_repeat_ngram_size=int(cfg.no_repeat_ngram_size),
           vocab_limit=None)  # the original decodes over the whole (padded) vocabulary
-      tokens, lengths = np.asarray(tokens), np.asarray(lengths)
+      tokens, lengths = sharding.to_host(tokens), sharding.to_host(lengths)
       for i in range(real):
         ids = [int(t) for t in tokens[i, :lengths[i]] if int(t) not in drop]
         texts.append(self.tokenizer.decode(ids))

@@ -306,13 +306,22 @@ class PatternEncoder:
     self.label_ids = None if self.spec.multi_token else [
         self._single_token(self.spec.verbalizer(label, pattern_id)) for label in self.labels]
 
-  def _single_token(self, word: str) -> int:
+  def _token(self, word: str) -> int | None:
     ids = list(self.tokenizer.encode(word))
-    if len(ids) != 1 or ids[0] in self.special.values():
+    return ids[0] if len(ids) == 1 and ids[0] not in self.special.values() else None
+
+  def _single_token(self, word: str) -> int:
+    token = self._token(word)
+    if token is None:
+      ids = list(self.tokenizer.encode(word))
+      fitting = [p for p in self.spec.patterns
+                 if all(self._token(self.spec.verbalizer(l, p)) is not None for l in self.labels)]
+      fix = (f"pass --config.pattern_id={fitting[0]} (patterns whose verbalizers are single "
+             f"tokens here: {fitting})" if fitting else "no pattern of this task fits")
       raise TaskDataError(f"verbalizer {word!r} of {self.task} pattern {self.pattern_id} is "
                           f"{len(ids)} tokens {ids} with this tokenizer, not one ordinary token; "
-                          "use the tokenizer of the released model (or another pattern).")
-    return ids[0]
+                          f"{fix}, or use the tokenizer of the released model.")
+    return token
 
   def _encode_parts(self, parts):
     out = []
