@@ -353,8 +353,8 @@ def write_predictions(task: ClozeTask, params, mesh, workdir: str) -> str | None
 def run(config, workdir: str, mesh) -> dict:
   """Finetunes (or resumes), then predicts the test set with the best params; returns the
   best dev record (best.json)."""
-  compilation_cache.enable(config.compilation_cache_dir, workdir)
   outputs.claim_workdir(workdir, "finetune")
+  compilation_cache.enable(config.compilation_cache_dir, workdir)
   tokenizer = load_task_tokenizer(config)
   if tokenizer.vocab_size > config.model.vocab_size:
     raise FinetuneError(f"the tokenizer has {tokenizer.vocab_size} ids but the model only "
