@@ -89,9 +89,6 @@ def validate(config, num_devices: int, process_count: int) -> None:
            "float16 gradients underflow or overflow; use --config.model.dtype=bfloat16 (float32's "
            "range, no loss scaling needed) or float32.")
   _check_batch(config, num_devices, process_count)
-  _require(not (model_cfg.attention_backend == "pallas" and model_cfg.attention_dropout > 0),
-           "model.attention_backend='pallas' has no attention-probability dropout. Set "
-           "model.attention_dropout=0.0 for training, or use model.attention_backend='xla'.")
   _require(not config.init_from or paths.as_path(config.init_from).is_dir(),
            f"init_from={config.init_from!r} is not a directory (expected a params checkpoint "
            "from `python -m glm_jax.convert import`).")

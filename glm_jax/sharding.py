@@ -86,6 +86,27 @@ def logical_to_sharding(logical_tree, shapes_tree, mesh, rules=LOGICAL_RULES):
                                 is_leaf=lambda x: isinstance(x, P) or x is None)
 
 
+def spread_over_data(shardings, shapes, mesh):
+  """ZeRO-1: each sharding also split over the `data` axis, on its first dimension that is not
+  sharded yet and that `data` divides (arrays with none stay as they are). For optimizer state
+  and the update on data-parallel meshes, so each chip updates only its slice."""
+  if "data" not in mesh.axis_names or mesh.shape["data"] == 1:
+    return shardings
+  width = mesh.shape["data"]
+
+  def one(named, shape):
+    spec = tuple(named.spec) + (None,) * (len(shape.shape) - len(named.spec))
+    used = {a for axes in spec for a in ((axes,) if isinstance(axes, str) else (axes or ()))}
+    if "data" in used:
+      return named
+    for i, (size, axes) in enumerate(zip(shape.shape, spec)):
+      if axes is None and size % width == 0:
+        return NamedSharding(named.mesh, P(*spec[:i], "data", *spec[i + 1:]))
+    return named
+
+  return jax.tree_util.tree_map(one, shardings, shapes)
+
+
 def batch_sharding(mesh, ndim: int = 2) -> NamedSharding:
   """Batches split their leading dimension over data x fsdp."""
   return NamedSharding(mesh, P(("data", "fsdp"), *([None] * (ndim - 1))))
