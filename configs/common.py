@@ -78,7 +78,7 @@ def get_base_config() -> ml_collections.ConfigDict:
 
   # Parallelism: mesh axes (data, fsdp, tensor); -1 takes the remaining devices.
   config.mesh = ml_collections.ConfigDict()
-  config.mesh.data = -1              # pure data parallelism (replicated params)
+  config.mesh.data = -1              # data parallelism (params computed replicated; stored split by shard_state_over_data)
   config.mesh.fsdp = 1               # params and optimizer state sharded, batch split too
   config.mesh.tensor = 1             # heads / FFN / vocab split (Megatron-style)
 
