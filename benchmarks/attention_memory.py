@@ -9,7 +9,7 @@ analysis gives the per-chip footprint; a step the compiler cannot fit in HBM rep
 Every case keeps the config's tokens per step (global_batch_size x seq_length = 1024 x 512), so
 the batch shrinks as the context grows (64 sequences at 8192 tokens), down to one sequence per
 chip (both configs split the batch over every chip: 32 sequences on v5p-64 from 16384 tokens
-on). attention_dropout is 0 for both backends (the kernel has no dropout) and the position tables
+on). attention_dropout is 0 for both backends (as the table was measured) and the position tables
 grow to the length. Prints one JSON line per case, then a summary line: the longest length that
 fits per size and backend.
 GLM-10B compiles take minutes on a small CPU host.

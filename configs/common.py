@@ -27,7 +27,11 @@ def model_config(**overrides) -> ml_collections.ConfigDict:
   model.dtype = "bfloat16"           # compute dtype (softmax, LayerNorm, logits, loss stay fp32)
   model.param_dtype = "float32"      # parameter and optimizer-state dtype
   model.remat_policy = "none"        # activation checkpointing: none | full | dots | dots_no_batch
-  model.attention_backend = "auto"   # auto | xla | cudnn | pallas (cudnn: GPU, bf16; pallas: TPU kernel; both: no attention dropout)
+  model.attention_backend = "auto"   # auto | xla | cudnn | pallas (cudnn: GPU, bf16, no attention dropout; pallas: TPU kernel)
+  model.attention_block_q = 512      # Pallas kernel, forward: query rows per block (TPU: a multiple of 128)
+  model.attention_block_k = 512      # Pallas kernel, forward: key rows per block
+  model.attention_block_q_backward = 512  # Pallas kernel, both backward passes: query rows per block
+  model.attention_block_k_backward = 512  # Pallas kernel, both backward passes: key rows per block
   model.update(overrides)
   return model
 
@@ -43,6 +47,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.seq_length = 512            # tokens per sample (Part A + Part B + padding)
   config.global_batch_size = 1024    # samples per optimizer step, over all hosts
   config.grad_accum_steps = 1        # micro-batches per optimizer step
+  config.shard_state_over_data = True  # ZeRO: fp32 params, optimizer state and update split over mesh.data; each step gathers bf16 weights once
 
   # Optimizer (AdamW, linear warmup then decay: the original's AnnealingLR), the released GLM-Base recipe.
   config.learning_rate = 4e-4        # peak learning rate
@@ -74,7 +79,7 @@ def get_base_config() -> ml_collections.ConfigDict:
 
   # Parallelism: mesh axes (data, fsdp, tensor); -1 takes the remaining devices.
   config.mesh = ml_collections.ConfigDict()
-  config.mesh.data = -1              # pure data parallelism (replicated params)
+  config.mesh.data = -1              # data parallelism (params computed replicated; stored split by shard_state_over_data)
   config.mesh.fsdp = 1               # params and optimizer state sharded, batch split too
   config.mesh.tensor = 1             # heads / FFN / vocab split (Megatron-style)
 

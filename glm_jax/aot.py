@@ -335,6 +335,8 @@ def compile_and_report(report: dict, lowered, arguments_gib: float,
     report["fits"] = report["per_chip_gib"] <= report["hbm_gib"]
   hlo_text = compiled.as_text()
   report["collectives"] = collective_counts(hlo_text)
+  # Pallas (Mosaic) kernels in the step: the attention kernel's forward, dK/dV and dQ passes.
+  report["mosaic_kernels"] = hlo_text.count('custom_call_target="tpu_custom_call"')
   if hlo_path:
     from etils import epath  # pylint: disable=g-import-not-at-top
     epath.Path(hlo_path).write_text(hlo_text)

@@ -5,16 +5,19 @@ bidirectionally, Part B (the blanks being filled) causally, and Part B sees all 
 Query i may attend key j iff `j < sep or j <= i`. `sep = 0` is a plain causal LM.
 Backends: `xla` (dense, every platform), `cudnn` (GPU) and `pallas` (the TPU flash kernel of
 pallas_attention.py, sharded over batch and heads; the KV-cached decode path keeps XLA).
+Attention dropout is the kernel's counter-based hash on both `pallas` and `xla`.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from glm_jax.pallas_attention import dropout_keep
 from glm_jax.pallas_attention import pallas_attention  # re-exported: attention.pallas_attention
 
 # The original masks scores with the fp16 minimum, not -inf; a fully masked row never occurs
@@ -59,7 +62,7 @@ def resolve_backend(name: str, *, dtype, training_with_dropout: bool) -> str:
   on_gpu = platform == "gpu"
   half = jnp.dtype(dtype) in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
   if name == "auto":
-    if platform == "tpu" and not training_with_dropout:
+    if platform == "tpu":
       return "pallas"
     return "cudnn" if (on_gpu and half and not training_with_dropout) else "xla"
   if name == "cudnn":
@@ -80,24 +83,31 @@ def resolve_backend(name: str, *, dtype, training_with_dropout: bool) -> str:
       raise ValueError(
           "attention_backend='pallas' is a TPU kernel, but JAX runs on 'gpu'. Set "
           "attention_backend='cudnn' (or 'auto').")
-    if training_with_dropout:
-      raise ValueError(
-          "attention_backend='pallas' has no attention-probability dropout. Set "
-          "attention_dropout=0.0 for training, or use attention_backend='xla'.")
   return name
 
 
-def xla_attention(query, key, value, mask, *, dropout_fn=None):
+def hash_dropout(probs, rate: float, seed, batch_offset=0, head_offset=0):
+  """`probs` `[b, h, q, k]` with the kernel's counter-based dropout (`dropout_keep`): the same
+  entries dropped as `pallas_attention` with this seed and rate, the kept ones scaled by
+  1 / (1 - rate)."""
+  b, h, q, k = (jax.lax.broadcasted_iota(jnp.int32, probs.shape, axis) for axis in range(4))
+  keep = dropout_keep(seed, b + batch_offset, h + head_offset, q, k, rate)
+  return jnp.where(keep, probs * (1.0 / (1.0 - rate)), 0.0).astype(probs.dtype)
+
+
+def xla_attention(query, key, value, mask, *, dropout_rate: float = 0.0, dropout_seed=0):
   """Reference attention: scores and softmax in fp32, masked scores set to -65504.
 
-  query `[b, q, h, d]`, key/value `[b, k, h, d]`, mask `[b, 1, q, k]` bool.
+  query `[b, q, h, d]`, key/value `[b, k, h, d]`, mask `[b, 1, q, k]` bool. With
+  `dropout_rate` > 0 the probabilities get the kernel's hash dropout (`hash_dropout`) of
+  `dropout_seed`.
   """
   scale = 1.0 / math.sqrt(query.shape[-1])
   scores = jnp.einsum("bqhd,bkhd->bhqk", query, key, preferred_element_type=jnp.float32)
   scores = jnp.where(mask, scores * scale, MASK_VALUE)
   probs = jax.nn.softmax(scores, axis=-1)
-  if dropout_fn is not None:
-    probs = dropout_fn(probs)
+  if dropout_rate > 0:
+    probs = hash_dropout(probs, dropout_rate, dropout_seed)
   return jnp.einsum("bhqk,bkhd->bqhd", probs.astype(value.dtype), value)
 
 
@@ -108,18 +118,22 @@ def cudnn_attention(query, key, value, mask):
       implementation="cudnn")
 
 
-def sharded_pallas_attention(query, key, value, sep):
+def sharded_pallas_attention(query, key, value, sep, *, dropout_rate: float = 0.0,
+                             dropout_seed=0, blocks=None):
   """`pallas_attention` on each device's batch rows and heads (shard_map over the ambient mesh).
 
   A Pallas kernel is opaque to XLA's partitioner, which would gather its operands onto every
   device; here batch goes over the mesh axes of `act_batch` and heads over those of `act_heads`
-  (the logical-axis rules in force), each where it divides evenly. Off TPU (CPU tests) the
-  kernel runs in interpret mode.
+  (the logical-axis rules in force), each where it divides evenly. Each shard hashes its
+  dropout mask at its global (batch, head) indices, so the mask is the unsharded one. Off TPU
+  (CPU tests) the kernel runs in interpret mode. `blocks`: pallas_attention's block keywords.
   """
   interpret = target_platform() != "tpu"
+  kernel = functools.partial(pallas_attention, interpret=interpret, dropout_rate=dropout_rate,
+                             **(blocks or {}))
   mesh = jax.sharding.get_abstract_mesh()
   if mesh.empty or mesh.size == 1:
-    return pallas_attention(query, key, value, sep, interpret=interpret)
+    return kernel(query, key, value, sep, dropout_seed=dropout_seed)
   batch_axes, _, head_axes, _ = nn.logical_to_mesh_axes(("act_batch", None, "act_heads", None))
 
   def usable(axes, size):
@@ -130,21 +144,35 @@ def sharded_pallas_attention(query, key, value, sep):
   batch_axes = usable(batch_axes, query.shape[0])
   head_axes = usable(head_axes, query.shape[2])
   qkv_spec = jax.sharding.PartitionSpec(batch_axes, None, head_axes, None)
-  local = jax.shard_map(
-      lambda q, k, v, s: pallas_attention(q, k, v, s, interpret=interpret), mesh=mesh,
-      in_specs=(qkv_spec, qkv_spec, qkv_spec, jax.sharding.PartitionSpec(batch_axes)),
-      out_specs=qkv_spec, check_vma=False)
-  return local(query, key, value, jnp.asarray(sep, jnp.int32))
+
+  def offset(axes, local_size):
+    return 0 if axes is None else jax.lax.axis_index(axes) * local_size
+
+  def local(q, k, v, s, seed):
+    return kernel(q, k, v, s, dropout_seed=seed, batch_offset=offset(batch_axes, q.shape[0]),
+                  head_offset=offset(head_axes, q.shape[2]))
+
+  return jax.shard_map(
+      local, mesh=mesh,
+      in_specs=(qkv_spec, qkv_spec, qkv_spec, jax.sharding.PartitionSpec(batch_axes),
+                jax.sharding.PartitionSpec()),
+      out_specs=qkv_spec, check_vma=False)(
+          query, key, value, jnp.asarray(sep, jnp.int32), jnp.asarray(dropout_seed, jnp.int32))
 
 
-def attend(backend: str, query, key, value, mask, *, dropout_fn=None):
+def attend(backend: str, query, key, value, mask, *, dropout_rate: float = 0.0, dropout_seed=0,
+           blocks=None):
   """Dispatches to a resolved backend (see `resolve_backend`).
 
   `mask` is the boolean `[b, 1, q, k]` mask for 'xla' / 'cudnn', and `sep` `[b]` for 'pallas'
-  (the kernel builds the GLM mask itself, block by block).
+  (the kernel builds the GLM mask itself, block by block). `dropout_rate` / `dropout_seed`: the
+  counter-based attention dropout, identical on 'pallas' and 'xla'; `blocks`: the kernel's
+  block sizes.
   """
   if backend == "pallas":
-    return sharded_pallas_attention(query, key, value, mask)
+    return sharded_pallas_attention(query, key, value, mask, dropout_rate=dropout_rate,
+                                    dropout_seed=dropout_seed, blocks=blocks)
   if backend == "cudnn":
     return cudnn_attention(query, key, value, mask)
-  return xla_attention(query, key, value, mask, dropout_fn=dropout_fn)
+  return xla_attention(query, key, value, mask, dropout_rate=dropout_rate,
+                       dropout_seed=dropout_seed)

@@ -9,6 +9,7 @@ Output: final LayerNorm, then logits against the tied word embedding. Layers run
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import numbers
 from typing import Any, Mapping
@@ -40,10 +41,15 @@ class GLMConfig:
   param_dtype: str = "float32"     # parameter storage dtype
   remat_policy: str = "none"       # none | full | dots | dots_no_batch
   attention_backend: str = "auto"  # auto | xla | cudnn | pallas
+  attention_block_q: int = 512     # Pallas kernel blocks: forward queries, keys,
+  attention_block_k: int = 512
+  attention_block_q_backward: int = 512   # and both backward passes'
+  attention_block_k_backward: int = 512
 
   def __post_init__(self):
     for name in ("vocab_size", "num_layers", "hidden_size", "num_heads", "max_sequence_length",
-                 "mlp_ratio"):
+                 "mlp_ratio", "attention_block_q", "attention_block_k",
+                 "attention_block_q_backward", "attention_block_k_backward"):
       value = getattr(self, name)
       if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
         raise ValueError(f"model.{name} must be a positive integer, got {value!r}.")
@@ -71,6 +77,13 @@ class GLMConfig:
   def head_dim(self) -> int:
     """Width of one attention head (hidden_size / num_heads)."""
     return self.hidden_size // self.num_heads
+
+  @property
+  def attention_blocks(self) -> dict:
+    """The Pallas kernel's block sizes, as `pallas_attention` keywords."""
+    return {"block_q": self.attention_block_q, "block_k": self.attention_block_k,
+            "block_q_backward": self.attention_block_q_backward,
+            "block_k_backward": self.attention_block_k_backward}
 
   def replace(self, **changes) -> "GLMConfig":
     """A copy with some fields changed (the config is frozen so jit can hash it)."""
@@ -156,13 +169,48 @@ class SelfAttention(nn.Module):
                   for name, new in (("k", key), ("v", value))}
       key, value = (jax.lax.dynamic_index_in_dim(kv_cache[n], layer_index, keepdims=False)
                     .astype(query.dtype) for n in ("k", "v"))
-    dropout_fn = None
+    rate, seed = 0.0, 0
     if not self.deterministic and cfg.attention_dropout > 0:
-      dropout_fn = nn.Dropout(cfg.attention_dropout, deterministic=False)
-    out = attention_lib.attend(self.backend, query, key, value, mask, dropout_fn=dropout_fn)
+      # Counter-based dropout (the same hash mask on the kernel and on XLA): one seed per
+      # layer and step, from this layer's dropout stream.
+      rate, seed = cfg.attention_dropout, _dropout_seed(self)
+    out = attention_lib.attend(self.backend, query, key, value, mask, dropout_rate=rate,
+                               dropout_seed=seed, blocks=cfg.attention_blocks)
     out = _dense(cfg.hidden_size, 2, ("heads", "kv", "embed"),
                  cfg.init_std / math.sqrt(2.0 * cfg.num_layers), cfg, "dense")(out)
     return out, kv_cache
+
+
+def _dropout_seed(module):
+  """An int32 seed for the counter-based dropouts, from the module's dropout stream."""
+  return jax.lax.bitcast_convert_type(
+      jax.random.bits(module.make_rng("dropout"), (), jnp.uint32), jnp.int32)
+
+
+def _keep_scale(seed, shape, rate: float, dtype):
+  """`[b, s, h]` factors of the hidden dropout: 1 / (1 - rate) where the hash keeps, else 0."""
+  b, s, h = (jax.lax.broadcasted_iota(jnp.int32, shape, axis) for axis in range(3))
+  keep = attention_lib.dropout_keep(seed, b, -1, s, h, rate)
+  return jnp.where(keep, 1.0 / (1.0 - rate), 0.0).astype(dtype)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def counter_dropout(x, seed, rate: float):
+  """Dropout of `[b, s, h]` activations by the attention kernel's hash (`dropout_keep`, head
+  index -1): the backward pass regenerates the mask from `seed`, so no `[b, s, h]` mask is
+  kept for it (under `nn.scan`, one per layer)."""
+  return x * _keep_scale(seed, x.shape, rate, x.dtype)
+
+
+def _counter_dropout_fwd(x, seed, rate):
+  return counter_dropout(x, seed, rate), seed
+
+
+def _counter_dropout_bwd(rate, seed, d_y):
+  return d_y * _keep_scale(seed, d_y.shape, rate, d_y.dtype), None
+
+
+counter_dropout.defvjp(_counter_dropout_fwd, _counter_dropout_bwd)
 
 
 def _write_cache(cache, new, layer_index, cache_index):
@@ -199,7 +247,9 @@ class Block(nn.Module):
     x, kv_cache = carry
     cfg = self.cfg
     dtype = jnp.dtype(cfg.dtype)
-    drop = nn.Dropout(cfg.hidden_dropout, deterministic=self.deterministic)
+    drop = lambda h: h   # noqa: E731
+    if not self.deterministic and cfg.hidden_dropout > 0:
+      drop = lambda h: counter_dropout(h, _dropout_seed(self), cfg.hidden_dropout)  # noqa: E731
     h = _layernorm(cfg, "input_layernorm")(x).astype(dtype)
     h, kv_cache = SelfAttention(cfg, self.backend, self.deterministic, name="attention")(
         h, mask, kv_cache, cache_index, layer_index)
@@ -227,12 +277,15 @@ class GLM(nn.Module):
   Decoding with a KV cache: pass `kv_cache` (from `init_kv_cache`), `cache_index` (the slot of
   the first new token) and an explicit boolean `attention_mask` `[b, s, cache_len]`; returns
   `(logits, new_kv_cache)`.
+
+  `return_hidden=True`: the final hidden states `[b, s, h]` (final LayerNorm, compute dtype)
+  instead of logits, for `head` to project only the positions a loss or score needs.
   """
   config: Any
 
   @nn.compact
   def __call__(self, input_ids, position_ids, sep=None, *, deterministic: bool = True,
-               attention_mask=None, kv_cache=None, cache_index=None):
+               attention_mask=None, kv_cache=None, cache_index=None, return_hidden: bool = False):
     cfg = as_glm_config(self.config)
     dtype = jnp.dtype(cfg.dtype)
     param_dtype = jnp.dtype(cfg.param_dtype)
@@ -284,12 +337,29 @@ class GLM(nn.Module):
                                jnp.arange(cfg.num_layers, dtype=jnp.int32))
 
     x = _layernorm(cfg, "final_layernorm")(x).astype(dtype)
-    logits = jnp.einsum("bsh,vh->bsv", x, word.embedding.astype(dtype),
-                        preferred_element_type=jnp.float32)
-    logits = nn.with_logical_constraint(logits, ("act_batch", "act_length", "act_vocab"))
+    if return_hidden:
+      return x
+    logits = _project(x, word.embedding, dtype)
     if kv_cache is not None:
       return logits, new_cache
     return logits
+
+
+def _project(hidden, embedding, dtype):
+  """fp32 logits `[..., vocab]`: hidden states times the tied word embedding (compute dtype
+  operands, fp32 accumulation)."""
+  logits = jnp.einsum("...h,vh->...v", hidden.astype(dtype), embedding.astype(dtype),
+                      preferred_element_type=jnp.float32)
+  names = ("act_batch",) + ("act_length",) * (logits.ndim - 2) + ("act_vocab",)
+  return nn.with_logical_constraint(logits, names)
+
+
+def head(config, params, hidden):
+  """The model's output head on chosen hidden states: `hidden` `[b, ..., h]` (from
+  `GLM(...).apply(..., return_hidden=True)`, e.g. gathered at scored positions) -> fp32 logits
+  `[b, ..., vocab]`, exactly the positions' logits of the full forward pass."""
+  cfg = as_glm_config(config)
+  return _project(hidden, params["word_embeddings"]["embedding"], jnp.dtype(cfg.dtype))
 
 
 def init_kv_cache(config, batch: int, length: int, dtype=None):

@@ -90,9 +90,6 @@ def validate(config, num_devices: int, process_count: int) -> None:
            "float16 gradients underflow or overflow; use --config.model.dtype=bfloat16 (float32's "
            "range, no loss scaling needed) or float32.")
   _check_batch(config, num_devices, process_count)
-  _require(not (model_cfg.attention_backend == "pallas" and model_cfg.attention_dropout > 0),
-           "model.attention_backend='pallas' has no attention-probability dropout. Set "
-           "model.attention_dropout=0.0 for training, or use model.attention_backend='xla'.")
   try:  # e.g. cudnn on a machine without a GPU: refused here, not as a traceback of the step
     attention.resolve_backend(model_cfg.attention_backend, dtype=model_cfg.dtype,
                               training_with_dropout=model_cfg.attention_dropout > 0)

@@ -66,10 +66,6 @@ def _batch_multiple(mesh) -> int:
   return int(mesh.shape["data"] * mesh.shape["fsdp"])
 
 
-def _is_final_layernorm(module, method_name) -> bool:
-  return module.name == "final_layernorm" and method_name == "__call__"
-
-
 def slot_bucket(n: int) -> int:
   """Padded number of scored slots per row: a power of two up to 256, then a multiple of 128."""
   if n <= 256:
@@ -81,19 +77,13 @@ def slot_bucket(n: int) -> int:
 def _row_stats_fn(cfg: model_lib.GLMConfig, mesh, num_gather: int):
   """Jitted `(params, batch) -> {logprob, correct[, gathered]}` for one (config, mesh, #gather)."""
   glm = model_lib.GLM(cfg)
-  dtype = jnp.dtype(cfg.dtype)
 
   def stats(params, batch):
-    # Only the scored slots go through the vocabulary projection: the model's own logits (all
-    # positions) are left unused, so jit drops them; the head below is the model's (final
-    # LayerNorm output in the compute dtype, tied embedding, fp32 accumulation).
-    _, state = glm.apply({"params": params}, batch["ids"], batch["position_ids"], batch["sep"],
-                         deterministic=True, capture_intermediates=_is_final_layernorm)
-    hidden = state["intermediates"]["final_layernorm"]["__call__"][0].astype(dtype)
+    # Only the scored slots go through the vocabulary projection (the model's `head`).
+    hidden = glm.apply({"params": params}, batch["ids"], batch["position_ids"], batch["sep"],
+                       deterministic=True, return_hidden=True)
     hidden = jnp.take_along_axis(hidden, batch["slots"][..., None], axis=1)
-    embedding = params["word_embeddings"]["embedding"].astype(dtype)
-    logits = jnp.einsum("bkh,vh->bkv", hidden, embedding, preferred_element_type=jnp.float32)
-    logits = nn.with_logical_constraint(logits, ("act_batch", "act_length", "act_vocab"))
+    logits = model_lib.head(cfg, params, hidden)
     targets, scored = batch["slot_targets"], batch["slot_valid"] > 0
     log_norm = jax.nn.logsumexp(logits, axis=-1)
     target_logits = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]

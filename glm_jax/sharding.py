@@ -118,6 +118,31 @@ def put_replicated(value, mesh):
   return jax.make_array_from_callback(host.shape, replicated(mesh), lambda index: host[index])
 
 
+def spread_over_data(shardings, shapes, mesh):
+  """ZeRO: each sharding also split over the `data` axis, on its first dimension that is not
+  sharded yet (or only over axes of size 1) and that `data` divides (arrays with none stay as
+  they are). For params, optimizer state and the update on data-parallel meshes, so each chip
+  updates only its slice."""
+  if "data" not in mesh.axis_names or mesh.shape["data"] == 1:
+    return shardings
+  width = mesh.shape["data"]
+
+  def names(axes):
+    return (axes,) if isinstance(axes, str) else tuple(axes or ())
+
+  def one(named, shape):
+    spec = tuple(named.spec) + (None,) * (len(shape.shape) - len(named.spec))
+    if any("data" in names(axes) for axes in spec):
+      return named
+    for i, (size, axes) in enumerate(zip(shape.shape, spec)):
+      # A dimension is free when its mesh axes (if any) all have size 1.
+      if math.prod(mesh.shape[a] for a in names(axes)) == 1 and size % width == 0:
+        return NamedSharding(named.mesh, P(*spec[:i], "data", *spec[i + 1:]))
+    return named
+
+  return jax.tree_util.tree_map(one, shardings, shapes)
+
+
 def batch_sharding(mesh, ndim: int = 2) -> NamedSharding:
   """Batches split their leading dimension over data x fsdp."""
   return NamedSharding(mesh, P(("data", "fsdp"), *([None] * (ndim - 1))))

@@ -50,7 +50,31 @@ def state_shardings(config, mesh, optimizer):
   shapes = model_lib.strip_boxes(boxed)
   specs = nn.get_partition_spec(boxed)
   shardings = sharding.logical_to_sharding(specs, shapes, mesh)
+  if config.get("shard_state_over_data", True):
+    shardings = shardings.replace(
+        params=sharding.spread_over_data(shardings.params, shapes.params, mesh),
+        opt_state=sharding.spread_over_data(shardings.opt_state, shapes.opt_state, mesh))
   return sharding.abstract_arrays(shapes, shardings), shardings
+
+
+def compute_params(config, mesh):
+  """`prepare(params)` for the train step: the scanned layers' Dense weights in the compute
+  dtype (the cast each Dense makes anyway, so the result is bit-identical, done once per step
+  rather than stacked per layer), every param in its logical (compute) sharding: with the state
+  split over `data` (ZeRO), this is the one gather of the step's weights, in bf16."""
+  logical = sharding.logical_to_sharding(model_lib.logical_axes(config),
+                                         model_lib.param_shapes(config), mesh)
+  dtype = jnp.dtype(model_lib.as_glm_config(config).dtype)
+
+  def cast(path, x):
+    names = [str(getattr(k, "key", k)) for k in path]
+    dense = names[0] == "layers" and not any("layernorm" in n for n in names)
+    return x.astype(dtype) if dense else x
+
+  def prepare(params):
+    return jax.lax.with_sharding_constraint(
+        jax.tree_util.tree_map_with_path(cast, params), logical)
+  return prepare
 
 
 def batch_shardings(mesh, batch_ndims=None) -> dict[str, NamedSharding]:
@@ -84,9 +108,13 @@ def _split_micro_batches(batch, accum: int, mesh):
 
 
 def _forward_sums(glm, params, batch, dropout_rng, deterministic):
-  logits = glm.apply({"params": params}, batch["input_ids"], batch["position_ids"], batch["sep"],
-                     deterministic=deterministic, rngs={"dropout": dropout_rng})
-  return objective.token_sums(logits, batch["target_ids"], batch["loss_mask"])
+  """The pretraining sums from the final hidden states, the head run block by block over the
+  sequence (never `[B, S, vocab]` fp32 logits)."""
+  hidden = glm.apply({"params": params}, batch["input_ids"], batch["position_ids"], batch["sep"],
+                     deterministic=deterministic, rngs={"dropout": dropout_rng},
+                     return_hidden=True)
+  return objective.blocked_token_sums(lambda h: model_lib.head(glm.config, params, h), hidden,
+                                      batch["target_ids"], batch["loss_mask"])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,26 +131,35 @@ class Objective:
 LM_OBJECTIVE = Objective(_forward_sums, lambda batch: jnp.sum(batch["loss_mask"].astype(jnp.float32)))
 
 
-def _gradients(glm, params, batch, rng, accum, mesh, task_objective: Objective = LM_OBJECTIVE):
+def _gradients(glm, params, batch, rng, accum, mesh, task_objective: Objective = LM_OBJECTIVE,
+               grad_shardings=None, prepare=lambda p: p):
   """Gradient of (summed loss / the batch's count, e.g. all loss tokens), micro-batch by
-  micro-batch."""
+  micro-batch, with respect to the stored params (`prepare` maps them to what the model
+  computes with); the accumulated gradients are kept in `grad_shardings` (the params') so the
+  carry never changes layout between micro-batches."""
   total_tokens = jnp.maximum(task_objective.count(batch), 1.0)
 
   def loss_fn(p, micro, key):
-    sums = task_objective.sums(glm, p, micro, key, deterministic=False)
+    sums = task_objective.sums(glm, prepare(p), micro, key, deterministic=False)
     return sums["loss_sum"] / total_tokens, sums
 
   grad_fn = jax.grad(loss_fn, has_aux=True)
   if accum == 1:
     return grad_fn(params, batch, rng)
 
+  def constrain(grads):
+    return grads if grad_shardings is None else jax.lax.with_sharding_constraint(
+        grads, grad_shardings)
+
   def body(carry, xs):
     micro, index = xs
     grads, sums = grad_fn(params, micro, jax.random.fold_in(rng, index))
-    return jax.tree_util.tree_map(jnp.add, carry, (grads, sums)), None
+    grads, total = constrain(grads), carry[0]
+    return (constrain(jax.tree_util.tree_map(jnp.add, total, grads)),
+            jax.tree_util.tree_map(jnp.add, carry[1], sums)), None
 
   zero_sums = {k: jnp.zeros((), jnp.float32) for k in ("loss_sum", "correct_sum", "tokens")}
-  init = (jax.tree_util.tree_map(jnp.zeros_like, params), zero_sums)
+  init = (constrain(jax.tree_util.tree_map(jnp.zeros_like, params)), zero_sums)
   (grads, sums), _ = jax.lax.scan(
       body, init, (_split_micro_batches(batch, accum, mesh), jnp.arange(accum)))
   return grads, sums
@@ -139,10 +176,16 @@ def make_train_step(config, mesh, optimizer, shardings,
   glm = model_lib.GLM(model_lib.as_glm_config(config))
   schedule = optim.learning_rate_schedule(config)
   accum = int(config.grad_accum_steps)
+  # Gradients, the update and the params live in the stored params' shardings: with the state
+  # split over `data` (state_shardings, ZeRO) each chip reduces, updates and keeps only its
+  # slice; `prepare` gathers the compute-dtype weights once per step.
+  prepare = compute_params(config, mesh)
 
   def train_step(state: TrainState, batch):
     rng = jax.random.fold_in(state.rng, state.step)
-    grads, sums = _gradients(glm, state.params, batch, rng, accum, mesh, task_objective)
+    grads, sums = _gradients(glm, state.params, batch, rng, accum, mesh, task_objective,
+                             shardings.params, prepare)
+    grads = jax.lax.with_sharding_constraint(grads, shardings.params)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = dict(objective.mean_metrics(sums), grad_norm=optax.tree.norm(grads),

@@ -119,3 +119,19 @@ def test_compile_only_spans_slices_and_never_imports_tensorflow():
   report = json.loads(lines[-2])
   assert report["num_slices"] == 2 and report["chips"] == 8 and report["hosts"] == 2
   assert report["mesh"]["data"] == 8 and report["fits"] is True
+
+
+@needs_libtpu
+@pytest.mark.slow
+def test_compile_only_released_large_recipe_with_attention_dropout_runs_the_kernel_under_auto():
+  """GLM-Large's released recipe (attention_dropout 0.1, backend auto; one layer, 4 rows of 256
+  to keep the compile short) compiled for a v5e-4 runs the Pallas kernel: forward, dK/dV, dQ."""
+  from configs import large
+  config = large.get_config()
+  assert config.model.attention_dropout == 0.1 and config.model.attention_backend == "auto"
+  proc = _compile_only("--config=configs/large.py", "--config.model.num_layers=1",
+                       "--config.global_batch_size=4", "--config.seq_length=256",
+                       "--topology=v5e:2x2")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  report = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert report["mosaic_kernels"] >= 3, report

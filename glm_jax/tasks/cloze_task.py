@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 from typing import Callable, Sequence
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -28,25 +27,17 @@ from glm_jax.tasks.superglue.patterns import Encoded
 NO_CHOICE = -10000.0  # the original's additive mask of a missing choice
 
 
-def _final_layernorm(module, method_name) -> bool:
-  return module.name == "final_layernorm" and method_name == "__call__"
-
-
 def slot_logits(glm, params, batch, rng, deterministic: bool):
   """fp32 logits `[B, C, S, vocab]` at the scored slots only (the vocabulary projection of the
   model's tied head runs on B*C*S hidden states, not on every position)."""
   b, c, length = batch["ids"].shape
-  _, state = glm.apply({"params": params}, batch["ids"].reshape(b * c, length),
-                       batch["position_ids"].reshape(b * c, 2, length),
-                       batch["sep"].reshape(b * c), deterministic=deterministic,
-                       rngs={"dropout": rng}, capture_intermediates=_final_layernorm)
-  hidden = state["intermediates"]["final_layernorm"]["__call__"][0]
-  dtype = jnp.dtype(model_lib.as_glm_config(glm.config).dtype)
+  hidden = glm.apply({"params": params}, batch["ids"].reshape(b * c, length),
+                     batch["position_ids"].reshape(b * c, 2, length),
+                     batch["sep"].reshape(b * c), deterministic=deterministic,
+                     rngs={"dropout": rng}, return_hidden=True)
   slots = batch["slots"].reshape(b * c, -1)
-  hidden = jnp.take_along_axis(hidden.astype(dtype), slots[..., None], axis=1)
-  embedding = params["word_embeddings"]["embedding"].astype(dtype)
-  logits = jnp.einsum("nsh,vh->nsv", hidden, embedding, preferred_element_type=jnp.float32)
-  logits = nn.with_logical_constraint(logits, ("act_batch", "act_length", "act_vocab"))
+  hidden = jnp.take_along_axis(hidden, slots[..., None], axis=1)
+  logits = model_lib.head(glm.config, params, hidden)
   return logits.reshape(b, c, slots.shape[-1], -1)
 
 

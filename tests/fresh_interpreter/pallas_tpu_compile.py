@@ -1,7 +1,7 @@
 """Compiles the Pallas kernel's forward + backward for a v5p chip with libtpu (no TPU needed).
 
-Prints JSON: how many Mosaic custom calls the compiled step holds, its temporaries next to dense
-XLA attention's, and what `attention_backend="auto"` resolves to on a TPU mesh without and with
+Prints JSON: how many Mosaic custom calls the compiled step holds (with attention dropout), its
+temporaries next to dense XLA attention's (same dropout), and what `attention_backend="auto"` resolves to on a TPU mesh without and with
 attention dropout. Run by tests/test_pallas_attention.py (needs libtpu).
 """
 
@@ -29,9 +29,10 @@ def main():
     compiled = aot.run_with_big_stack(jax.jit(step).lower(qkv, qkv, qkv, sep).compile)
     return compiled.as_text(), compiled.memory_analysis().temp_size_in_bytes
 
-  text, pallas_temp = fwd_bwd(lambda q, k, v, sep: attention.pallas_attention(q, k, v, sep))
+  text, pallas_temp = fwd_bwd(lambda q, k, v, sep: attention.pallas_attention(
+      q, k, v, sep, dropout_rate=0.1, dropout_seed=7))
   _, xla_temp = fwd_bwd(lambda q, k, v, sep: attention.xla_attention(
-      q, k, v, attention.glm_mask(sep, q.shape[1])))
+      q, k, v, attention.glm_mask(sep, q.shape[1]), dropout_rate=0.1, dropout_seed=7))
   with jax.sharding.use_abstract_mesh(one.mesh.abstract_mesh):   # compiling for a TPU mesh
     auto = [attention.resolve_backend("auto", dtype=jnp.bfloat16, training_with_dropout=dropout)
             for dropout in (False, True)]

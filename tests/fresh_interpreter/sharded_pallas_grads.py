@@ -1,4 +1,5 @@
-"""Loss and gradients with the Pallas kernel on a (fsdp=2, tensor=2) mesh equal unsharded XLA's.
+"""Loss and gradients with the Pallas kernel on a (fsdp=2, tensor=2) mesh equal unsharded XLA's,
+training with attention dropout (each shard hashes its mask at its global batch and head indices).
 
 Asserts the kernel runs under shard_map and that loss and every gradient are within 1e-5 of the
 unsharded XLA-attention run, then prints `OK <worst gradient difference>`. Run by
@@ -15,7 +16,7 @@ from glm_jax import model, sharding
 
 def main():
   cfg = model.GLMConfig(vocab_size=128, num_layers=2, hidden_size=64, num_heads=4,
-                        max_sequence_length=32, dtype="float32", attention_dropout=0.0,
+                        max_sequence_length=32, dtype="float32", attention_dropout=0.1,
                         hidden_dropout=0.0, embedding_dropout=0.0, attention_backend="xla")
   params = model.init_params(cfg, jax.random.PRNGKey(0))
   rng = np.random.default_rng(0)
@@ -24,7 +25,8 @@ def main():
   sep = np.array([3, 0, 24, 9], np.int32)
 
   def loss(p, ids, pos, sep, backend):
-    logits = model.GLM(cfg.replace(attention_backend=backend)).apply({"params": p}, ids, pos, sep)
+    logits = model.GLM(cfg.replace(attention_backend=backend)).apply(
+        {"params": p}, ids, pos, sep, deterministic=False, rngs={"dropout": jax.random.PRNGKey(3)})
     return jnp.mean(jax.nn.log_softmax(logits)[..., 5])
 
   grad = jax.jit(jax.value_and_grad(loss), static_argnums=4)
