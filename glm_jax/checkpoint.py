@@ -27,6 +27,7 @@ from jax.experimental import multihost_utils
 import orbax.checkpoint as ocp
 
 from glm_jax import paths
+from glm_jax import quantization as quantization_lib
 from glm_jax import sharding
 from glm_jax.model import GLMConfig, strip_boxes
 from glm_jax.errors import (  # pylint: disable=unused-import (old import path)
@@ -237,12 +238,14 @@ def _stored_tree(checkpointer, path):
 # ----------------------------------------------------------- params-only checkpoints: model shape
 
 
-def infer_config(params, dtype: str | None = None) -> GLMConfig:
+def infer_config(params, dtype: str | None = None, quantization: str | None = None) -> GLMConfig:
   """The model shape of a params tree (inference config: no dropout).
 
   Every `GLMConfig` shape field follows from the parameter shapes, so a params checkpoint needs no
   config file beside it and cannot disagree with one. `params` may be arrays or Orbax metadata.
   dtype: compute dtype; default the params' own dtype (bf16 params compute in bf16).
+  quantization: what the checkpoint records (`read_quantization`); it must match the tree (int8
+  kernels with scales, or float ones). None: taken from the tree.
   """
   try:
     vocab, hidden = params["word_embeddings"]["embedding"].shape
@@ -254,11 +257,42 @@ def infer_config(params, dtype: str | None = None) -> GLMConfig:
         f"Not a GLM params tree (missing {e}); extract one with `python -m "
         "glm_jax.extract_params` or convert it with `python -m glm_jax.convert import`.") from e
   param_dtype = jnp.dtype(params["word_embeddings"]["embedding"].dtype).name
+  in_tree = quantization_lib.params_method(params)
+  if quantization is not None and quantization != in_tree:
+    raise CheckpointMismatchError(
+        f"The checkpoint records quantization {quantization or 'none'!r} but its kernels are "
+        f"{in_tree or 'float'}; it was altered after writing: extract or convert it again.")
   return GLMConfig(vocab_size=int(vocab), num_layers=int(qkv[0]), hidden_size=int(hidden),
                    num_heads=int(qkv[3]), max_sequence_length=int(positions) - 1,
                    mlp_ratio=int(ffn) // int(hidden), embedding_dropout=0.0,
                    attention_dropout=0.0, hidden_dropout=0.0, dtype=dtype or param_dtype,
-                   param_dtype=param_dtype)
+                   param_dtype=param_dtype, quantization=in_tree)
+
+
+QUANTIZATION_FILE = "quantization.json"
+
+
+def read_quantization(path: str) -> str:
+  """The quantization recorded in a params checkpoint: 'int8', or '' when none is recorded.
+
+  A recorded method this version does not know is refused (its kernels would be misread).
+  """
+  record = paths.as_path(path) / QUANTIZATION_FILE
+  if not record.exists():
+    return ""
+  method = json.loads(record.read_text()).get("method", "")
+  if method not in quantization_lib.METHODS:
+    raise CheckpointMismatchError(
+        f"{record} records quantization {method!r}, which this glm_jax cannot read (it knows "
+        f"{sorted(quantization_lib.METHODS)}); use a newer glm_jax or re-extract the params.")
+  return method
+
+
+def _record_quantization(path: str, method: str) -> None:
+  record = {"method": method, "scheme": quantization_lib.METHODS[method],
+            "scale_dtype": jnp.dtype(quantization_lib.SCALE_DTYPE).name,
+            "kernels": ["layers/" + "/".join(k) + "/kernel" for k in quantization_lib.DENSE_KERNELS]}
+  paths.write_text_atomic(paths.as_path(path) / QUANTIZATION_FILE, json.dumps(record, indent=1))
 
 
 def stored_config(path: str) -> GLMConfig:
@@ -266,7 +300,8 @@ def stored_config(path: str) -> GLMConfig:
 
   Lets finetuning size its model from `--config.init_from` before any array is read.
   """
-  return infer_config(_stored_tree(ocp.StandardCheckpointer(), paths.as_path(path)))
+  return infer_config(_stored_tree(ocp.StandardCheckpointer(), paths.as_path(path)),
+                      quantization=read_quantization(path))
 
 
 def cast_params(params, dtype):
@@ -277,22 +312,39 @@ def cast_params(params, dtype):
       else x, params)
 
 
-def save_for_inference(path: str, params, dtype: str | None = None) -> None:
-  """Writes a params-only checkpoint, cast to `dtype` when given (inference needs no optimizer)."""
+def save_for_inference(path: str, params, dtype: str | None = None,
+                       quantize: str | None = None) -> None:
+  """Writes a params-only checkpoint, cast to `dtype` when given (inference needs no optimizer).
+
+  quantize="int8": the dense kernels become int8 with per-output-channel scales, everything else
+  bfloat16 (glm_jax.quantization), and `quantization.json` beside the arrays records it.
+  """
   params = strip_boxes(params)
   infer_config(params)  # refuse to write something generate could not read back
-  if dtype is not None:
+  quantize = quantization_lib.check_method(quantize)
+  if quantize:
+    if dtype is not None and jnp.dtype(dtype) != quantization_lib.SCALE_DTYPE:
+      raise quantization_lib.QuantizationError(
+          f"--quantize={quantize} keeps the unquantized params in bfloat16; drop --dtype={dtype}.")
+    if quantization_lib.params_method(params):
+      raise quantization_lib.QuantizationError(
+          "these params are quantized already; quantize the float params they came from.")
+    params = quantization_lib.quantize_params(params, quantize)
+  elif dtype is not None:
     params = cast_params(params, dtype)
   save_params(path, params)
+  if quantize:
+    _record_quantization(path, quantize)
 
 
 def load_for_inference(path: str, dtype: str | None = None):
   """(GLMConfig, params) from a params-only checkpoint; `dtype` sets the compute dtype.
 
-  The one way generate, evaluate and finetune read a model: the shape comes from the params.
+  The one way generate, evaluate and finetune read a model: the shape comes from the params, the
+  quantization from what the checkpoint records (checked against the params).
   """
   params = strip_boxes(load_params(path))
-  return infer_config(params, dtype), params
+  return infer_config(params, dtype, quantization=read_quantization(path)), params
 
 
 def latest_step(workdir: str) -> int:

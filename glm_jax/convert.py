@@ -6,6 +6,7 @@ Every mapping here is a transpose or a reshape, so import then export is bit-exa
 
 CLI:
   python -m glm_jax.convert import --input=mp_rank_00_model_states.pt --num_heads=16 --output=DIR
+      [--quantize=int8]   (weight-only int8 dense kernels for inference: glm_jax.quantization)
   python -m glm_jax.convert export --checkpoint=DIR --output=glm.safetensors [--torch_output=x.pt]
     (the .pt is written beside the .safetensors by default when torch is installed)
 The import side writes an Orbax params checkpoint (`checkpoint.save_params`), the format that
@@ -278,20 +279,27 @@ def save_torch(state_dict: Mapping[str, np.ndarray], path: str) -> None:
 
 
 def import_checkpoint(input_path: str, num_heads: int, output_dir: str, dtype=None,
-                      tokenizer=None):
+                      tokenizer=None, quantize: str = ""):
   """File in THUDM naming -> Orbax params checkpoint. Returns the model config.
 
   With `tokenizer` (a released GLM tokenizer), its files and kind are stored in
-  `output_dir/tokenizer/`, so generation needs no tokenizer flags.
+  `output_dir/tokenizer/`, so generation needs no tokenizer flags. quantize="int8" writes
+  int8 dense kernels (`checkpoint.save_for_inference`).
   """
   from glm_jax import checkpoint
+  from glm_jax import quantization
+  quantization.check_method(quantize)  # before the (possibly large) file is read
   config, params = from_thudm(load_state_dict(input_path), num_heads, dtype=dtype)
   if tokenizer is not None and tokenizer.vocab_size > config.vocab_size:
     raise ConversionError(
         f"the tokenizer ({tokenizer.kind}, task_mask={tokenizer.task_mask}) has "
         f"{tokenizer.vocab_size} ids but {input_path} has only {config.vocab_size} word "
         "embeddings; pass the tokenizer (kind, --task_mask) this checkpoint was trained with.")
-  checkpoint.save_params(output_dir, params)
+  if quantize:
+    checkpoint.save_for_inference(output_dir, params, quantize=quantize)
+    config = config.replace(quantization=quantize)
+  else:
+    checkpoint.save_params(output_dir, params)
   if tokenizer is not None:
     tokenizer.save(os.path.join(output_dir, "tokenizer"))
   return config
@@ -323,6 +331,9 @@ def export_checkpoint(checkpoint_dir: str, output_path: str, torch_output: str =
                       prefix: str = "") -> int:
   """Orbax params checkpoint -> THUDM-named .safetensors (and .pt). Returns the tensor count."""
   from glm_jax import checkpoint
+  if checkpoint.read_quantization(checkpoint_dir):
+    raise ConversionError(f"{checkpoint_dir} holds int8-quantized kernels (for glm_jax inference "
+                          "only); export the float checkpoint it was quantized from.")
   params = checkpoint.load_params(checkpoint_dir)
   state_dict = to_thudm(params, prefix=prefix)
   save_safetensors(state_dict, output_path)
@@ -336,7 +347,7 @@ def export_checkpoint(checkpoint_dir: str, output_path: str, torch_output: str =
 
 
 USAGE = ("usage: python -m glm_jax.convert import --input=FILE --num_heads=N --output=DIR "
-         "[--dtype=float32] [--tokenizer=DIR --tokenizer_kind=KIND [--task_mask]]\n"
+         "[--dtype=float32] [--tokenizer=DIR --tokenizer_kind=KIND [--task_mask]] [--quantize=int8]\n"
          "       python -m glm_jax.convert export --checkpoint=DIR --output=FILE.safetensors "
          "[--torch_output=FILE.pt] [--prefix=glm.]")
 
@@ -356,6 +367,8 @@ def define_import_flags() -> None:
   flags.DEFINE_boolean("task_mask", False, "The tokenizer has [gMASK]/[sMASK] (GLM-2B, GLM-10B, "
                        "GLM-RoBERTa, the Chinese models).")
   flags.DEFINE_boolean("fix_command_token", False, "chinese-sp ids of GLM-Large-Chinese.")
+  flags.DEFINE_string("quantize", "", "int8: dense kernels int8 with per-output-channel scales, "
+                      "the rest bfloat16, for inference; default: the file's own dtypes.")
   flags.mark_flags_as_required(["input", "num_heads", "output"])
 
 
@@ -383,10 +396,11 @@ def run_import(f) -> None:
         f.fix_command_token if f["fix_command_token"].present else None)
   elif f.tokenizer_kind:
     raise ConversionError("--tokenizer_kind needs --tokenizer=DIR (the released tokenizer's files).")
-  cfg = import_checkpoint(f.input, f.num_heads, f.output, f.dtype or None, tokenizer)
+  cfg = import_checkpoint(f.input, f.num_heads, f.output, f.dtype or None, tokenizer, f.quantize)
   print(f"Wrote params to {f.output}: {cfg.num_layers} layers, hidden {cfg.hidden_size}, "
         f"{cfg.num_heads} heads, vocab {cfg.vocab_size}, positions "
-        f"{cfg.max_sequence_length + 1}."
+        f"{cfg.max_sequence_length + 1}" + (f", {cfg.quantization} kernels." if cfg.quantization
+                                            else ".")
         + (f" Tokenizer ({tokenizer.kind}, task_mask={tokenizer.task_mask}, "
            f"{tokenizer.vocab_size} ids) in {os.path.join(f.output, 'tokenizer')}."
            if tokenizer is not None else ""))

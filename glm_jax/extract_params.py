@@ -5,6 +5,7 @@ The output is a plain `checkpoint.save_params` directory (optionally cast to bfl
 export` all read; the run's tokenizer is copied beside it.
 
   python -m glm_jax.extract_params --workdir=WORKDIR [--step=N] --output=DIR [--dtype=bfloat16]
+      [--quantize=int8]   (weight-only int8 dense kernels, the rest bfloat16: glm_jax.quantization)
 
 (`python -m glm_jax.export` is the old spelling of this command; it still works for one release.)
 """
@@ -16,6 +17,7 @@ from absl import flags
 from glm_jax import checkpoint as checkpoint_lib
 from glm_jax import cli
 from glm_jax import paths
+from glm_jax import quantization as quantization_lib
 
 
 def define_flags() -> None:
@@ -24,6 +26,8 @@ def define_flags() -> None:
   flags.DEFINE_integer("step", None, "Checkpoint step; default the latest.")
   flags.DEFINE_string("output", None, "Directory to write the params-only checkpoint to.")
   flags.DEFINE_string("dtype", None, "Cast params to this dtype (e.g. bfloat16); default keep.")
+  flags.DEFINE_string("quantize", "", "int8: dense kernels int8 with per-output-channel scales, "
+                      "the rest bfloat16 (about half the bf16 bytes); default: no quantization.")
   flags.mark_flags_as_required(["workdir", "output"])
 
 
@@ -33,14 +37,16 @@ def main(argv) -> None:
   from input_pipeline import tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
   cli.quiet_logs()
   f = flags.FLAGS
+  quantization_lib.check_method(f.quantize)  # a bad value fails before anything is read
   params = checkpoint_lib.params_from_training_checkpoint(f.workdir, f.step)
-  checkpoint_lib.save_for_inference(f.output, params, f.dtype)
+  checkpoint_lib.save_for_inference(f.output, params, f.dtype, f.quantize)
   tokenizer = tokenizer_lib.tokenizer_beside(f.workdir)  # the run's tokenizer goes along
   if tokenizer is not None:
     tokenizer_lib.store_beside(tokenizer, f.output)
   cfg = checkpoint_lib.infer_config(params)
+  kind = "int8 kernels, bfloat16 rest" if f.quantize else (f.dtype or cfg.param_dtype)
   print(f"Wrote inference params ({cfg.num_layers} layers, hidden {cfg.hidden_size}, "
-        f"{f.dtype or cfg.param_dtype}) to {paths.as_path(f.output)}")
+        f"{kind}) to {paths.as_path(f.output)}")
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ STRATEGIES = ("greedy", "sample", "beam")
 BLANK_KEYS = ("MASK", "sMASK", "gMASK")
 END_KEYS = ("eop", "eos")
 REQUIRED_SPECIAL_KEYS = BLANK_KEYS + END_KEYS + ("sop",)
+KV_CACHE_DTYPES = ("bfloat16", "int8")  # --kv_cache_dtype (int8: one scale per head and position)
 PAD_TO = 16  # prompt slots are rounded up to a multiple of this, so nearby lengths share a compile
 
 
@@ -297,6 +298,16 @@ def _read_prompts(prompts, prompt_file) -> list[str]:
   return texts
 
 
+def with_kv_cache_dtype(config, kv_cache_dtype: str | None):
+  """The config decoding with a bfloat16 or int8 KV cache (None / '': the compute dtype)."""
+  if not kv_cache_dtype:
+    return config
+  if kv_cache_dtype not in KV_CACHE_DTYPES:
+    raise GenerationError(f"--kv_cache_dtype={kv_cache_dtype} is not supported; use one of "
+                          f"{', '.join(KV_CACHE_DTYPES)}.")
+  return as_glm_config(config).replace(kv_cache_dtype=kv_cache_dtype)
+
+
 def main(argv):
   """The generate CLI: load params and tokenizer, fill each prompt, print the texts."""
   del argv
@@ -307,6 +318,7 @@ def main(argv):
   from input_pipeline import tokenizer as tokenizer_lib
   f = flags.FLAGS
   config, params = checkpoint_lib.load_for_inference(f.checkpoint, f.dtype)
+  config = with_kv_cache_dtype(config, f.kv_cache_dtype)
   tokenizer_path = f.tokenizer or tokenizer_lib.tokenizer_beside(f.checkpoint)
   if tokenizer_path is None:
     raise GenerationError(
@@ -350,6 +362,8 @@ def _define_flags():
   flags.DEFINE_integer("no_repeat_ngram_size", 0, "Never repeat an n-gram inside a blank; 0 = off.")
   flags.DEFINE_integer("seed", 0, "Sampling seed.")
   flags.DEFINE_string("dtype", None, "Compute dtype (float32 / bfloat16); default the params'.")
+  flags.DEFINE_string("kv_cache_dtype", None, "KV cache dtype: bfloat16 or int8 (one bfloat16 "
+                      "scale per head and position); default the compute dtype.")
   flags.DEFINE_bool("task_mask", False, "The model was pretrained with [sMASK]/[gMASK] (the original's "
                     "--task-mask in config_tasks/model_blocklm_*.sh: GLM-2B/10B/Large-Chinese): a prompt without a blank gets "
                     "' [gMASK]' appended instead of ' [MASK]'.")
