@@ -4,8 +4,8 @@
   python benchmarks/int8_matmul.py --topology=v5e:1x1    # also libtpu's compile (ESTIMATE: no run)
 
 Three formulations of `x . (q * s)` (q int8 `[in, out]`, s bfloat16 `[out]`), against bf16 weights:
-  dequantize_then_matmul: `x . (q.astype(bf16) * s)`
-  int8_in_dot_scale_out:  `(x . q.astype(bf16)) * s`   (glm_jax.quantization.int8_dot)
+  dequantize_then_matmul: `x . (q.astype(bf16) * s)`   (glm_jax.quantization.int8_dot)
+  int8_in_dot_scale_out:  `(x . q.astype(bf16)) * s`
   mixed_int8_bf16_dot:    `dot_general(x, q, preferred_element_type=bf16) * s` (int8 operand)
 `temp_bytes` is the compiled program's scratch: a widened copy of the kernel shows up there;
 `bytes_accessed` (XLA's cost model) is what a memory-bound decode step pays: ~1 byte per weight
@@ -35,10 +35,10 @@ CONTRACT = (((1,), (0,)), ((), ()))
 def formulations():
   return {
       "bf16_weights": lambda x, w, q, s: jax.lax.dot_general(x, w, CONTRACT),
-      "dequantize_then_matmul": lambda x, w, q, s: jax.lax.dot_general(
-          x, q.astype(BF16) * s, CONTRACT),
-      "int8_in_dot_scale_out": lambda x, w, q, s: quantization.int8_dot(
+      "dequantize_then_matmul": lambda x, w, q, s: quantization.int8_dot(
           x, q, s, CONTRACT[0], BF16),
+      "int8_in_dot_scale_out": lambda x, w, q, s: jax.lax.dot_general(
+          x, q.astype(BF16), CONTRACT) * s,
       "mixed_int8_bf16_dot": lambda x, w, q, s: jax.lax.dot_general(
           x, q, CONTRACT, preferred_element_type=BF16) * s,
   }
