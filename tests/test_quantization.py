@@ -248,6 +248,7 @@ def test_quantize_is_per_output_channel_and_round_trips_within_half_a_step():
   assert np.abs(np.asarray(q)).max() == 127
 
 
+@pytest.mark.slow
 def test_int8_kv_cache_holds_a_scale_per_layer_row_position_and_head():
   cfg = model.GLMConfig(vocab_size=128, num_layers=2, hidden_size=64, num_heads=4,
                         max_sequence_length=64, kv_cache_dtype="int8")
