@@ -333,7 +333,7 @@ def save_for_inference(path: str, params, dtype: str | None = None,
   elif dtype is not None:
     params = cast_params(params, dtype)
   save_params(path, params)
-  if quantize:
+  if quantize and jax.process_index() == 0:  # one writer; every process wrote its shards above
     _record_quantization(path, quantize)
 
 
