@@ -15,8 +15,6 @@ and the compile itself runs in a thread with a 512 MiB stack.
 from __future__ import annotations
 
 import collections
-import ctypes
-import importlib.util
 import json
 import math
 import os
@@ -29,14 +27,16 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
+from glm_jax import libtpu_setup
 from glm_jax import optim
 from glm_jax import run_checks
 from glm_jax import sharding
 from glm_jax import train_state
 from glm_jax.errors import TopologyError
+from glm_jax.libtpu_setup import (  # noqa: F401 (re-exported: aot.LIBTPU_STACK_FLAGS, ...)
+    COMPILE_STACK_BYTES, LIBTPU_STACK_FLAGS, libtpu_available, raise_default_thread_stack)
 
 GIB = 1024 ** 3
-COMPILE_STACK_BYTES = 512 * 1024 ** 2
 
 # HBM per device (one chip; megacore chips count as one device), GiB. Matched in order against
 # `device.device_kind`, case-insensitively.
@@ -48,11 +48,6 @@ HBM_GIB = (
     ("tpu v3", 16.0),
     ("tpu v2", 8.0),
 )
-
-# Stack sizes for libtpu's threads and fibers (bytes; libtpu caps stacks at 256 MiB).
-LIBTPU_STACK_FLAGS = ("--fibers_default_thread_stack_size=268435456",
-                      "--default_thread_stack_size=268435456",
-                      "--xla_internal_thread_stack_size_bytes=268435456")
 
 # The TPU generations whose chips have two TensorCores, compiled as one megacore device.
 _MEGACORE = ("v4", "v5p")
@@ -99,16 +94,8 @@ def prepare_libtpu() -> None:
   """
   # Compile-only use of libtpu may share a host with another process that holds its lockfile.
   os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
-  args = os.environ.get("LIBTPU_INIT_ARGS", "").split()
-  given = {a.split("=")[0] for a in args}
-  args += [f for f in LIBTPU_STACK_FLAGS if f.split("=")[0] not in given]
-  os.environ["LIBTPU_INIT_ARGS"] = " ".join(args)
+  libtpu_setup.set_stack_flags()
   raise_default_thread_stack()
-
-
-def libtpu_available() -> bool:
-  """Whether libtpu (the TPU compiler) is installed here."""
-  return importlib.util.find_spec("libtpu") is not None
 
 
 def topology_mesh(mesh_config, devices, num_slices: int = 1):
@@ -146,21 +133,23 @@ def abstract_batch(config, mesh) -> dict[str, jax.ShapeDtypeStruct]:
           for k, (shape, dtype) in shapes.items()}
 
 
-def lower_train_step(config, mesh):
-  """The real jitted train step, lowered for abstract state and batch (nothing allocated)."""
+def lower_train_step(config, mesh, task=None):
+  """The real jitted train step, lowered for abstract state and batch (nothing allocated).
+
+  task: a finetuning task's `(objective, abstract batch)` (default: pretraining's)."""
   optimizer = optim.make_optimizer(config)
   abstract, shardings = train_state.state_shardings(config, mesh, optimizer)
-  step = train_state.make_train_step(config, mesh, optimizer, shardings)
-  return step.lower(abstract, abstract_batch(config, mesh))
+  if task is None:
+    step = train_state.make_train_step(config, mesh, optimizer, shardings)
+    return step.lower(abstract, abstract_batch(config, mesh))
+  step = train_state.make_train_step(config, mesh, optimizer, shardings, task[0])
+  return step.lower(abstract, task[1])
 
 
-def argument_gib(config, mesh) -> float:
+def argument_gib(config, mesh, task=None) -> float:
   """Per-device bytes of the step's inputs (state + batch shards), in GiB, without compiling."""
   abstract, _ = train_state.state_shardings(config, mesh, optim.make_optimizer(config))
-  leaves = jax.tree_util.tree_leaves((abstract, abstract_batch(config, mesh)))
-  total = sum(math.prod(x.sharding.shard_shape(x.shape)) * np.dtype(x.dtype).itemsize
-              for x in leaves)
-  return round(total / GIB, 3)
+  return shard_gib((abstract, abstract_batch(config, mesh) if task is None else task[1]))
 
 
 def memory_gib(compiled) -> dict[str, float]:
@@ -252,28 +241,6 @@ def collective_counts(hlo_text: str) -> dict[str, int]:
   return {kind: int(counts.get(kind, 0)) for kind in COLLECTIVE_KINDS if counts.get(kind)}
 
 
-def raise_default_thread_stack(stack_bytes: int = COMPILE_STACK_BYTES) -> bool:
-  """Gives threads created from now on (libtpu's compiler workers too) a `stack_bytes` stack.
-
-  libtpu compiles on its own worker threads, which take the process's default pthread stack
-  (8 MiB): a big Python thread alone does not cover them. glibc only; False where unsupported.
-  Only address space is reserved; pages are touched as a thread's stack grows.
-  """
-  try:
-    libc = ctypes.CDLL(None)
-    attr = ctypes.create_string_buffer(256)  # > sizeof(pthread_attr_t) on every glibc ABI
-    if libc.pthread_attr_init(attr) != 0:
-      return False
-    try:
-      ok = (libc.pthread_attr_setstacksize(attr, ctypes.c_size_t(stack_bytes)) == 0
-            and libc.pthread_setattr_default_np(attr) == 0)
-    finally:
-      libc.pthread_attr_destroy(attr)
-    return ok
-  except (AttributeError, OSError):
-    return False
-
-
 def run_with_big_stack(fn: Callable[[], Any], stack_bytes: int = COMPILE_STACK_BYTES) -> Any:
   """fn() in a fresh thread with a `stack_bytes` stack; returns its result or re-raises its error.
 
@@ -334,30 +301,28 @@ def out_of_memory(error: Exception, arguments_gib: float = 0.0) -> dict | None:
   return info
 
 
-def compile_train_step(config, topology: str, num_slices: int = 1,
-                       hlo_path: str | None = None) -> dict:
-  """Lowers and compiles the train step for `topology`; returns the report (see module doc).
-
-  The report has `fits` False (and `needed_gib` where the compiler says) when the step does not
-  fit in HBM; other compile errors propagate. `hlo_path`: also write the optimized HLO text there.
-  """
-  devices = topology_devices(topology, num_slices)
-  hosts = len({(getattr(d, "slice_index", 0), d.process_index) for d in devices})
-  run_checks.validate(config, len(devices), hosts)
-  mesh = topology_mesh(config.mesh, devices, num_slices)
+def topology_report(topology: str, num_slices: int, devices, mesh) -> dict[str, Any]:
+  """The report's opening keys, shared by every --compile_only (train, finetune, generate,
+  evaluate): where it compiles for and the mesh."""
   kind = devices[0].device_kind
-  report: dict[str, Any] = {
-      "topology": topology, "num_slices": num_slices, "chips": len(devices), "hosts": hosts,
-      "device_kind": kind, "mesh": {k: int(v) for k, v in mesh.shape.items()},
-      "global_batch_size": int(config.global_batch_size), "seq_length": int(config.seq_length),
-      "grad_accum_steps": int(config.grad_accum_steps),
-      "remat_policy": str(config.model.remat_policy), "hbm_gib": hbm_gib(kind)}
+  return {"topology": topology, "num_slices": num_slices, "chips": len(devices),
+          "hosts": len({(getattr(d, "slice_index", 0), d.process_index) for d in devices}),
+          "device_kind": kind, "mesh": {k: int(v) for k, v in mesh.shape.items()},
+          "hbm_gib": hbm_gib(kind)}
+
+
+def compile_and_report(report: dict, lowered, arguments_gib: float,
+                       hlo_path: str | None = None) -> dict:
+  """Compiles `lowered` (big stacks) and adds per-chip memory, `fits` and collectives to `report`.
+
+  A program that does not fit in HBM gives `fits` False (and `needed_gib` where the compiler says);
+  other compile errors propagate. `hlo_path`: also write the optimized HLO text there.
+  """
   start = time.perf_counter()
-  lowered = lower_train_step(config, mesh)
   try:
     compiled = run_with_big_stack(lowered.compile)
   except Exception as e:  # pylint: disable=broad-except
-    oom = out_of_memory(e, argument_gib(config, mesh))
+    oom = out_of_memory(e, arguments_gib)
     if oom is None:
       raise
     report.update(oom, fits=False, compile_seconds=round(time.perf_counter() - start, 1))
@@ -376,18 +341,54 @@ def compile_train_step(config, topology: str, num_slices: int = 1,
   return report
 
 
-def main(config, topology: str, num_slices: int = 1, hlo_path: str | None = None) -> int:
+def shard_gib(tree) -> float:
+  """Per-device GiB of a tree of sharded ShapeDtypeStructs (a program's inputs)."""
+  total = sum(math.prod(x.sharding.shard_shape(x.shape)) * np.dtype(x.dtype).itemsize
+              for x in jax.tree_util.tree_leaves(tree))
+  return round(total / GIB, 3)
+
+
+def compile_train_step(config, topology: str, num_slices: int = 1,
+                       hlo_path: str | None = None, task_for_mesh=None) -> dict:
+  """Lowers and compiles the train step for `topology`; returns the report (see module doc).
+
+  task_for_mesh: mesh -> a finetuning task's (objective, abstract batch); default pretraining.
+  """
+  devices = topology_devices(topology, num_slices)
+  hosts = len({(getattr(d, "slice_index", 0), d.process_index) for d in devices})
+  run_checks.validate(config, len(devices), hosts)
+  mesh = topology_mesh(config.mesh, devices, num_slices)
+  report = topology_report(topology, num_slices, devices, mesh)
+  report.update({
+      "global_batch_size": int(config.global_batch_size), "seq_length": int(config.seq_length),
+      "grad_accum_steps": int(config.grad_accum_steps),
+      "remat_policy": str(config.model.remat_policy)})
+  task = task_for_mesh(mesh) if task_for_mesh is not None else None
+  lowered = lower_train_step(config, mesh, task)
+  return compile_and_report(report, lowered, argument_gib(config, mesh, task), hlo_path)
+
+
+def main(config, topology: str, num_slices: int = 1, hlo_path: str | None = None,
+         program: str = "glm_jax.train", task_for_mesh=None) -> int:
   """CLI: the report as the last stdout line; 0 if the step fits, 1 if not, 2 on bad input."""
+  return report_main(
+      program, lambda: compile_train_step(config, topology, num_slices, hlo_path, task_for_mesh),
+      "Lower global_batch_size, raise grad_accum_steps, set model.remat_policy, or shard more "
+      "(mesh.fsdp / mesh.tensor).")
+
+
+def report_main(program: str, make_report: Callable[[], dict], advice: str) -> int:
+  """Prints `make_report()` as the last stdout line (and a line on stderr when it does not fit);
+  returns 0 if it fits, 1 if not, 2 on bad input (a topology or config error)."""
   try:
-    report = compile_train_step(config, topology, num_slices, hlo_path)
+    report = make_report()
   except (TopologyError, run_checks.ConfigError) as e:
-    print(f"glm_jax.train --compile_only: {e}", file=sys.stderr, flush=True)
+    print(f"{program} --compile_only: {e}", file=sys.stderr, flush=True)
     return 2
   if not report["fits"]:
     need = report.get("needed_gib", report.get("per_chip_gib"))
-    print(f"glm_jax.train --compile_only: the step does not fit: it needs {need} GiB per chip, "
-          f"{report['device_kind']} has {report['hbm_gib']} GiB. Lower global_batch_size, raise "
-          "grad_accum_steps, set model.remat_policy, or shard more (mesh.fsdp / mesh.tensor).",
+    print(f"{program} --compile_only: it does not fit: it needs {need} GiB per chip, "
+          f"{report['device_kind']} has {report['hbm_gib']} GiB. {advice}",
           file=sys.stderr, flush=True)
   print(json.dumps(report), flush=True)
   return 0 if report["fits"] else 1

@@ -19,7 +19,7 @@ from glm_jax import beam_search
 from glm_jax import decode_loop
 from glm_jax import sampling
 from glm_jax import sharding
-from glm_jax.model import GLM
+from glm_jax.model import GLM, constrain_kv_cache
 
 
 @flax.struct.dataclass
@@ -144,17 +144,14 @@ def beam_blank(cfg, params, cache, start, prompt_len, blank_position, *, prompt_
   return best_seq, cache, start + jnp.minimum(best_n + 1, max_new_tokens)
 
 
-@functools.partial(jax.jit, static_argnames=(
-    "cfg", "max_new_tokens", "num_beams", "no_repeat_ngram_size", "sop", "ends", "vocab_limit",
-    "beam_rule"))
-@sharding.with_rules
-def beam_fill(params, ids, length, blank_pos, length_penalty, *, cfg, max_new_tokens, num_beams,
+def _beam_fill(params, ids, length, blank_pos, length_penalty, *, cfg, max_new_tokens, num_beams,
                no_repeat_ngram_size, sop, ends, vocab_limit, beam_rule="bound"):
   """Beam search over every blank of one prompt (ids `[1, P]`); `[NB, max_new]` tokens."""
   prompt_slots, nb = ids.shape[1], blank_pos.shape[0]
   total = prompt_slots + nb * max_new_tokens
   cache = decode_loop.prefill(cfg, params, ids, length[None], total)
-  cache = jax.tree_util.tree_map(lambda c: jnp.repeat(c, num_beams, axis=1), cache)
+  cache = constrain_kv_cache(
+      jax.tree_util.tree_map(lambda c: jnp.repeat(c, num_beams, axis=1), cache))
   blank_fn = functools.partial(
       beam_blank, cfg, params, prompt_slots=prompt_slots, max_new_tokens=max_new_tokens,
       num_beams=num_beams, length_penalty=length_penalty,
@@ -168,3 +165,8 @@ def beam_fill(params, ids, length, blank_pos, length_penalty, *, cfg, max_new_to
 
   _, out = jax.lax.scan(over_blanks, (cache, jnp.int32(prompt_slots)), blank_pos)
   return out
+
+
+beam_fill = sharding.mesh_jit(
+    _beam_fill, ("cfg", "max_new_tokens", "num_beams", "no_repeat_ngram_size", "sop", "ends",
+                 "vocab_limit", "beam_rule"), rows=lambda inputs, static: static["num_beams"])

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 from glm_jax import attention as attention_lib
 from glm_jax import sampling
 from glm_jax import sharding
-from glm_jax.model import GLM, as_glm_config, init_kv_cache
+from glm_jax.model import GLM, as_glm_config, constrain_kv_cache, init_kv_cache
 
 NEG_INF = -jnp.inf  # what the original's processors write; top-k and sums keep it exact
 
@@ -160,11 +160,7 @@ def search(step: Callable, cache, first_logits, *, num_beams: int, max_length: i
 # ----------------------------------------------------------------------------- seq2seq decoding
 
 
-@functools.partial(jax.jit, static_argnames=(
-    "cfg", "num_beams", "max_length", "end_ids", "min_length", "no_repeat_ngram_size",
-    "vocab_limit"))
-@sharding.with_rules
-def _decode(params, source_ids, mask_positions, sop_id, length_penalty, *, cfg, num_beams,
+def _decode_beams(params, source_ids, mask_positions, sop_id, length_penalty, *, cfg, num_beams,
             max_length, end_ids, min_length, no_repeat_ngram_size, vocab_limit):
   batch, src = source_ids.shape
   total = src + 1 + max_length
@@ -178,7 +174,8 @@ def _decode(params, source_ids, mask_positions, sop_id, length_penalty, *, cfg, 
   logits, cache = GLM(cfg).apply({"params": params}, ids, jnp.stack([pos, block], axis=1),
                                  kv_cache=init_kv_cache(cfg, batch, total), cache_index=0,
                                  attention_mask=mask)
-  cache = jax.tree_util.tree_map(lambda c: jnp.repeat(c, num_beams, axis=1), cache)
+  cache = constrain_kv_cache(
+      jax.tree_util.tree_map(lambda c: jnp.repeat(c, num_beams, axis=1), cache))
   beam_mask_pos = jnp.repeat(mask_positions, num_beams)
   keys = jnp.arange(total, dtype=jnp.int32)
 
@@ -198,10 +195,16 @@ def _decode(params, source_ids, mask_positions, sop_id, length_penalty, *, cfg, 
                 shared_slots=src + 1)
 
 
+_decode = sharding.mesh_jit(
+    _decode_beams, ("cfg", "num_beams", "max_length", "end_ids", "min_length",
+                    "no_repeat_ngram_size", "vocab_limit"),
+    rows=lambda inputs, static: inputs[0].shape[0] * static["num_beams"])
+
+
 def decode_seq2seq(config, params, source_ids, mask_positions, *, sop_id: int, eop_id: int,
                    num_beams: int, max_length: int, length_penalty: float = 1.0,
                    min_length: int = 0, no_repeat_ngram_size: int = 0,
-                   vocab_limit: int | None = None):
+                   vocab_limit: int | None = None, mesh=None):
   """Beam-decodes the answer to each source's blank as the original seq2seq evaluator does.
 
   source_ids `[B, S]`: the task's source rows (`[CLS] [MASK|sMASK] ...`, padded to S with pad,
@@ -217,4 +220,5 @@ def decode_seq2seq(config, params, source_ids, mask_positions, *, sop_id: int, e
   return _decode(params, jnp.asarray(source_ids, jnp.int32), jnp.asarray(mask_positions, jnp.int32),
                  jnp.int32(sop_id), jnp.float32(length_penalty), cfg=cfg, num_beams=int(num_beams),
                  max_length=int(max_length), end_ids=(int(eop_id),), min_length=int(min_length),
-                 no_repeat_ngram_size=int(no_repeat_ngram_size), vocab_limit=vocab_limit)
+                 no_repeat_ngram_size=int(no_repeat_ngram_size), vocab_limit=vocab_limit,
+                 mesh=mesh)

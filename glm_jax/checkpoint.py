@@ -222,8 +222,11 @@ def load_params(path: str, target_shapes=None, shardings=None):
     raise FileNotFoundError(f"No params checkpoint at {path} (expected a directory written by "
                             "glm_jax.checkpoint.save_params / `python -m glm_jax.convert import`).")
   checkpointer = ocp.StandardCheckpointer()
-  if target_shapes is None:
-    return checkpointer.restore(path)
+  if target_shapes is None:  # on this process's first device, whatever mesh wrote it
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    stored = _shapes_of(_stored_tree(checkpointer, path))
+    return checkpointer.restore(path, sharding.abstract_arrays(
+        stored, jax.tree_util.tree_map(lambda _: device, stored)))
   check_param_shapes(_stored_tree(checkpointer, path), target_shapes, path)
   return checkpointer.restore(path, sharding.abstract_arrays(target_shapes, shardings))
 
@@ -321,11 +324,8 @@ def save_for_inference(path: str, params, dtype: str | None = None,
   """
   params = strip_boxes(params)
   infer_config(params)  # refuse to write something generate could not read back
-  quantize = quantization_lib.check_method(quantize)
+  quantize = quantization_lib.check_method(quantize, dtype)
   if quantize:
-    if dtype is not None and jnp.dtype(dtype) != quantization_lib.SCALE_DTYPE:
-      raise quantization_lib.QuantizationError(
-          f"--quantize={quantize} keeps the unquantized params in bfloat16; drop --dtype={dtype}.")
     if quantization_lib.params_method(params):
       raise quantization_lib.QuantizationError(
           "these params are quantized already; quantize the float params they came from.")
@@ -337,14 +337,48 @@ def save_for_inference(path: str, params, dtype: str | None = None,
     _record_quantization(path, quantize)
 
 
-def load_for_inference(path: str, dtype: str | None = None):
+def load_for_inference(path: str, dtype: str | None = None, mesh=None):
   """(GLMConfig, params) from a params-only checkpoint; `dtype` sets the compute dtype.
 
   The one way generate, evaluate and finetune read a model: the shape comes from the params, the
   quantization from what the checkpoint records (checked against the params).
+  With a `mesh`, every leaf is read straight into the NamedSharding its logical axes give on that
+  mesh (each process reads only the shards its devices hold; no whole copy anywhere). Without
+  one, arrays come back as they were saved, on this process's default device.
   """
-  params = strip_boxes(load_params(path))
-  return infer_config(params, dtype, quantization=read_quantization(path)), params
+  quantization = read_quantization(path)
+  if mesh is None:
+    params = strip_boxes(load_params(path))
+    return infer_config(params, dtype, quantization=quantization), params
+  path = paths.as_path(path)
+  if not path.is_dir():
+    load_params(path)  # raises the one-line FileNotFoundError
+  stored = _stored_tree(ocp.StandardCheckpointer(), path)
+  config = infer_config(stored, dtype, quantization=quantization)
+  return config, restore_sharded(path, _shapes_of(stored), mesh, config)
+
+
+def _shapes_of(stored):
+  """ShapeDtypeStructs of a stored (metadata) tree."""
+  return jax.tree_util.tree_map(lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype), stored)
+
+
+def restore_sharded(path, shapes, mesh, config, subtree: str | None = None, dtype=None):
+  """The params at `path` (or its `subtree`, e.g. the train state's 'params': nothing else is
+  read) placed on `mesh` by their logical axes; floating leaves cast to `dtype` as they are read."""
+  shardings = sharding.param_shardings(config, shapes, mesh)
+  cast = jnp.dtype(dtype) if dtype is not None else None
+  target = jax.tree_util.tree_map(
+      lambda s, sh: jax.ShapeDtypeStruct(
+          s.shape, cast if cast is not None and jnp.issubdtype(s.dtype, jnp.floating) else s.dtype,
+          sharding=sh), shapes, shardings)
+  if subtree is not None:
+    target = {subtree: target}
+  restore_args = ocp.checkpoint_utils.construct_restore_args(target)
+  restored = ocp.PyTreeCheckpointer().restore(
+      paths.as_path(path), args=ocp.args.PyTreeRestore(
+          item=target, restore_args=restore_args, partial_restore=subtree is not None))
+  return restored[subtree] if subtree is not None else restored
 
 
 def latest_step(workdir: str) -> int:
@@ -358,16 +392,26 @@ def latest_step(workdir: str) -> int:
   return steps[-1]
 
 
-def params_from_training_checkpoint(workdir: str, step: int | None = None):
-  """The params of a training checkpoint (`workdir/checkpoints/<step>/state`), as numpy.
-
-  The optimizer state is read with the rest (Orbax restores the stored tree) and dropped here,
-  so a finished run becomes a checkpoint a third of the size for inference.
-  """
+def _train_state_path(workdir: str, step: int | None):
   step = latest_step(workdir) if step is None else int(step)
   path = paths.as_path(workdir) / "checkpoints" / str(step) / "state"
   if not path.is_dir():
     raise FileNotFoundError(f"No train state at {path}; choose a step under {path.parent.parent}.")
-  state = ocp.StandardCheckpointer().restore(path)
-  params = state["params"] if isinstance(state, dict) else state.params
-  return jax.tree_util.tree_map(np.asarray, params)
+  return path
+
+
+def params_from_training_checkpoint(workdir: str, step: int | None = None, mesh=None,
+                                    dtype: str | None = None):
+  """The params of a training checkpoint (`workdir/checkpoints/<step>/state`), on `mesh`.
+
+  A partial restore of the `params` subtree: the optimizer state is never read. Each leaf is read
+  straight into the sharding its logical axes give on `mesh` (default: every device on fsdp),
+  whatever mesh or device count the run trained on; floating leaves are cast to `dtype` on read.
+  """
+  path = _train_state_path(workdir, step)
+  stored = _stored_tree(ocp.StandardCheckpointer(), path)
+  stored = stored["params"] if isinstance(stored, dict) else stored.params
+  config = infer_config(stored)
+  if mesh is None:
+    mesh = sharding.make_mesh({"data": 1, "fsdp": -1, "tensor": 1})
+  return restore_sharded(path, _shapes_of(stored), mesh, config, subtree="params", dtype=dtype)

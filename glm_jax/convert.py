@@ -279,15 +279,18 @@ def save_torch(state_dict: Mapping[str, np.ndarray], path: str) -> None:
 
 
 def import_checkpoint(input_path: str, num_heads: int, output_dir: str, dtype=None,
-                      tokenizer=None, quantize: str = ""):
+                      tokenizer=None, mesh=None, quantize: str = ""):
   """File in THUDM naming -> Orbax params checkpoint. Returns the model config.
 
   With `tokenizer` (a released GLM tokenizer), its files and kind are stored in
-  `output_dir/tokenizer/`, so generation needs no tokenizer flags. quantize="int8" writes
-  int8 dense kernels (`checkpoint.save_for_inference`).
+  `output_dir/tokenizer/`, so generation needs no tokenizer flags. With `mesh`, the params are
+  placed on it by their logical axes and every process writes its own shards. quantize="int8"
+  writes int8 dense kernels (`checkpoint.save_for_inference`).
   """
   from glm_jax import checkpoint
+  from glm_jax import hosts
   from glm_jax import quantization
+  from glm_jax import sharding
   quantization.check_method(quantize)  # before the (possibly large) file is read
   config, params = from_thudm(load_state_dict(input_path), num_heads, dtype=dtype)
   if tokenizer is not None and tokenizer.vocab_size > config.vocab_size:
@@ -295,12 +298,14 @@ def import_checkpoint(input_path: str, num_heads: int, output_dir: str, dtype=No
         f"the tokenizer ({tokenizer.kind}, task_mask={tokenizer.task_mask}) has "
         f"{tokenizer.vocab_size} ids but {input_path} has only {config.vocab_size} word "
         "embeddings; pass the tokenizer (kind, --task_mask) this checkpoint was trained with.")
+  if mesh is not None:
+    params = sharding.place(params, sharding.param_shardings(config, params, mesh))
   if quantize:
     checkpoint.save_for_inference(output_dir, params, quantize=quantize)
     config = config.replace(quantization=quantize)
   else:
     checkpoint.save_params(output_dir, params)
-  if tokenizer is not None:
+  if tokenizer is not None and hosts.is_writer():
     tokenizer.save(os.path.join(output_dir, "tokenizer"))
   return config
 
@@ -386,7 +391,7 @@ def define_export_flags() -> None:
 COMMANDS = {"import": define_import_flags, "export": define_export_flags}
 
 
-def run_import(f) -> None:
+def run_import(f, mesh=None) -> None:
   """`convert import`: a THUDM file (and its tokenizer) into a params-only checkpoint."""
   tokenizer = None
   if f.tokenizer:
@@ -396,18 +401,27 @@ def run_import(f) -> None:
         f.fix_command_token if f["fix_command_token"].present else None)
   elif f.tokenizer_kind:
     raise ConversionError("--tokenizer_kind needs --tokenizer=DIR (the released tokenizer's files).")
-  cfg = import_checkpoint(f.input, f.num_heads, f.output, f.dtype or None, tokenizer, f.quantize)
-  print(f"Wrote params to {f.output}: {cfg.num_layers} layers, hidden {cfg.hidden_size}, "
-        f"{cfg.num_heads} heads, vocab {cfg.vocab_size}, positions "
-        f"{cfg.max_sequence_length + 1}" + (f", {cfg.quantization} kernels." if cfg.quantization
-                                            else ".")
-        + (f" Tokenizer ({tokenizer.kind}, task_mask={tokenizer.task_mask}, "
-           f"{tokenizer.vocab_size} ids) in {os.path.join(f.output, 'tokenizer')}."
-           if tokenizer is not None else ""))
+  cfg = import_checkpoint(f.input, f.num_heads, f.output, f.dtype or None, tokenizer, mesh,
+                          f.quantize)
+  from glm_jax import hosts  # pylint: disable=g-import-not-at-top
+  if hosts.is_writer():
+    print(f"Wrote params to {f.output}: {cfg.num_layers} layers, hidden {cfg.hidden_size}, "
+          f"{cfg.num_heads} heads, vocab {cfg.vocab_size}, positions "
+          f"{cfg.max_sequence_length + 1}" + (f", {cfg.quantization} kernels." if cfg.quantization
+                                              else ".")
+          + (f" Tokenizer ({tokenizer.kind}, task_mask={tokenizer.task_mask}, "
+             f"{tokenizer.vocab_size} ids) in {os.path.join(f.output, 'tokenizer')}."
+             if tokenizer is not None else ""))
 
 
-def run_export(f) -> None:
-  """`convert export`: a params-only checkpoint into THUDM-named .safetensors (and .pt)."""
+def run_export(f, mesh=None) -> None:
+  """`convert export`: a params-only checkpoint into THUDM-named .safetensors (and .pt).
+
+  One file holds every tensor, so process 0 alone reads the params and writes it."""
+  del mesh
+  from glm_jax import hosts  # pylint: disable=g-import-not-at-top
+  if not hosts.is_writer():
+    return
   torch_output = default_torch_output(f.output) if f.torch_output == "auto" else f.torch_output
   n = export_checkpoint(f.checkpoint, f.output, torch_output, f.prefix)
   print(f"Wrote {n} tensors in THUDM naming to {f.output}"
@@ -418,11 +432,13 @@ def main(argv) -> None:
   """Runs `import` or `export` (argv[1]); any failure of the files is one ConversionError line."""
   from absl import flags  # pylint: disable=g-import-not-at-top
   from glm_jax import cli  # pylint: disable=g-import-not-at-top
+  from glm_jax import hosts  # pylint: disable=g-import-not-at-top
   cli.quiet_logs()
   if len(argv) != 2 or argv[1] not in COMMANDS:
     raise ConversionError(f"expected one command, import or export.\n{USAGE}")
+  mesh = hosts.start()
   try:
-    (run_import if argv[1] == "import" else run_export)(flags.FLAGS)
+    (run_import if argv[1] == "import" else run_export)(flags.FLAGS, mesh)
   except (ValueError, ImportError) as e:  # e.g. safetensors' own errors: still one line
     if isinstance(e, UserError):
       raise
@@ -432,5 +448,7 @@ def main(argv) -> None:
 if __name__ == "__main__":
   import sys  # pylint: disable=g-import-not-at-top
   from glm_jax import cli  # pylint: disable=g-import-not-at-top
+  from glm_jax import hosts  # pylint: disable=g-import-not-at-top
   COMMANDS.get(sys.argv[1] if len(sys.argv) > 1 else "", lambda: None)()
+  hosts.define_flags()
   cli.run(main)

@@ -83,17 +83,21 @@ class LoopState:
   out: jax.Array      # [B, NB, max_new_tokens] the kept tokens, -1 elsewhere
 
 
+PAD_TO = 16  # prompt slots are rounded up to a multiple of this, so nearby lengths share a compile
+
 STATIC_ARGS = ("cfg", "max_new_tokens", "greedy", "top_k", "no_repeat_ngram_size", "sop", "ends",
                "vocab_limit")
 
 
-@functools.partial(jax.jit, static_argnames=STATIC_ARGS)
-@sharding.with_rules
-def fill(params, ids, lengths, blank_pos, num_blanks, rng, temperature, top_p, **static):
-  """The jitted decode loop with the KV cache. Returns `[B, NB, max_new_tokens]` tokens, -1 past
-  each blank's end. `static`: the names in STATIC_ARGS (see `run_loop`)."""
+def _fill(params, ids, lengths, blank_pos, num_blanks, rng, temperature, top_p, **static):
   return run_loop(params, ids, lengths, blank_pos, num_blanks, rng, temperature, top_p,
                   init_memory=prefill, logits_at=cached_logits, **static)
+
+
+fill = sharding.mesh_jit(_fill, STATIC_ARGS, rows=lambda inputs, static: inputs[0].shape[0])
+fill.__doc__ = """The jitted decode loop with the KV cache. Returns `[B, NB, max_new_tokens]` tokens,
+-1 past each blank's end. `static`: the names in STATIC_ARGS (see `run_loop`); `mesh=`: decode
+with the params sharded on it, rows (and the cache) over data, heads over tensor."""
 
 
 def run_loop(params, ids, lengths, blank_pos, num_blanks, rng, temperature, top_p, *, cfg,
@@ -156,6 +160,8 @@ def run_loop(params, ids, lengths, blank_pos, num_blanks, rng, temperature, top_
 
 def to_host(out) -> np.ndarray:
   """The whole array on this host, also when it spans processes (params sharded over hosts)."""
+  if isinstance(out, jax.Array) and not out.is_fully_addressable and out.is_fully_replicated:
+    return np.asarray(out.addressable_data(0))
   if isinstance(out, jax.Array) and not out.is_fully_addressable:
     from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
     return np.asarray(multihost_utils.process_allgather(out, tiled=True))

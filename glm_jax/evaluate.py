@@ -4,6 +4,8 @@ r"""The evaluation CLI: LAMBADA accuracy, WikiText perplexity, cloze accuracy; o
       --checkpoint=DIR --tokenizer=DIR [--tokenizer_kind=bert-uncased] [--mask_token=gMASK]
   python -m glm_jax.evaluate --task=wikitext103 --data=wiki.test.tokens --checkpoint=DIR ...
   python -m glm_jax.evaluate --task=cloze --data=questions.jsonl --checkpoint=DIR ...
+  python -m glm_jax.evaluate --task=harness --harness_tasks=lambada_openai,piqa --checkpoint=DIR
+      (lm-evaluation-harness tasks through glm_jax.harness; pip install -e ".[harness]")
 
 A progress bar with an ETA goes to stderr; the metrics are one JSON line on stdout (and in
 --output). The scoring is glm_jax.cloze / glm_jax.lm_eval, batched and sharded over the mesh.
@@ -20,7 +22,7 @@ import numpy as np
 from glm_jax import cloze, eval_data, lm_eval, scoring
 from glm_jax.eval_rows import EvaluationError
 
-TASKS = ("lambada", "wikitext103", "wikitext2", "cloze")
+TASKS = ("lambada", "wikitext103", "wikitext2", "cloze", "harness")
 DEFAULT_SEQ_LENGTH = {"lambada": 512, "wikitext103": 1024, "wikitext2": 1024, "cloze": 256}
 DEFAULT_OVERLAP = 256
 
@@ -151,24 +153,32 @@ def run(task: str, data: str, checkpoint: str, tokenizer_path: str | None = None
         seq_length=None, overlap=DEFAULT_OVERLAP, batch_size=scoring.DEFAULT_BATCH_SIZE,
         mask_token="MASK", unidirectional=False, length_penalty=0.0, cloze_scoring="multi",
         dtype=None, mesh_shape=None, output=None) -> dict:
-  """Everything the CLI does, callable from Python; returns the metrics it prints."""
+  """Everything the CLI does, callable from Python; returns the metrics it prints.
+
+  mesh_shape: {data, fsdp, tensor} sizes (default every device on fsdp: params split, rows
+  too); the params are read straight into their shards. dtype: compute dtype (default bfloat16
+  on TPU / GPU, the params' on CPU). Every process runs it; process 0 writes `output`.
+  """
   from etils import epath
   from glm_jax import checkpoint as checkpoint_lib
-  from glm_jax import sharding
+  from glm_jax import hosts
   from input_pipeline import tokenizer as tokenizer_lib
   if task not in TASKS:
     raise EvaluationError(f"--task={task!r} is not one of {TASKS}.")
+  if task == "harness":
+    raise EvaluationError("--task=harness runs through run_harness (--harness_tasks=NAME,...).")
+  if not data:
+    raise EvaluationError(f"--task={task} reads --data=FILE; pass it.")
   if not epath.Path(data).exists():  # before loading a large checkpoint
     raise FileNotFoundError(f"Evaluation data {data} does not exist; pass --data=FILE.")
-  config, params = checkpoint_lib.load_for_inference(checkpoint, dtype)
+  mesh = hosts.make_mesh(mesh_shape or hosts.INFERENCE_MESH)
+  config, params = checkpoint_lib.load_for_inference(checkpoint, hosts.compute_dtype(dtype), mesh)
   tokenizer = tokenizer_lib.load_tokenizer(tokenizer_path or checkpoint, tokenizer_kind)
   scoring.check_vocab(config, tokenizer.vocab_size)
   if mask_token not in tokenizer.special_ids:
     raise EvaluationError(f"The tokenizer has no [{mask_token}]; load it with task masks (a "
                           "tokenizer_config.json with task_mask) or use --mask_token=MASK.")
   seq_length = resolve_seq_length(task, seq_length, config.max_sequence_length)
-  mesh = sharding.make_mesh(mesh_shape or {"data": -1, "fsdp": 1, "tensor": 1})
-  params = scoring.place_params(config, params, mesh)
   common = dict(seq_length=seq_length, batch_size=batch_size, mesh=mesh)
   if task == "lambada":
     metrics = evaluate_lambada(config, params, tokenizer, data, mask_token=mask_token,
@@ -179,16 +189,45 @@ def run(task: str, data: str, checkpoint: str, tokenizer_path: str | None = None
   else:
     metrics = evaluate_cloze(config, params, tokenizer, data, length_penalty=length_penalty,
                              scoring_kind=cloze_scoring, **common)
-  if metrics.get("num_truncated"):
+  if metrics.get("num_truncated") and hosts.is_writer():
     print(f"warning: {metrics['num_truncated']} examples were longer than seq_length={seq_length} "
           "and were truncated as the original does.", file=sys.stderr)
   metrics = {"task": task, "seq_length": seq_length, "dtype": config.dtype, **metrics}
   line = json.dumps(metrics, sort_keys=False)
-  if output:
+  if output and hosts.is_writer():
     path = epath.Path(output)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(line + "\n")
   return metrics
+
+
+def run_harness(tasks, checkpoint: str, tokenizer_path: str | None = None, *, tokenizer_kind=None,
+                seq_length=None, overlap=DEFAULT_OVERLAP, batch_size=scoring.DEFAULT_BATCH_SIZE,
+                mask_token="MASK", unidirectional=False, eop=False, dtype=None, mesh_shape=None,
+                include_path=None, include_defaults=True, num_fewshot=None, limit=None,
+                output=None, coordinator_address=None, num_processes=None,
+                process_id=None, **evaluate_kwargs) -> dict | None:
+  """lm-evaluation-harness tasks (glm_jax.harness); the metrics line on process 0, else None.
+  --output gets the harness's own results file; evaluate_kwargs go to lm_eval.simple_evaluate."""
+  from glm_jax import harness
+  mesh_shape = mesh_shape or {"data": -1, "fsdp": 1, "tensor": 1}
+  model_args = dict(tokenizer=tokenizer_path, tokenizer_kind=tokenizer_kind, mask_token=mask_token,
+                    unidirectional=unidirectional, eop=eop, seq_length=seq_length,
+                    overlap=overlap, batch_size=batch_size, dtype=dtype,
+                    mesh_data=mesh_shape["data"], mesh_fsdp=mesh_shape["fsdp"],
+                    mesh_tensor=mesh_shape["tensor"], coordinator_address=coordinator_address,
+                    num_processes=num_processes, process_id=process_id)
+  tasks = [t for t in (tasks.split(",") if isinstance(tasks, str) else tasks or [])]
+  start = time.perf_counter()
+  results = harness.evaluate_tasks(tasks, checkpoint, include_path=include_path,
+                                   include_defaults=include_defaults, num_fewshot=num_fewshot,
+                                   limit=limit, output=output, model_args=model_args,
+                                   **evaluate_kwargs)
+  if results is None:
+    return None
+  return {"task": "harness", "harness_tasks": [t.strip() for t in tasks], "mask_token": mask_token,
+          "unidirectional": bool(unidirectional), "eop": bool(eop), "num_fewshot": num_fewshot,
+          "results": harness.summarize(results), "seconds": time.perf_counter() - start}
 
 
 def main(argv):
@@ -196,20 +235,48 @@ def main(argv):
   del argv
   from absl import flags
   from glm_jax import cli
+  from glm_jax import hosts
   cli.quiet_logs()
   f = flags.FLAGS
-  mesh_shape = {"data": f.mesh_data, "fsdp": f.mesh_fsdp, "tensor": f.mesh_tensor}
+  if not f.task:
+    raise EvaluationError(f"pass --task (one of {', '.join(TASKS)}).")
+  if f.compile_only:  # before anything initialises a JAX backend or imports TensorFlow
+    from glm_jax import inference_aot  # pylint: disable=g-import-not-at-top
+    sys.exit(inference_aot.main(
+        "glm_jax.evaluate", inference_aot.compile_scoring, task=f.task,
+        seq_length=f.seq_length or DEFAULT_SEQ_LENGTH[f.task], batch_size=f.batch_size))
+  if f.task == "harness":
+    if not f.checkpoint:
+      raise EvaluationError("--task=harness scores a model: pass --checkpoint=DIR.")
+    metrics = run_harness(f.harness_tasks, f.checkpoint, f.tokenizer,
+                          tokenizer_kind=f.tokenizer_kind, seq_length=f.seq_length,
+                          overlap=f.overlap, batch_size=f.batch_size, mask_token=f.mask_token,
+                          unidirectional=f.unidirectional, eop=f.eop, dtype=f.dtype,
+                          mesh_shape=hosts.mesh_config(), include_path=f.harness_include_path,
+                          include_defaults=f.harness_default_tasks,
+                          num_fewshot=f.harness_num_fewshot, limit=f.harness_limit,
+                          output=f.output, coordinator_address=f.coordinator_address,
+                          num_processes=f.num_processes, process_id=f.process_id)
+    if metrics is not None:
+      print(json.dumps(metrics), flush=True)
+    return
+  if not f.data or not f.checkpoint:
+    raise EvaluationError("pass --data=FILE and --checkpoint=DIR (or --compile_only).")
+  hosts.initialize()
+  mesh_shape = hosts.mesh_config()
   metrics = run(f.task, f.data, f.checkpoint, f.tokenizer, tokenizer_kind=f.tokenizer_kind,
                 seq_length=f.seq_length, overlap=f.overlap, batch_size=f.batch_size,
                 mask_token=f.mask_token, unidirectional=f.unidirectional,
                 length_penalty=f.length_penalty, cloze_scoring=f.cloze_scoring, dtype=f.dtype,
                 mesh_shape=mesh_shape, output=f.output)
-  print(json.dumps(metrics), flush=True)
+  if hosts.is_writer():
+    print(json.dumps(metrics), flush=True)
 
 
 def _define_flags():
   from absl import flags
   from glm_jax import cli  # pylint: disable=g-import-not-at-top
+  from glm_jax import hosts  # pylint: disable=g-import-not-at-top
   flags.DEFINE_enum("task", None, list(TASKS), "What to evaluate.")
   flags.DEFINE_string("data", None, "LAMBADA JSONL ({\"text\"} per line), the raw "
                       "wiki.test.tokens, or a cloze JSONL ({text_a, text_b, candidates, label}).")
@@ -226,12 +293,25 @@ def _define_flags():
                      "length ** length_penalty (0 = off).")
   flags.DEFINE_enum("cloze_scoring", "multi", ["multi", "single"], "Cloze: summed log-probability "
                     "of each candidate, or the [sop] logit of single-token candidates.")
-  flags.DEFINE_string("dtype", None, "Compute dtype (float32 / bfloat16); default the params'.")
-  flags.DEFINE_integer("mesh_data", -1, "Mesh data axis (-1: the remaining devices).")
-  flags.DEFINE_integer("mesh_fsdp", 1, "Mesh fsdp axis.")
-  flags.DEFINE_integer("mesh_tensor", 1, "Mesh tensor axis.")
-  flags.DEFINE_string("output", None, "Also write the JSON metrics line to this file.")
-  flags.mark_flags_as_required(["task", "data", "checkpoint"])
+  flags.DEFINE_string("dtype", None, "Compute dtype (float32 / bfloat16); default bfloat16 on TPU "
+                      "and GPU, the params' on CPU.")
+  hosts.define_flags()
+  flags.DEFINE_string("output", None, "Also write the JSON metrics line to this file (harness: "
+                      "the harness's results JSON, never over an existing file).")
+  flags.DEFINE_list("harness_tasks", [], "--task=harness: lm-evaluation-harness task names.")
+  flags.DEFINE_string("harness_include_path", None, "--task=harness: a directory of your own "
+                      "harness task YAMLs.")
+  flags.DEFINE_boolean("harness_default_tasks", True, "--task=harness: also index lm_eval's own "
+                       "~15k task names (takes seconds); --noharness_default_tasks with only "
+                       "--harness_include_path tasks.")
+  flags.DEFINE_integer("harness_num_fewshot", None, "--task=harness: few-shot examples (default: "
+                       "each task's own, 0 for most).")
+  flags.DEFINE_float("harness_limit", None, "--task=harness: only the first N documents per task "
+                     "(or a fraction < 1); for quick checks, not for reported numbers.")
+  flags.DEFINE_boolean("eop", False, "--task=harness: score [eop] after each continuation (the "
+                       "blank holds exactly it, as the original's multiple-choice cloze scores).")
+  from glm_jax import inference_aot  # pylint: disable=g-import-not-at-top
+  inference_aot.define_flags()
 
 
 if __name__ == "__main__":

@@ -7,6 +7,10 @@ export` all read; the run's tokenizer is copied beside it.
   python -m glm_jax.extract_params --workdir=WORKDIR [--step=N] --output=DIR [--dtype=bfloat16]
       [--quantize=int8]   (weight-only int8 dense kernels, the rest bfloat16: glm_jax.quantization)
 
+Only the `params` subtree of the train state is read (the optimizer moments never are), each
+leaf straight into its shard on this run's mesh (`--mesh_*`, default every device on fsdp), on
+any device count or topology; every process runs it (pods: the same command on each host).
+
 (`python -m glm_jax.export` is the old spelling of this command; it still works for one release.)
 """
 
@@ -16,6 +20,7 @@ from absl import flags
 
 from glm_jax import checkpoint as checkpoint_lib
 from glm_jax import cli
+from glm_jax import hosts
 from glm_jax import paths
 from glm_jax import quantization as quantization_lib
 
@@ -28,6 +33,7 @@ def define_flags() -> None:
   flags.DEFINE_string("dtype", None, "Cast params to this dtype (e.g. bfloat16); default keep.")
   flags.DEFINE_string("quantize", "", "int8: dense kernels int8 with per-output-channel scales, "
                       "the rest bfloat16 (about half the bf16 bytes); default: no quantization.")
+  hosts.define_flags()
   flags.mark_flags_as_required(["workdir", "output"])
 
 
@@ -37,16 +43,19 @@ def main(argv) -> None:
   from input_pipeline import tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
   cli.quiet_logs()
   f = flags.FLAGS
-  quantization_lib.check_method(f.quantize)  # a bad value fails before anything is read
-  params = checkpoint_lib.params_from_training_checkpoint(f.workdir, f.step)
-  checkpoint_lib.save_for_inference(f.output, params, f.dtype, f.quantize)
+  quantization_lib.check_method(f.quantize, f.dtype)  # bad values fail before anything is read
+  mesh = hosts.start()
+  params = checkpoint_lib.params_from_training_checkpoint(f.workdir, f.step, mesh, f.dtype)
+  # every process writes its shards
+  checkpoint_lib.save_for_inference(f.output, params, quantize=f.quantize)
   tokenizer = tokenizer_lib.tokenizer_beside(f.workdir)  # the run's tokenizer goes along
-  if tokenizer is not None:
+  if tokenizer is not None and hosts.is_writer():
     tokenizer_lib.store_beside(tokenizer, f.output)
   cfg = checkpoint_lib.infer_config(params)
-  kind = "int8 kernels, bfloat16 rest" if f.quantize else (f.dtype or cfg.param_dtype)
-  print(f"Wrote inference params ({cfg.num_layers} layers, hidden {cfg.hidden_size}, "
-        f"{kind}) to {paths.as_path(f.output)}")
+  kind = "int8 kernels, bfloat16 rest" if f.quantize else cfg.param_dtype
+  if hosts.is_writer():
+    print(f"Wrote inference params ({cfg.num_layers} layers, hidden {cfg.hidden_size}, "
+          f"{kind}) to {paths.as_path(f.output)}")
 
 
 if __name__ == "__main__":

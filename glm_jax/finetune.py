@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import types
 
 from absl import app
@@ -24,6 +25,7 @@ from etils import epath
 
 from glm_jax import checkpoint as checkpoint_lib
 from glm_jax import cli
+from glm_jax import hosts
 from glm_jax import metrics as metrics_lib
 from glm_jax import optim
 from glm_jax import paths
@@ -44,6 +46,8 @@ _CONFIG = train._CONFIG  # pylint: disable=protected-access
 _WORKDIR = train._WORKDIR  # pylint: disable=protected-access
 
 log = train.log
+# --mesh_data / --mesh_fsdp / --mesh_tensor: given, they override config.mesh (hosts.py).
+hosts.define_mesh_flags(hosts.CONFIG_MESH)
 
 
 def model_from_checkpoint(config) -> None:
@@ -394,15 +398,59 @@ def run(config, workdir: str, mesh) -> dict:
   return keeper.best or {}
 
 
+# Batch shape --compile_only assumes for a cloze task (the data sets it in a real run): answer
+# tokens per choice of a multi-token task (COPA's choices are short clauses).
+COMPILE_ONLY_SLOTS = 32
+
+
+def compile_only(config) -> None:
+  """--compile_only --topology: the task's train step compiled for a TPU slice (model shape from
+  the config's model.* keys, or init_from's metadata; no data or params are read); the report
+  and exit status of `train --compile_only`."""
+  if not train._TOPOLOGY.value:  # pylint: disable=protected-access
+    raise app.UsageError("--compile_only needs --topology, e.g. --topology=v5p:2x2x4.")
+  if is_seq2seq(config) or not config.task:
+    raise FinetuneError("finetune --compile_only compiles the SuperGLUE cloze tasks: pass "
+                        "--config.task=copa (or wsc, rte, boolq, wic, cb, multirc, record).")
+  from configs.finetune import superglue as sg_config  # pylint: disable=g-import-not-at-top
+  from glm_jax import aot  # pylint: disable=g-import-not-at-top
+  from glm_jax.tasks import cloze_task  # pylint: disable=g-import-not-at-top
+  info = superglue.get_task(config.task)
+  sg_config.apply_task_defaults(config)
+  model_from_checkpoint(config)
+  with config.unlocked():
+    config.total_steps = max(int(config.total_steps), 1)
+  choices = len(info.labels) if info.multi_token else 1
+  slots = COMPILE_ONLY_SLOTS if info.multi_token else 1
+  objective = cloze_task.make_objective(info.multi_token, config.loss, config.length_penalty)
+
+  def task_for_mesh(mesh):
+    b, s = int(config.global_batch_size), int(config.seq_length)
+    shapes = {"ids": (b, choices, s), "position_ids": (b, choices, 2, s), "sep": (b, choices),
+              "slots": (b, choices, slots), "slot_targets": (b, choices, slots),
+              "slot_valid": (b, choices, slots), "choice_mask": (b, choices), "label": (b,),
+              "label_ids": (b, max(len(info.labels), 1)), "example_mask": (b,)}
+    batch = {k: jax.ShapeDtypeStruct(v, np.int32, sharding=sharding.batch_sharding(mesh, len(v)))
+             for k, v in shapes.items()}
+    return objective, batch
+
+  sys.exit(aot.main(config, train._TOPOLOGY.value, train._NUM_SLICES.value,  # pylint: disable=protected-access
+                    train._HLO_DUMP.value, program="glm_jax.finetune",  # pylint: disable=protected-access
+                    task_for_mesh=task_for_mesh))
+
+
 def main(argv) -> None:
   """The finetune CLI: config -> checks -> `run`; user errors end in one line (cli.run)."""
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   cli.quiet_logs()
-  train.initialize_distributed()
   config = _CONFIG.value
   if config is None:
     raise app.UsageError("Pass --config=configs/finetune/superglue.py (or seq2seq.py).")
+  config.mesh.update(hosts.mesh_config(config.mesh))
+  if train._COMPILE_ONLY.value:  # pylint: disable=protected-access
+    compile_only(config)
+  train.initialize_distributed()
   config = prepare_config(config)  # a bad config or data source: one line from cli.run
   workdir = _WORKDIR.value or f"/tmp/glm_jax/finetune_{config.task}"
   mesh = sharding.make_mesh(config.mesh)

@@ -37,7 +37,7 @@ BLANK_KEYS = ("MASK", "sMASK", "gMASK")
 END_KEYS = ("eop", "eos")
 REQUIRED_SPECIAL_KEYS = BLANK_KEYS + END_KEYS + ("sop",)
 KV_CACHE_DTYPES = ("bfloat16", "int8")  # --kv_cache_dtype (int8: one scale per head and position)
-PAD_TO = 16  # prompt slots are rounded up to a multiple of this, so nearby lengths share a compile
+PAD_TO = decode_loop.PAD_TO
 
 
 # ----------------------------------------------------------------------------- input checks
@@ -191,13 +191,15 @@ class DecodingOptions:
 
 
 def fill_blanks(config, params, prompt_ids, *, special_ids: Mapping[str, int],
-                options: DecodingOptions | None = None, **option_values):
+                options: DecodingOptions | None = None, mesh=None, **option_values):
   """Fills every blank of each prompt, left to right; returns each blank's tokens (end excluded).
 
   prompt_ids: one prompt (list of ints, e.g. `[CLS] ... [MASK] ... [eos]`, see `build_prompt`)
     -> `list[list[int]]` (one list per blank); or a batch of prompts -> a list of those.
   options: a `DecodingOptions`, or its fields as keywords (`max_new_tokens=16,
     strategy="beam", ...`); an unknown keyword is a GenerationError naming it.
+  mesh: decode with the params sharded on it by their logical axes (`load_for_inference(...,
+    mesh=)` reads them so), rows and KV cache over data, heads over tensor; None: as placed.
   """
   options = _decoding_options(options, option_values)
   cfg = as_glm_config(config)
@@ -206,7 +208,8 @@ def fill_blanks(config, params, prompt_ids, *, special_ids: Mapping[str, int],
   vocab_limit = options.vocab_limit_for(cfg, special)
   ends = tuple(special[k] for k in END_KEYS)
   if options.strategy == "beam":
-    results = [_beam_one(cfg, params, p, special, options, vocab_limit, ends) for p in prompts]
+    results = [_beam_one(cfg, params, p, special, options, vocab_limit, ends, mesh)
+               for p in prompts]
     return results[0] if single else results
   b = make_batch(cfg, prompts, special, options.max_new_tokens)
   out = decode_loop.fill(
@@ -216,7 +219,7 @@ def fill_blanks(config, params, prompt_ids, *, special_ids: Mapping[str, int],
       max_new_tokens=options.max_new_tokens, greedy=options.strategy == "greedy",
       top_k=options.top_k if options.strategy == "sample" else 0,
       no_repeat_ngram_size=options.no_repeat_ngram_size,
-      sop=special["sop"], ends=ends, vocab_limit=vocab_limit)
+      sop=special["sop"], ends=ends, vocab_limit=vocab_limit, mesh=mesh)
   results = decode_loop.to_lists(decode_loop.to_host(out), b.num_blanks)
   return results[0] if single else results
 
@@ -235,14 +238,15 @@ def _decoding_options(options, option_values) -> DecodingOptions:
   return DecodingOptions(**option_values)
 
 
-def _beam_one(cfg, params, prompt, special, options: DecodingOptions, vocab_limit, ends):
+def _beam_one(cfg, params, prompt, special, options: DecodingOptions, vocab_limit, ends, mesh):
   """Beam search over the blanks of one prompt (beams of different prompts do not batch)."""
   b = make_batch(cfg, [prompt], special, options.max_new_tokens)
   out = beam_blanks.beam_fill(
       params, jnp.asarray(b.ids), jnp.int32(b.lengths[0]), jnp.asarray(b.blank_pos[0]),
       jnp.float32(options.length_penalty), cfg=cfg, max_new_tokens=options.max_new_tokens,
       num_beams=options.num_beams, no_repeat_ngram_size=options.no_repeat_ngram_size,
-      sop=special["sop"], ends=ends, vocab_limit=vocab_limit, beam_rule=options.beam_rule)
+      sop=special["sop"], ends=ends, vocab_limit=vocab_limit, beam_rule=options.beam_rule,
+      mesh=mesh)
   return decode_loop.to_lists(decode_loop.to_host(out)[None], b.num_blanks)[0]
 
 
@@ -314,10 +318,22 @@ def main(argv):
   from absl import flags
   from glm_jax import checkpoint as checkpoint_lib
   from glm_jax import cli
+  from glm_jax import hosts
   cli.quiet_logs()
-  from input_pipeline import tokenizer as tokenizer_lib
   f = flags.FLAGS
-  config, params = checkpoint_lib.load_for_inference(f.checkpoint, f.dtype)
+  if f.compile_only:  # before anything initialises a JAX backend or imports TensorFlow
+    import sys  # pylint: disable=g-import-not-at-top
+    from glm_jax import inference_aot  # pylint: disable=g-import-not-at-top
+    sys.exit(inference_aot.main(
+        "glm_jax.generate", inference_aot.compile_generate, batch_size=f.batch_size,
+        prompt_length=f.prompt_length, max_new_tokens=f.max_new_tokens, strategy=f.strategy,
+        num_beams=f.num_beams, quantize=f.quantize or "", kv_cache_dtype=f.kv_cache_dtype or ""))
+  if not f.checkpoint:
+    raise GenerationError("pass --checkpoint=DIR (a params-only checkpoint), or --compile_only.")
+  from input_pipeline import tokenizer as tokenizer_lib
+  mesh = hosts.start()  # every process runs every step; process 0 prints
+  config, params = checkpoint_lib.load_for_inference(f.checkpoint, hosts.compute_dtype(f.dtype),
+                                                     mesh)
   config = with_kv_cache_dtype(config, f.kv_cache_dtype)
   tokenizer_path = f.tokenizer or tokenizer_lib.tokenizer_beside(f.checkpoint)
   if tokenizer_path is None:
@@ -334,17 +350,20 @@ def main(argv):
   kwargs = dict(max_new_tokens=f.max_new_tokens, strategy=f.strategy, temperature=f.temperature,
                 top_k=f.top_k, top_p=f.top_p, num_beams=f.num_beams,
                 length_penalty=f.length_penalty, no_repeat_ngram_size=f.no_repeat_ngram_size,
-                seed=f.seed, beam_rule=f.beam_rule)
+                seed=f.seed, beam_rule=f.beam_rule, mesh=mesh)
   for start in range(0, len(texts), f.batch_size):
     for text in generate_text(config, params, tokenizer, texts[start:start + f.batch_size],
                               task_mask=f.task_mask, **kwargs):
-      print(text, flush=True)
+      if hosts.is_writer():
+        print(text, flush=True)
 
 
 def _define_flags():
   from absl import flags
   from glm_jax import cli  # pylint: disable=g-import-not-at-top
+  from glm_jax import hosts  # pylint: disable=g-import-not-at-top
   cli.define_model_flags()
+  hosts.define_flags()
   flags.DEFINE_multi_string("prompt", [], "Prompt text with [MASK] / [sMASK] / [gMASK] blanks; "
                             "repeat the flag for several.")
   flags.DEFINE_string("prompt_file", None, "File with one prompt per line (a batch).")
@@ -361,13 +380,19 @@ def _define_flags():
                     "Hugging Face scorer (candidates by top-k).")
   flags.DEFINE_integer("no_repeat_ngram_size", 0, "Never repeat an n-gram inside a blank; 0 = off.")
   flags.DEFINE_integer("seed", 0, "Sampling seed.")
-  flags.DEFINE_string("dtype", None, "Compute dtype (float32 / bfloat16); default the params'.")
+  flags.DEFINE_string("dtype", None, "Compute dtype (float32 / bfloat16); default bfloat16 on TPU "
+                      "and GPU, the params' on CPU.")
   flags.DEFINE_string("kv_cache_dtype", None, "KV cache dtype: bfloat16 or int8 (one bfloat16 "
                       "scale per head and position); default the compute dtype.")
+  flags.DEFINE_string("quantize", None, "--compile_only: int8 compiles the model with int8 "
+                      "kernels (what `extract_params --quantize=int8` writes; a --checkpoint "
+                      "records its own quantization).")
   flags.DEFINE_bool("task_mask", False, "The model was pretrained with [sMASK]/[gMASK] (the original's "
                     "--task-mask in config_tasks/model_blocklm_*.sh: GLM-2B/10B/Large-Chinese): a prompt without a blank gets "
                     "' [gMASK]' appended instead of ' [MASK]'.")
-  flags.mark_flags_as_required(["checkpoint"])
+  flags.DEFINE_integer("prompt_length", 512, "--compile_only: prompt tokens per row.")
+  from glm_jax import inference_aot  # pylint: disable=g-import-not-at-top
+  inference_aot.define_flags()
 
 
 if __name__ == "__main__":

@@ -343,7 +343,17 @@ def init_kv_cache(config, batch: int, length: int, dtype=None):
   if dtype == jnp.int8:
     cache.update({f"{n}_scale": jnp.ones(shape[:-1], quantization_lib.SCALE_DTYPE)
                   for n in ("k", "v")})
-  return cache
+  return constrain_kv_cache(cache)
+
+
+def constrain_kv_cache(cache):
+  """The cache laid out by its logical axes (after it is made, or repeated for beams); an int8
+  cache's scales (one per head) lack the last axis."""
+  return {name: nn.with_logical_constraint(c, KV_CACHE_AXES[:c.ndim]) for name, c in cache.items()}
+
+
+# Logical axes of each K/V cache array (sharding.py maps them: rows over data, heads over tensor).
+KV_CACHE_AXES = ("cache_layers", "cache_batch", "cache_length", "cache_heads", "cache_kv")
 
 
 def dummy_inputs(batch: int = 1, length: int = 8):

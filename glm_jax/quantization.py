@@ -37,12 +37,16 @@ class QuantizationError(UserError, ValueError):
   """A --quantize / --kv_cache_dtype value we cannot do."""
 
 
-def check_method(method: str | None) -> str:
-  """'' (none) or a known method name; anything else is one line naming the choices."""
+def check_method(method: str | None, dtype: str | None = None) -> str:
+  """'' (none) or a known method name; anything else is one line naming the choices. A `dtype`
+  for the other params other than bfloat16 is refused with a method (they stay bfloat16)."""
   method = method or ""
   if method and method not in METHODS:
     raise QuantizationError(f"--quantize={method} is not supported; use --quantize=int8 "
                             f"({METHODS['int8']}) or leave it out.")
+  if method and dtype is not None and jnp.dtype(dtype) != SCALE_DTYPE:
+    raise QuantizationError(
+        f"--quantize={method} keeps the unquantized params in bfloat16; drop --dtype={dtype}.")
   return method
 
 

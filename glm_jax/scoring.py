@@ -42,29 +42,14 @@ def bucket_length(n: int) -> int:
   return -(-n // 128) * 128
 
 
-@functools.lru_cache(maxsize=None)
-def _logical_axes(cfg: model_lib.GLMConfig):
-  """The params' logical axis names (traced once per config, not per call)."""
-  return model_lib.logical_axes(cfg)
-
-
 def _param_shardings(cfg, params, mesh):
   shapes = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype), params)
   try:
-    return sharding.logical_to_sharding(_logical_axes(cfg), shapes, mesh)
+    return sharding.param_shardings(cfg, shapes, mesh)
   except ValueError as e:
     raise EvaluationError(f"The params do not have the structure of a GLM of this config ({e}); "
                           "load them with glm_jax.checkpoint.load_for_inference or "
                           "glm_jax.convert.from_thudm.") from e
-
-
-def _place(leaf, target: NamedSharding):
-  if isinstance(leaf, jax.Array) and leaf.sharding == target:
-    return leaf
-  if jax.process_count() == 1:
-    return jax.device_put(leaf, target)
-  host = np.asarray(leaf)
-  return jax.make_array_from_callback(host.shape, target, lambda index: host[index])
 
 
 def place_params(config, params, mesh=None):
@@ -74,7 +59,7 @@ def place_params(config, params, mesh=None):
   mesh = mesh if mesh is not None else default_mesh()
   params = model_lib.strip_boxes(params)
   shardings = _param_shardings(cfg, params, mesh)
-  return jax.tree_util.tree_map(_place, params, shardings)
+  return sharding.place(params, shardings)
 
 
 def _batch_multiple(mesh) -> int:

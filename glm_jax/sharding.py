@@ -35,6 +35,12 @@ LOGICAL_RULES: tuple[tuple[str, object], ...] = (
     ("qkv", None),
     ("position", None),
     ("layers", None),
+    # the KV cache [layers, batch, length, heads, head_dim]: rows like activations, heads over tensor
+    ("cache_layers", None),
+    ("cache_batch", ("data", "fsdp")),
+    ("cache_length", None),
+    ("cache_heads", "tensor"),
+    ("cache_kv", None),
 )
 
 
@@ -86,6 +92,32 @@ def logical_to_sharding(logical_tree, shapes_tree, mesh, rules=LOGICAL_RULES):
                                 is_leaf=lambda x: isinstance(x, P) or x is None)
 
 
+@functools.lru_cache(maxsize=None)
+def _param_logical_axes(cfg):
+  from glm_jax import model  # pylint: disable=g-import-not-at-top (model does not import us)
+  return model.logical_axes(cfg)
+
+
+def param_shardings(config, shapes, mesh):
+  """NamedShardings of a GLM params tree (`shapes`: arrays or ShapeDtypeStructs) on `mesh`,
+  from the params' logical axes: the one place every command places a model."""
+  from glm_jax import model  # pylint: disable=g-import-not-at-top
+  return logical_to_sharding(_param_logical_axes(model.as_glm_config(config)), shapes, mesh)
+
+
+def replicated(mesh) -> NamedSharding:
+  """Every device holds the whole value (small inputs and outputs of a jitted call)."""
+  return NamedSharding(mesh, P())
+
+
+def put_replicated(value, mesh):
+  """A host value (the same on every process) as a global array replicated over `mesh`."""
+  host = np.asarray(value)
+  if jax.process_count() == 1:
+    return jax.device_put(host, replicated(mesh))
+  return jax.make_array_from_callback(host.shape, replicated(mesh), lambda index: host[index])
+
+
 def batch_sharding(mesh, ndim: int = 2) -> NamedSharding:
   """Batches split their leading dimension over data x fsdp."""
   return NamedSharding(mesh, P(("data", "fsdp"), *([None] * (ndim - 1))))
@@ -108,7 +140,76 @@ def abstract_arrays(shapes, shardings=None):
       lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes, shardings)
 
 
-def with_rules(fn, mesh=None):
+def decode_rules(mesh, rows: int) -> tuple[tuple[str, object], ...]:
+  """The rules for decoding `rows` rows on `mesh`: rows (and their KV cache) over data x fsdp
+  when that divides them, else over data when it does, else replicated; params stay split by
+  fsdp / tensor (gathered layer by layer), cache heads over tensor."""
+  data, fsdp = mesh.shape["data"], mesh.shape["fsdp"]
+  batch = (("data", "fsdp") if rows % (data * fsdp) == 0 else
+           "data" if rows % data == 0 else None)
+  return tuple((name, batch if name in ("act_batch", "cache_batch") else axes)
+               for name, axes in LOGICAL_RULES)
+
+
+def place(tree, shardings):
+  """`tree`'s leaves on `shardings` (leaves already there pass untouched; a host value must be
+  the same on every process)."""
+  def one(leaf, target):
+    if isinstance(leaf, jax.Array) and leaf.sharding == target:
+      return leaf
+    if jax.process_count() == 1:
+      return jax.device_put(leaf, target)
+    host = np.asarray(leaf)
+    return jax.make_array_from_callback(host.shape, target, lambda index: host[index])
+  return jax.tree_util.tree_map(one, tree, shardings)
+
+
+def mesh_jit(fn, static_argnames: Sequence[str], rows):
+  """`fn(params, *inputs, **static)` jitted; called with `mesh=` it runs with explicit shardings.
+
+  Without a mesh: plain `jax.jit` under the rules (an ambient mesh, if any, decides). With one:
+  params in the NamedShardings their logical axes give (placed there first if they are not),
+  inputs and outputs replicated, traced under `decode_rules(mesh, rows(inputs, static))`; one
+  compile per (mesh, static values). `static["cfg"]` is the model config.
+  """
+  plain = jax.jit(with_rules(fn), static_argnames=tuple(static_argnames))
+
+  @functools.lru_cache(maxsize=64)
+  def compiled(mesh, num_inputs: int, n_rows: int, static_items):
+    static = dict(static_items)
+    shardings = param_shardings(static["cfg"], _param_shapes(static["cfg"]), mesh)
+    traced = with_rules(functools.partial(fn, **static), mesh, decode_rules(mesh, n_rows))
+    return jax.jit(traced, in_shardings=(shardings,) + (replicated(mesh),) * num_inputs,
+                   out_shardings=replicated(mesh)), shardings
+
+  @functools.wraps(fn)
+  def call(params, *inputs, mesh=None, **static):
+    if mesh is None:
+      return plain(params, *inputs, **static)
+    step, shardings = compiled(mesh, len(inputs), int(rows(inputs, static)),
+                               tuple(sorted(static.items())))
+    return step(place(params, shardings), *(put_replicated(x, mesh) for x in inputs))
+
+  def lower(param_shapes, *inputs, mesh, **static):
+    """The call lowered for abstract params and inputs (ShapeDtypeStructs; nothing is read),
+    e.g. on a TPU topology's mesh for `--compile_only`."""
+    step, shardings = compiled(mesh, len(inputs), int(rows(inputs, static)),
+                               tuple(sorted(static.items())))
+    return step.lower(abstract_arrays(param_shapes, shardings),
+                      *(jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated(mesh))
+                        for x in inputs))
+
+  call.lower = lower
+  return call
+
+
+@functools.lru_cache(maxsize=None)
+def _param_shapes(cfg):
+  from glm_jax import model  # pylint: disable=g-import-not-at-top
+  return model.param_shapes(cfg)
+
+
+def with_rules(fn, mesh=None, rules=LOGICAL_RULES):
   """`fn` traced under the project's logical-axis rules (and `mesh`, if given).
 
   The model annotates activations with logical names; those constraints only act inside a rules
@@ -122,6 +223,6 @@ def with_rules(fn, mesh=None):
         use_abstract = getattr(jax.sharding, "use_abstract_mesh", None)  # guard for later JAX
         stack.enter_context(use_abstract(mesh.abstract_mesh) if use_abstract
                             else jax.set_mesh(mesh))
-      stack.enter_context(nn.logical_axis_rules(LOGICAL_RULES))
+      stack.enter_context(nn.logical_axis_rules(rules))
       return fn(*args, **kwargs)
   return traced

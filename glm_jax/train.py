@@ -24,6 +24,7 @@ from ml_collections import config_flags
 
 from glm_jax import checkpoint as checkpoint_lib
 from glm_jax import cli
+from glm_jax import hosts
 from glm_jax import metrics as metrics_lib
 from glm_jax import model as model_lib
 from glm_jax import objective
@@ -39,11 +40,7 @@ from input_pipeline.blank_infilling import OBJECTIVES as EVAL_OBJECTIVES
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Run config file, e.g. configs/tiny.py.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints, metrics.jsonl and TensorBoard logs "
                                "(default: /tmp/glm_jax/<config name>).")
-_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-"
-                                   "process runs outside TPU pods).")
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Total processes (multi-process).")
-_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index (multi-process).")
-_INIT_TIMEOUT = flags.DEFINE_integer("initialization_timeout", 300, "Seconds to wait for peers.")
+hosts.define_process_flags()  # --coordinator_address, --num_processes, --process_id
 _COMPILE_ONLY = flags.DEFINE_bool("compile_only", False, "Compile the train step for --topology "
                                   "(no TPU needed; libtpu from requirements-tpu.txt) and print "
                                   "per-chip memory, fit and collectives as JSON; train nothing.")
@@ -53,18 +50,9 @@ _NUM_SLICES = flags.DEFINE_integer("num_slices", 1, "Slices (joined over DCN) fo
 _HLO_DUMP = flags.DEFINE_string("hlo_dump", None, "--compile_only: also write the optimized HLO "
                                 "text to this path.")
 
-_TPU_POD_ENV = ("TPU_WORKER_HOSTNAMES", "MEGASCALE_COORDINATOR_ADDRESS")
-
-
 def initialize_distributed() -> None:
   """jax.distributed: explicit flags win; TPU pods configure themselves; else single process."""
-  if _NUM_PROCESSES.value and _NUM_PROCESSES.value > 1:
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(
-        coordinator_address=_COORDINATOR.value, num_processes=_NUM_PROCESSES.value,
-        process_id=_PROCESS_ID.value, initialization_timeout=_INIT_TIMEOUT.value)
-  elif any(os.environ.get(k) for k in _TPU_POD_ENV):
-    jax.distributed.initialize()
+  hosts.initialize()
 
 
 def log(message: str) -> None:

@@ -1,0 +1,89 @@
+"""`generate` and `evaluate` on 2 processes x 4 devices (params split over all 8 by fsdp) print
+what 1 process x 8 devices prints, and both processes exit 0; only process 0 prints."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import pytest
+
+from glm_jax import checkpoint, model
+from tests.test_train_cli import ROOT, _env, _free_port
+
+WORDS = "the cat sat on mat and dog rug ran in park to house a bird sang tree sun was warm".split()
+LAMBADA = ["the cat sat on the mat and the dog sat on the rug",
+           "the dog ran in the park and the cat ran to the house",
+           "a bird sang in the tree and the sun was warm"]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+  root = tmp_path_factory.mktemp("multi_inference")
+  (root / "tok").mkdir()
+  vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted(set(WORDS))
+  (root / "tok" / "vocab.txt").write_text("\n".join(vocab) + "\n")
+  cfg = model.GLMConfig(vocab_size=128, num_layers=2, hidden_size=64, num_heads=4,
+                        max_sequence_length=64, dtype="float32", init_std=0.2)
+  checkpoint.save_for_inference(str(root / "ckpt"), model.init_params(cfg, jax.random.PRNGKey(1)))
+  (root / "lambada.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in LAMBADA))
+  return root
+
+
+def _commands(root):
+  model_flags = [f"--checkpoint={root / 'ckpt'}", f"--tokenizer={root / 'tok'}",
+                 "--tokenizer_kind=bert-uncased"]
+  return {
+      "generate": ["glm_jax.generate", *model_flags, "--prompt=the cat sat on the [MASK] .",
+                   "--prompt=a bird [MASK] in the tree", "--max_new_tokens=4"],
+      "evaluate": ["glm_jax.evaluate", *model_flags, "--task=lambada",
+                   f"--data={root / 'lambada.jsonl'}", "--batch_size=8"]}
+
+
+def _run_two_processes(args):
+  port = _free_port()
+  procs = [subprocess.Popen(
+      [sys.executable, "-m", *args, f"--coordinator_address=127.0.0.1:{port}",
+       "--num_processes=2", f"--process_id={i}", "--initialization_timeout=120"],
+      cwd=ROOT, env=_env(devices=4), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+      for i in range(2)]
+  outputs = []
+  try:
+    for p in procs:
+      outputs.append(p.communicate(timeout=300))
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+  return [(p.returncode, _ours(out), err) for p, (out, err) in zip(procs, outputs)]
+
+
+def _ours(stdout: str) -> str:
+  """stdout without the lines gloo (CPU collectives) prints when its peers connect."""
+  return "".join(l for l in stdout.splitlines(keepends=True) if not l.startswith("[Gloo]"))
+
+
+def _metrics(stdout: str) -> dict:
+  metrics = json.loads(stdout.strip().splitlines()[-1])
+  metrics.pop("eval_tokens_per_s")
+  return metrics
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["generate", "evaluate"])
+def test_two_processes_of_four_devices_print_what_one_process_of_eight_prints(files, command):
+  args = _commands(files)[command]
+  single = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=_env(devices=8),
+                          capture_output=True, text=True, timeout=300)
+  assert single.returncode == 0, single.stderr[-4000:]
+  (rc0, out0, err0), (rc1, out1, err1) = _run_two_processes(args)
+  assert rc0 == 0, err0[-4000:]
+  assert rc1 == 0, err1[-4000:]
+  assert out1.strip() == ""  # only process 0 writes output
+  if command == "generate":
+    assert out0.splitlines() == single.stdout.splitlines()
+    assert len(out0.splitlines()) == 2
+  else:
+    assert _metrics(out0) == _metrics(single.stdout)
+    assert _metrics(out0)["num_examples"] == len(LAMBADA)
