@@ -36,7 +36,6 @@ STRATEGIES = ("greedy", "sample", "beam")
 BLANK_KEYS = ("MASK", "sMASK", "gMASK")
 END_KEYS = ("eop", "eos")
 REQUIRED_SPECIAL_KEYS = BLANK_KEYS + END_KEYS + ("sop",)
-KV_CACHE_DTYPES = ("bfloat16", "int8")  # --kv_cache_dtype (int8: one scale per head and position)
 PAD_TO = decode_loop.PAD_TO
 
 
@@ -304,12 +303,10 @@ def _read_prompts(prompts, prompt_file) -> list[str]:
 
 def with_kv_cache_dtype(config, kv_cache_dtype: str | None):
   """The config decoding with a bfloat16 or int8 KV cache (None / '': the compute dtype)."""
-  if not kv_cache_dtype:
-    return config
-  if kv_cache_dtype not in KV_CACHE_DTYPES:
-    raise GenerationError(f"--kv_cache_dtype={kv_cache_dtype} is not supported; use one of "
-                          f"{', '.join(KV_CACHE_DTYPES)}.")
-  return as_glm_config(config).replace(kv_cache_dtype=kv_cache_dtype)
+  from glm_jax import quantization  # pylint: disable=g-import-not-at-top
+  kv_cache_dtype = quantization.check_kv_cache_dtype(kv_cache_dtype)
+  return as_glm_config(config).replace(kv_cache_dtype=kv_cache_dtype) if kv_cache_dtype \
+      else config
 
 
 def main(argv):

@@ -53,8 +53,7 @@ def compile_generate(config, topology: str, mesh_config, *, num_slices: int = 1,
   opts = {**GENERATE_DEFAULTS, **options}
   cfg = inference_config(config, dtype).replace(
       quantization=quantization.check_method(opts["quantize"]),
-      kv_cache_dtype=generate.with_kv_cache_dtype(  # checks the value
-          inference_config(config, dtype), opts["kv_cache_dtype"]).kv_cache_dtype)
+      kv_cache_dtype=quantization.check_kv_cache_dtype(opts["kv_cache_dtype"]))
   devices, mesh = _topology(topology, mesh_config, num_slices)
   report = aot.topology_report(topology, num_slices, devices, mesh)
   report.update(program="generate", dtype=dtype, **opts)

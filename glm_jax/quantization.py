@@ -33,8 +33,20 @@ DENSE_KERNELS = {("attention", "query_key_value"): 1, ("attention", "dense"): 2,
                  ("mlp", "dense_h_to_4h"): 1, ("mlp", "dense_4h_to_h"): 1}
 
 
+KV_CACHE_DTYPES = ("bfloat16", "int8")  # --kv_cache_dtype (int8: one scale per head and position)
+
+
 class QuantizationError(UserError, ValueError):
   """A --quantize / --kv_cache_dtype value we cannot do."""
+
+
+def check_kv_cache_dtype(kv_cache_dtype: str | None) -> str:
+  """'' (the compute dtype) or one of KV_CACHE_DTYPES; anything else is one line."""
+  kv_cache_dtype = kv_cache_dtype or ""
+  if kv_cache_dtype and kv_cache_dtype not in KV_CACHE_DTYPES:
+    raise QuantizationError(f"--kv_cache_dtype={kv_cache_dtype} is not supported; use one of "
+                            f"{', '.join(KV_CACHE_DTYPES)}.")
+  return kv_cache_dtype
 
 
 def check_method(method: str | None, dtype: str | None = None) -> str:
