@@ -6,6 +6,7 @@ int8 model within MAX_LOGPROB_DIFF (max) / MEAN_LOGPROB_DIFF (mean) of the bf16 
 generation identical on at least 9 of 10 prompts; LAMBADA-style accuracy within 1 point.
 """
 
+import importlib.util
 import json
 import os
 import pathlib
@@ -272,3 +273,25 @@ def test_unknown_quantize_values_are_refused_in_one_line(tmp_path):
     assert proc.returncode == 2 and len(lines) == 1 and "--quantize=int4" in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
   assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("libtpu") is None, reason="needs libtpu")
+def test_generate_compile_only_with_int8_on_one_v5e_chip_halves_the_param_bytes():
+  """`generate --compile_only --topology=v5e:1x1 --quantize=int8 --kv_cache_dtype=int8` (tiny
+  config, libtpu compile, nothing runs): the report names the quantization, the arguments shrink."""
+  reports = {}
+  for extra in ([], ["--quantize=int8", "--kv_cache_dtype=int8"]):
+    proc = subprocess.run(
+        [sys.executable, "-m", "glm_jax.generate", "--compile_only", "--topology=v5e:1x1",
+         "--config=configs/tiny.py", "--config.model.vocab_size=1024",
+         "--config.model.hidden_size=512", "--config.model.num_heads=8",
+         "--config.model.num_layers=4", "--config.model.max_sequence_length=512",
+         "--batch_size=8", "--prompt_length=256", "--max_new_tokens=8", *extra],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    reports[bool(extra)] = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert reports[True]["quantize"] == "int8" and reports[True]["kv_cache_dtype"] == "int8"
+  assert reports[True]["chips"] == 1 and reports[True]["fits"]
+  assert reports[True]["arguments_gib"] < 0.7 * reports[False]["arguments_gib"]
+  assert reports[True]["kv_cache_gib"] < 0.6 * reports[False]["kv_cache_gib"]
