@@ -79,6 +79,9 @@ def topology_devices(topology: str, num_slices: int = 1) -> list:
   kwargs = {"chip_config_name": "megacore"} if generation in _MEGACORE else {}
   if num_slices > 1:
     kwargs["num_slices"] = num_slices
+  grid = [int(x) for x in topology.split(":")[1].split("x")] + [1]
+  if grid[0] * grid[1] < 4:  # fewer chips than libtpu's default 2x2 host, e.g. v5e:1x1
+    kwargs["chips_per_host_bounds"] = grid[:3]
   try:
     return list(topologies.get_topology_desc(topology, "tpu", **kwargs).devices)
   except Exception as e:  # pylint: disable=broad-except

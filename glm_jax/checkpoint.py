@@ -35,6 +35,7 @@ import orbax.checkpoint as ocp
 from glm_jax import data_state as data_state_lib
 from glm_jax import outputs
 from glm_jax import paths
+from glm_jax import quantization as quantization_lib
 from glm_jax import sharding
 from glm_jax.model import GLMConfig, strip_boxes
 from glm_jax.errors import (  # pylint: disable=unused-import (old import path)
@@ -395,12 +396,14 @@ def _stored_tree(checkpointer, path):
 # ----------------------------------------------------------- params-only checkpoints: model shape
 
 
-def infer_config(params, dtype: str | None = None) -> GLMConfig:
+def infer_config(params, dtype: str | None = None, quantization: str | None = None) -> GLMConfig:
   """The model shape of a params tree (inference config: no dropout).
 
   Every `GLMConfig` shape field follows from the parameter shapes, so a params checkpoint needs no
   config file beside it and cannot disagree with one. `params` may be arrays or Orbax metadata.
   dtype: compute dtype; default the params' own dtype (bf16 params compute in bf16).
+  quantization: what the checkpoint records (`read_quantization`); it must match the tree (int8
+  kernels with scales, or float ones). None: taken from the tree.
   """
   try:
     vocab, hidden = params["word_embeddings"]["embedding"].shape
@@ -416,11 +419,42 @@ def infer_config(params, dtype: str | None = None) -> GLMConfig:
     raise CheckpointMismatchError(
         f"the params are stored as {param_dtype}; generate, evaluate and finetune read "
         f"{', '.join(PARAM_DTYPES)}: extract them again with --dtype=bfloat16 (or no --dtype).")
+  in_tree = quantization_lib.params_method(params)
+  if quantization is not None and quantization != in_tree:
+    raise CheckpointMismatchError(
+        f"The checkpoint records quantization {quantization or 'none'!r} but its kernels are "
+        f"{in_tree or 'float'}; it was altered after writing: extract or convert it again.")
   return GLMConfig(vocab_size=int(vocab), num_layers=int(qkv[0]), hidden_size=int(hidden),
                    num_heads=int(qkv[3]), max_sequence_length=int(positions) - 1,
                    mlp_ratio=int(ffn) // int(hidden), embedding_dropout=0.0,
                    attention_dropout=0.0, hidden_dropout=0.0, dtype=dtype or param_dtype,
-                   param_dtype=param_dtype)
+                   param_dtype=param_dtype, quantization=in_tree)
+
+
+QUANTIZATION_FILE = "quantization.json"
+
+
+def read_quantization(path: str) -> str:
+  """The quantization recorded in a params checkpoint: 'int8', or '' when none is recorded.
+
+  A recorded method this version does not know is refused (its kernels would be misread).
+  """
+  record = paths.as_path(path) / QUANTIZATION_FILE
+  if not record.exists():
+    return ""
+  method = json.loads(record.read_text()).get("method", "")
+  if method not in quantization_lib.METHODS:
+    raise CheckpointMismatchError(
+        f"{record} records quantization {method!r}, which this glm_jax cannot read (it knows "
+        f"{sorted(quantization_lib.METHODS)}); use a newer glm_jax or re-extract the params.")
+  return method
+
+
+def _record_quantization(path: str, method: str) -> None:
+  record = {"method": method, "scheme": quantization_lib.METHODS[method],
+            "scale_dtype": jnp.dtype(quantization_lib.SCALE_DTYPE).name,
+            "kernels": ["layers/" + "/".join(k) + "/kernel" for k in quantization_lib.DENSE_KERNELS]}
+  paths.write_text_atomic(paths.as_path(path) / QUANTIZATION_FILE, json.dumps(record, indent=1))
 
 
 def stored_config(path: str) -> GLMConfig:
@@ -428,7 +462,8 @@ def stored_config(path: str) -> GLMConfig:
 
   Lets finetuning size its model from `--config.init_from` before any array is read.
   """
-  return infer_config(_stored_tree(ocp.StandardCheckpointer(), paths.as_path(path)))
+  return infer_config(_stored_tree(ocp.StandardCheckpointer(), paths.as_path(path)),
+                      quantization=read_quantization(path))
 
 
 def cast_params(params, dtype):
@@ -439,35 +474,58 @@ def cast_params(params, dtype):
       else x, params)
 
 
-def for_inference(params, dtype: str | None = None):
-  """The params as inference reads them: unboxed, checked to be a GLM tree, cast to `dtype`."""
+def for_inference(params, dtype: str | None = None, quantize: str | None = None):
+  """The params as inference reads them: unboxed, checked to be a GLM tree, then cast to `dtype`
+  or, with quantize="int8", int8 dense kernels with per-output-channel scales and everything
+  else bfloat16 (glm_jax.quantization)."""
   params = strip_boxes(params)
   infer_config(params)  # refuse to write something generate could not read back
+  quantize = quantization_lib.check_method(quantize, dtype)
+  if quantize:
+    if quantization_lib.params_method(params):
+      raise quantization_lib.QuantizationError(
+          "these params are quantized already; quantize the float params they came from.")
+    return quantization_lib.quantize_params(params, quantize)
   return cast_params(params, dtype) if dtype is not None else params
 
 
-def save_for_inference(path: str, params, dtype: str | None = None, **output) -> None:
-  """Writes a params-only checkpoint, cast to `dtype` when given (inference needs no optimizer);
-  `output`: save_params' command / overwrite."""
-  save_params(path, for_inference(params, dtype), **output)
+def write_for_inference(directory, params, quantize: str | None = None) -> None:
+  """`write_params` of `for_inference` params into the new folder `directory`, with
+  `quantization.json` recording how they were quantized (process 0 writes it; every process
+  writes its shards)."""
+  write_params(directory, params)
+  if quantize and jax.process_index() == 0:
+    _record_quantization(directory, quantize)
+
+
+def save_for_inference(path: str, params, dtype: str | None = None,
+                       quantize: str | None = None, **output) -> None:
+  """Writes a params-only checkpoint, cast to `dtype` or quantized (`for_inference`; inference
+  needs no optimizer) through `outputs.directory`; `output`: save_params' command / overwrite."""
+  params = for_inference(params, dtype, quantize)
+  command, overwrite = output.get("command", "save_params"), output.get("overwrite", False)
+  with outputs.directory(path, command, overwrite) as tmp:
+    write_for_inference(tmp, params, quantize)
 
 
 def load_for_inference(path: str, dtype: str | None = None, mesh=None):
   """(GLMConfig, params) from a params-only checkpoint; `dtype` sets the compute dtype.
 
-  The one way generate, evaluate and finetune read a model: the shape comes from the params.
+  The one way generate, evaluate and finetune read a model: the shape comes from the params, the
+  quantization from what the checkpoint records (checked against the params).
   With a `mesh`, every leaf is read straight into the NamedSharding its logical axes give on that
   mesh (each process reads only the shards its devices hold; no whole copy anywhere). Without
   one, arrays come back as they were saved, on this process's default device.
   """
+  quantization = read_quantization(path)
   if mesh is None:
     params = strip_boxes(load_params(path))
-    return infer_config(params, dtype), params
+    return infer_config(params, dtype, quantization=quantization), params
   path = paths.as_path(path)
   if not path.is_dir():
     load_params(path)  # raises the one-line FileNotFoundError
   stored = _stored_tree(ocp.StandardCheckpointer(), path)
-  config = infer_config(stored, dtype)
+  config = infer_config(stored, dtype, quantization=quantization)
   return config, restore_sharded(path, _shapes_of(stored), mesh, config)
 
 

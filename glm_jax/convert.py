@@ -6,6 +6,7 @@ Every mapping here is a transpose or a reshape, so import then export is bit-exa
 
 CLI:
   python -m glm_jax.convert import --input=mp_rank_00_model_states.pt --num_heads=16 --output=DIR
+      [--quantize=int8]   (weight-only int8 dense kernels for inference: glm_jax.quantization)
   python -m glm_jax.convert export --checkpoint=DIR --output=glm.safetensors [--torch_output=x.pt]
     (the .pt is written beside the .safetensors by default when torch is installed)
 The import side writes an Orbax params checkpoint (`checkpoint.save_params`), the format that
@@ -278,15 +279,17 @@ def save_torch(state_dict: Mapping[str, np.ndarray], path: str, overwrite: bool 
 
 
 def import_checkpoint(input_path: str, num_heads: int, output_dir: str, dtype=None,
-                      tokenizer=None, mesh=None, overwrite: bool = False):
+                      tokenizer=None, mesh=None, overwrite: bool = False, quantize: str = ""):
   """File in THUDM naming -> Orbax params checkpoint. Returns the model config.
 
   With `tokenizer` (a released GLM tokenizer, or our sentencepiece one), its files (and kind)
   are stored in `output_dir`, so generation needs no tokenizer flags. With `mesh`, the params are
   placed on it by their logical axes and every process writes its own shards. `output_dir` is
   written through `outputs.directory`: a folder holding anything else (e.g. the input) is refused.
+  quantize="int8" writes int8 dense kernels (`checkpoint.for_inference`).
   """
-  from glm_jax import checkpoint, hosts, outputs, sharding
+  from glm_jax import checkpoint, hosts, outputs, quantization, sharding
+  quantization.check_method(quantize)  # before the (possibly large) file is read
   outputs.check_directory(output_dir, IMPORT, overwrite)   # before reading anything
   config, params = from_thudm(load_state_dict(input_path), num_heads, dtype=dtype)
   if tokenizer is not None and tokenizer.vocab_size > config.vocab_size:
@@ -297,8 +300,11 @@ def import_checkpoint(input_path: str, num_heads: int, output_dir: str, dtype=No
         "embeddings; pass the tokenizer (kind, --task_mask) this checkpoint was trained with.")
   if mesh is not None:
     params = sharding.place(params, sharding.param_shardings(config, params, mesh))
+  if quantize:
+    params = checkpoint.for_inference(params, quantize=quantize)
+    config = config.replace(quantization=quantize)
   with outputs.directory(output_dir, IMPORT, overwrite) as tmp:
-    checkpoint.write_params(tmp, params)   # every process writes its own shards
+    checkpoint.write_for_inference(tmp, params, quantize)   # every process writes its own shards
     if hosts.is_writer() and hasattr(tokenizer, "save"):   # a released tokenizer: files and kind
       tokenizer.save(os.fspath(tmp / "tokenizer"))
     elif hosts.is_writer() and tokenizer is not None:      # ours: the sentencepiece .model file
@@ -334,6 +340,9 @@ def export_checkpoint(checkpoint_dir: str, output_path: str, torch_output: str =
   """Orbax params checkpoint -> THUDM-named .safetensors (and .pt). Returns the tensor count.
   Existing files are refused unless `overwrite` (checked before anything is read)."""
   from glm_jax import checkpoint, outputs
+  if checkpoint.read_quantization(checkpoint_dir):
+    raise ConversionError(f"{checkpoint_dir} holds int8-quantized kernels (for glm_jax inference "
+                          "only); export the float checkpoint it was quantized from.")
   if torch_output and not torch_available():
     raise MissingDependencyError("--torch_output needs PyTorch, which is not installed; pass "
                                  "--torch_output='' to write the .safetensors file only.")
@@ -349,7 +358,7 @@ def export_checkpoint(checkpoint_dir: str, output_path: str, torch_output: str =
 
 
 USAGE = ("usage: python -m glm_jax.convert import --input=FILE --num_heads=N --output=DIR "
-         "[--dtype=float32] [--tokenizer=DIR --tokenizer_kind=KIND [--task_mask]]\n"
+         "[--dtype=float32] [--tokenizer=DIR --tokenizer_kind=KIND [--task_mask]] [--quantize=int8]\n"
          "       python -m glm_jax.convert export --checkpoint=DIR --output=FILE.safetensors "
          "[--torch_output=FILE.pt] [--prefix=glm.]")
 
@@ -370,6 +379,8 @@ def define_import_flags() -> None:
                        "GLM-RoBERTa, the Chinese models).")
   flags.DEFINE_boolean("fix_command_token", False, "chinese-sp ids of GLM-Large-Chinese.")
   _define_overwrite_flag()
+  flags.DEFINE_string("quantize", "", "int8: dense kernels int8 with per-output-channel scales, "
+                      "the rest bfloat16, for inference; default: the file's own dtypes.")
   flags.mark_flags_as_required(["input", "num_heads", "output"])
 
 
@@ -406,12 +417,13 @@ def run_import(f, mesh=None) -> None:
   elif f.tokenizer_kind:
     raise ConversionError("--tokenizer_kind needs --tokenizer=DIR (the released tokenizer's files).")
   cfg = import_checkpoint(f.input, f.num_heads, f.output, f.dtype or None, tokenizer, mesh,
-                          overwrite=f.overwrite)
+                          overwrite=f.overwrite, quantize=f.quantize)
   from glm_jax import hosts  # pylint: disable=g-import-not-at-top
   if hosts.is_writer():
     print(f"Wrote params to {f.output}: {cfg.num_layers} layers, hidden {cfg.hidden_size}, "
           f"{cfg.num_heads} heads, vocab {cfg.vocab_size}, positions "
-          f"{cfg.max_sequence_length + 1}."
+          f"{cfg.max_sequence_length + 1}" + (f", {cfg.quantization} kernels." if cfg.quantization
+                                              else ".")
           + (f" Tokenizer ({getattr(tokenizer, 'kind', 'sentencepiece')}, task_mask="
              f"{getattr(tokenizer, 'task_mask', False)}, {tokenizer.vocab_size} ids) stored with it."
              if tokenizer is not None else ""))

@@ -5,6 +5,7 @@ The output is a plain `checkpoint.save_params` directory (optionally cast to bfl
 export` all read; the run's tokenizer is copied beside it.
 
   python -m glm_jax.extract_params --workdir=WORKDIR [--step=N] --output=DIR [--dtype=bfloat16]
+      [--quantize=int8]   (weight-only int8 dense kernels, the rest bfloat16: glm_jax.quantization)
 
 Only the `params` subtree of the train state is read (the optimizer moments never are), each
 leaf straight into its shard on this run's mesh (`--mesh_*`, default every device on fsdp), on
@@ -22,6 +23,7 @@ from glm_jax import cli
 from glm_jax import hosts
 from glm_jax import outputs
 from glm_jax import paths
+from glm_jax import quantization as quantization_lib
 
 COMMAND = "extract_params"
 
@@ -33,6 +35,8 @@ def define_flags() -> None:
   flags.DEFINE_string("output", None, "Directory to write the params-only checkpoint to.")
   flags.DEFINE_enum("dtype", None, list(checkpoint_lib.PARAM_DTYPES),
                     "Cast params to this dtype (e.g. bfloat16); default keep.")
+  flags.DEFINE_string("quantize", "", "int8: dense kernels int8 with per-output-channel scales, "
+                      "the rest bfloat16 (about half the bf16 bytes); default: no quantization.")
   flags.DEFINE_bool("overwrite", False, "Replace a previous extract_params output at --output "
                     "(only the files it wrote; anything else there is kept).")
   hosts.define_flags()
@@ -45,18 +49,21 @@ def main(argv) -> None:
   from input_pipeline import tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
   cli.quiet_logs()
   f = flags.FLAGS
+  quantization_lib.check_method(f.quantize, f.dtype)  # bad values fail before anything is read
   outputs.check_directory(f.output, COMMAND, f.overwrite)  # before reading anything
   mesh = hosts.start()
   params = checkpoint_lib.params_from_training_checkpoint(f.workdir, f.step, mesh, f.dtype)
+  params = checkpoint_lib.for_inference(params, quantize=f.quantize)
   with outputs.directory(f.output, COMMAND, f.overwrite) as tmp:
-    checkpoint_lib.write_params(tmp, checkpoint_lib.for_inference(params))  # every process: its shards
+    checkpoint_lib.write_for_inference(tmp, params, f.quantize)  # every process: its shards
     tokenizer = tokenizer_lib.tokenizer_beside(f.workdir)  # the run's tokenizer goes along
     if tokenizer is not None and hosts.is_writer():
       tokenizer_lib.store_beside(tokenizer, tmp)
   cfg = checkpoint_lib.infer_config(params)
+  kind = "int8 kernels, bfloat16 rest" if f.quantize else cfg.param_dtype
   if hosts.is_writer():
     print(f"Wrote inference params ({cfg.num_layers} layers, hidden {cfg.hidden_size}, "
-          f"{cfg.param_dtype}) to {paths.as_path(f.output)}")
+          f"{kind}) to {paths.as_path(f.output)}")
 
 
 if __name__ == "__main__":

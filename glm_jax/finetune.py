@@ -68,6 +68,10 @@ def model_from_checkpoint(config) -> None:
     raise FinetuneError(f"--config.init_from={config.init_from} is not a params checkpoint "
                         "directory (make one with `python -m glm_jax.convert import`).")
   shape = checkpoint_lib.stored_config(config.init_from)
+  if shape.quantization:
+    raise FinetuneError(f"--config.init_from={config.init_from} holds {shape.quantization} "
+                        "kernels, which are for inference only; finetune from the float params "
+                        "it was quantized from.")
   with config.unlocked():
     for key in ("vocab_size", "num_layers", "hidden_size", "num_heads", "max_sequence_length",
                 "mlp_ratio"):

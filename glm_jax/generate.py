@@ -311,6 +311,14 @@ def _read_prompts(prompts, prompt_file) -> list[str]:
   return texts
 
 
+def with_kv_cache_dtype(config, kv_cache_dtype: str | None):
+  """The config decoding with a bfloat16 or int8 KV cache (None / '': the compute dtype)."""
+  from glm_jax import quantization  # pylint: disable=g-import-not-at-top
+  kv_cache_dtype = quantization.check_kv_cache_dtype(kv_cache_dtype)
+  return as_glm_config(config).replace(kv_cache_dtype=kv_cache_dtype) if kv_cache_dtype \
+      else config
+
+
 def main(argv):
   """The generate CLI: load params and tokenizer, fill each prompt, print the texts."""
   del argv
@@ -328,7 +336,7 @@ def main(argv):
     sys.exit(inference_aot.main(
         "glm_jax.generate", inference_aot.compile_generate, batch_size=f.batch_size,
         prompt_length=f.prompt_length, max_new_tokens=f.max_new_tokens, strategy=f.strategy,
-        num_beams=f.num_beams))
+        num_beams=f.num_beams, quantize=f.quantize or "", kv_cache_dtype=f.kv_cache_dtype or ""))
   if not f.checkpoint:
     raise GenerationError("pass --checkpoint=DIR (a params-only checkpoint), or --compile_only.")
   from input_pipeline import tokenizer as tokenizer_lib
@@ -341,6 +349,7 @@ def main(argv):
   mesh = hosts.start()  # every process runs every step; process 0 prints
   config, params = checkpoint_lib.load_for_inference(f.checkpoint, hosts.compute_dtype(f.dtype),
                                                      mesh)
+  config = with_kv_cache_dtype(config, f.kv_cache_dtype)
   tokenizer_path = f.tokenizer or tokenizer_lib.tokenizer_beside(f.checkpoint)
   if tokenizer_path is None:
     raise GenerationError(
@@ -387,6 +396,11 @@ def _define_flags():
   from glm_jax.checkpoint import PARAM_DTYPES  # pylint: disable=g-import-not-at-top
   flags.DEFINE_enum("dtype", None, list(PARAM_DTYPES), "Compute dtype; default bfloat16 on "
                     "TPU and GPU, the params' on CPU.")
+  flags.DEFINE_string("kv_cache_dtype", None, "KV cache dtype: bfloat16 or int8 (one bfloat16 "
+                      "scale per head and position); default the compute dtype.")
+  flags.DEFINE_string("quantize", None, "--compile_only: int8 compiles the model with int8 "
+                      "kernels (what `extract_params --quantize=int8` writes; a --checkpoint "
+                      "records its own quantization).")
   flags.DEFINE_bool("task_mask", False, "The model was pretrained with [sMASK]/[gMASK] (the original's "
                     "--task-mask in config_tasks/model_blocklm_*.sh: GLM-2B/10B/Large-Chinese): a prompt without a blank gets "
                     "' [gMASK]' appended instead of ' [MASK]'.")

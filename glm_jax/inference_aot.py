@@ -19,7 +19,7 @@ from glm_jax import model as model_lib
 from glm_jax import sharding
 
 GENERATE_DEFAULTS = dict(batch_size=1, prompt_length=512, max_new_tokens=128, num_blanks=1,
-                         strategy="greedy", num_beams=4)
+                         strategy="greedy", num_beams=4, quantize="", kv_cache_dtype="")
 # Scored slots per row (the scorers pad them to a bucket): a LAMBADA answer word, a cloze
 # candidate; WikiText scores up to a whole window.
 SCORED_SLOTS = {"lambada": 8, "cloze": 16}
@@ -49,8 +49,11 @@ def compile_generate(config, topology: str, mesh_config, *, num_slices: int = 1,
   `topology`: `batch_size` prompts of `prompt_length` tokens, `num_blanks` blanks of
   `max_new_tokens` each. Returns the report."""
   from glm_jax import beam_blanks, decode_loop  # pylint: disable=g-import-not-at-top
+  from glm_jax import quantization  # pylint: disable=g-import-not-at-top
   opts = {**GENERATE_DEFAULTS, **options}
-  cfg = inference_config(config, dtype)
+  cfg = inference_config(config, dtype).replace(
+      quantization=quantization.check_method(opts["quantize"]),
+      kv_cache_dtype=quantization.check_kv_cache_dtype(opts["kv_cache_dtype"]))
   devices, mesh = _topology(topology, mesh_config, num_slices)
   report = aot.topology_report(topology, num_slices, devices, mesh)
   report.update(program="generate", dtype=dtype, **opts)
@@ -76,8 +79,10 @@ def compile_generate(config, topology: str, mesh_config, *, num_slices: int = 1,
                                      greedy=opts["strategy"] == "greedy",
                                      top_k=40 if opts["strategy"] == "sample" else 0, **static)
   cache_rows = b if opts["strategy"] != "beam" else int(opts["num_beams"])
-  report["kv_cache_gib"] = round(2 * cfg.num_layers * cache_rows * (slots + nb * static[
-      "max_new_tokens"]) * cfg.hidden_size * jnp.dtype(dtype).itemsize / aot.GIB, 3)
+  cache = jax.eval_shape(lambda: model_lib.init_kv_cache(
+      cfg, cache_rows, slots + nb * static["max_new_tokens"]))
+  report["kv_cache_gib"] = round(sum(x.size * x.dtype.itemsize for x in cache.values())
+                                 / aot.GIB, 3)
   return aot.compile_and_report(report, lowered, aot.shard_gib(params))
 
 

@@ -19,8 +19,10 @@ import jax
 import jax.numpy as jnp
 
 from glm_jax import attention as attention_lib
+from glm_jax import quantization as quantization_lib
 
 REMAT_POLICIES = ("none", "full", "dots", "dots_no_batch")
+KV_CACHE_DTYPES = ("", "float32", "bfloat16", "float16", "int8")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +47,8 @@ class GLMConfig:
   attention_block_k: int = 512
   attention_block_q_backward: int = 512   # and both backward passes'
   attention_block_k_backward: int = 512
+  quantization: str = ""           # "" (float kernels) | int8 (weight-only, glm_jax.quantization)
+  kv_cache_dtype: str = ""         # decode KV cache: "" = the compute dtype | bfloat16 | int8
 
   def __post_init__(self):
     for name in ("vocab_size", "num_layers", "hidden_size", "num_heads", "max_sequence_length",
@@ -67,6 +71,12 @@ class GLMConfig:
       except TypeError as e:
         raise ValueError(f"model.{name}={getattr(self, name)!r} is not a dtype name "
                          "(use 'float32', 'bfloat16' or 'float16').") from e
+    if self.quantization not in ("",) + tuple(quantization_lib.METHODS):
+      raise ValueError(f"model.quantization={self.quantization!r} is not one of "
+                       f"{('',) + tuple(quantization_lib.METHODS)}.")
+    if self.kv_cache_dtype not in KV_CACHE_DTYPES:
+      raise ValueError(f"model.kv_cache_dtype={self.kv_cache_dtype!r} is not one of "
+                       f"{KV_CACHE_DTYPES} ('' = the compute dtype).")
     if self.remat_policy not in REMAT_POLICIES:
       raise ValueError(f"model.remat_policy={self.remat_policy!r} is not one of {REMAT_POLICIES}.")
     if self.attention_backend not in attention_lib.BACKENDS:
@@ -115,7 +125,8 @@ class Dense(nn.Module):
   """y = x . W + b contracting the trailing `in_ndim` axes of x; W is `in_shape + features`.
 
   Our own rather than nn.DenseGeneral so the kernel is created at its full multi-axis shape and
-  carries one logical axis name per dimension.
+  carries one logical axis name per dimension. With `quantization="int8"` the kernel is int8 and a
+  per-output-channel `scale` (logical axes of the output) sits beside it (glm_jax.quantization).
   """
   features: tuple
   in_ndim: int
@@ -127,11 +138,20 @@ class Dense(nn.Module):
   def __call__(self, x):
     dtype, param_dtype = jnp.dtype(self.cfg.dtype), jnp.dtype(self.cfg.param_dtype)
     in_shape = x.shape[-self.in_ndim:]
+    out_names = self.names[self.in_ndim:]
+    contract = (tuple(range(x.ndim - self.in_ndim, x.ndim)), tuple(range(self.in_ndim)))
+    bias_init = nn.with_logical_partitioning(nn.initializers.zeros_init(), out_names)
+    if self.cfg.quantization:
+      kernel = self.param("kernel", nn.with_logical_partitioning(
+          nn.initializers.zeros_init(), self.names), in_shape + self.features, jnp.int8)
+      scale = self.param("scale", nn.with_logical_partitioning(
+          nn.initializers.ones_init(), out_names), self.features, quantization_lib.SCALE_DTYPE)
+      bias = self.param("bias", bias_init, self.features, param_dtype)
+      y = quantization_lib.int8_dot(x, kernel, scale, contract, dtype)
+      return y + bias.astype(dtype)
     kernel = self.param("kernel", nn.with_logical_partitioning(_normal(self.std), self.names),
                         in_shape + self.features, param_dtype)
-    bias = self.param("bias", nn.with_logical_partitioning(
-        nn.initializers.zeros_init(), self.names[self.in_ndim:]), self.features, param_dtype)
-    contract = (tuple(range(x.ndim - self.in_ndim, x.ndim)), tuple(range(self.in_ndim)))
+    bias = self.param("bias", bias_init, self.features, param_dtype)
     y = jax.lax.dot_general(x.astype(dtype), kernel.astype(dtype), (contract, ((), ())))
     return y + bias.astype(dtype)
 
@@ -165,10 +185,8 @@ class SelfAttention(nn.Module):
     if kv_cache is not None:
       # Decode: write only the new keys/values into this layer's rows of the whole-model cache
       # (in place inside the decode loop), then attend over this layer's cached keys/values.
-      kv_cache = {name: _write_cache(kv_cache[name], new, layer_index, cache_index)
-                  for name, new in (("k", key), ("v", value))}
-      key, value = (jax.lax.dynamic_index_in_dim(kv_cache[n], layer_index, keepdims=False)
-                    .astype(query.dtype) for n in ("k", "v"))
+      kv_cache = _update_cache(kv_cache, {"k": key, "v": value}, layer_index, cache_index)
+      key, value = (_read_cache(kv_cache, n, layer_index, query.dtype) for n in ("k", "v"))
     rate, seed = 0.0, 0
     if not self.deterministic and cfg.attention_dropout > 0:
       # Counter-based dropout (the same hash mask on the kernel and on XLA): one seed per
@@ -214,11 +232,31 @@ counter_dropout.defvjp(_counter_dropout_fwd, _counter_dropout_bwd)
 
 
 def _write_cache(cache, new, layer_index, cache_index):
-  """cache `[layers, b, T, h, d]` with `new` `[b, s, h, d]` written at (layer, :, cache_index)."""
+  """cache `[layers, b, T, ...]` with `new` `[b, s, ...]` written at (layer, :, cache_index)."""
   zero = jnp.zeros((), jnp.int32)
-  start = (jnp.asarray(layer_index, jnp.int32), zero, jnp.asarray(cache_index, jnp.int32), zero,
-           zero)
+  start = (jnp.asarray(layer_index, jnp.int32), zero, jnp.asarray(cache_index, jnp.int32)) + \
+      (zero,) * (cache.ndim - 3)
   return jax.lax.dynamic_update_slice(cache, new[None].astype(cache.dtype), start)
+
+
+def _update_cache(cache, new, layer_index, cache_index):
+  """Writes the new keys/values (`new`: {'k', 'v'} `[b, s, h, d]`); an int8 cache (one with
+  '<name>_scale' entries) gets them quantized per (row, position, head)."""
+  out = dict(cache)
+  for name, value in new.items():
+    if name + "_scale" in cache:
+      value, scale = quantization_lib.quantize_kv(value)
+      out[name + "_scale"] = _write_cache(cache[name + "_scale"], scale, layer_index, cache_index)
+    out[name] = _write_cache(cache[name], value, layer_index, cache_index)
+  return out
+
+
+def _read_cache(cache, name, layer_index, dtype):
+  """This layer's cached keys or values `[b, T, h, d]` in the compute dtype."""
+  layer = lambda a: jax.lax.dynamic_index_in_dim(a, layer_index, keepdims=False)
+  if name + "_scale" in cache:
+    return quantization_lib.dequantize_kv(layer(cache[name]), layer(cache[name + "_scale"]), dtype)
+  return layer(cache[name]).astype(dtype)
 
 
 class MLP(nn.Module):
@@ -363,16 +401,25 @@ def head(config, params, hidden):
 
 
 def init_kv_cache(config, batch: int, length: int, dtype=None):
-  """Zeroed per-layer K/V cache `{'k','v'}: [layers, batch, length, heads, head_dim]`."""
+  """Zeroed per-layer K/V cache `{'k','v'}: [layers, batch, length, heads, head_dim]`.
+
+  dtype: default `cfg.kv_cache_dtype`, else the compute dtype; int8 adds `{'k_scale','v_scale'}:
+  [layers, batch, length, heads]` (bfloat16), one scale per cached key / value vector.
+  """
   cfg = as_glm_config(config)
   shape = (cfg.num_layers, batch, length, cfg.num_heads, cfg.head_dim)
-  dtype = jnp.dtype(dtype or cfg.dtype)
-  return constrain_kv_cache({name: jnp.zeros(shape, dtype) for name in ("k", "v")})
+  dtype = jnp.dtype(dtype or cfg.kv_cache_dtype or cfg.dtype)
+  cache = {"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)}
+  if dtype == jnp.int8:
+    cache.update({f"{n}_scale": jnp.ones(shape[:-1], quantization_lib.SCALE_DTYPE)
+                  for n in ("k", "v")})
+  return constrain_kv_cache(cache)
 
 
 def constrain_kv_cache(cache):
-  """The cache laid out by its logical axes (after it is made, or repeated for beams)."""
-  return {name: nn.with_logical_constraint(c, KV_CACHE_AXES) for name, c in cache.items()}
+  """The cache laid out by its logical axes (after it is made, or repeated for beams); an int8
+  cache's scales (one per head) lack the last axis."""
+  return {name: nn.with_logical_constraint(c, KV_CACHE_AXES[:c.ndim]) for name, c in cache.items()}
 
 
 # Logical axes of each K/V cache array (sharding.py maps them: rows over data, heads over tensor).
