@@ -306,10 +306,8 @@ def _define_flags():
                      "length ** length_penalty (0 = off).")
   flags.DEFINE_enum("cloze_scoring", "multi", ["multi", "single"], "Cloze: summed log-probability "
                     "of each candidate, or the [sop] logit of single-token candidates.")
-  from glm_jax.checkpoint import PARAM_DTYPES  # pylint: disable=g-import-not-at-top
-  flags.DEFINE_enum("dtype", None, list(PARAM_DTYPES), "Compute dtype; default bfloat16 on TPU "
-                    "and GPU, the params' on CPU.")
   hosts.define_flags()
+  hosts.define_dtype_flag()
   compilation_cache.define_flag()
   flags.DEFINE_bool("overwrite", False, "Replace an existing --output file.")
   flags.DEFINE_string("output", None, "Also write the JSON metrics line to this file (harness: "

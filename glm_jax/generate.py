@@ -376,6 +376,7 @@ def _define_flags():
   from glm_jax import hosts  # pylint: disable=g-import-not-at-top
   cli.define_model_flags()
   hosts.define_flags()
+  hosts.define_dtype_flag()
   flags.DEFINE_multi_string("prompt", [], "Prompt text with [MASK] / [sMASK] / [gMASK] blanks; "
                             "repeat the flag for several.")
   flags.DEFINE_string("prompt_file", None, "File with one prompt per line (a batch).")
@@ -393,9 +394,6 @@ def _define_flags():
   flags.DEFINE_integer("no_repeat_ngram_size", 0, "Never repeat an n-gram inside a blank; 0 = off.")
   compilation_cache.define_flag()
   flags.DEFINE_integer("seed", 0, "Sampling seed.")
-  from glm_jax.checkpoint import PARAM_DTYPES  # pylint: disable=g-import-not-at-top
-  flags.DEFINE_enum("dtype", None, list(PARAM_DTYPES), "Compute dtype; default bfloat16 on "
-                    "TPU and GPU, the params' on CPU.")
   flags.DEFINE_string("kv_cache_dtype", None, "KV cache dtype: bfloat16 or int8 (one bfloat16 "
                       "scale per head and position); default the compute dtype.")
   flags.DEFINE_string("quantize", None, "--compile_only: int8 compiles the model with int8 "

@@ -100,6 +100,13 @@ def is_writer() -> bool:
   return jax.process_index() == 0
 
 
+def define_dtype_flag() -> None:
+  """--dtype for the commands that compute with a loaded model (generate, evaluate)."""
+  from glm_jax.checkpoint import PARAM_DTYPES  # pylint: disable=g-import-not-at-top
+  _define_once(flags.DEFINE_enum, "dtype", None, list(PARAM_DTYPES),
+               "Compute dtype; default bfloat16 on TPU and GPU, the params' on CPU.")
+
+
 def compute_dtype(requested: str | None) -> str | None:
   """--dtype, else bfloat16 on TPU and GPU (where it halves memory and runs the MXU / tensor
   cores at full rate), else None: the params' own dtype (CPU). Log-softmax, sums and losses stay

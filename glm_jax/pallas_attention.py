@@ -99,14 +99,18 @@ def block_kinds(sep: int, length: int, block_q: int, block_k: int):
                                       FULL, PARTIAL), EMPTY)
 
 
-def _visible(sep, query_start, key_start, shape, keys_on_rows: bool):
-  """Boolean `shape` tile: True where the query may see the key (GLM rule)."""
+def _tile_positions(query_start, key_start, shape, keys_on_rows: bool):
+  """(query, key) int32 `shape` tiles of the global positions of this grid step's tile."""
   rows = lax.broadcasted_iota(jnp.int32, shape, 0)
   cols = lax.broadcasted_iota(jnp.int32, shape, 1)
   if keys_on_rows:
-    key, query = key_start + rows, query_start + cols
-  else:
-    query, key = query_start + rows, key_start + cols
+    return query_start + cols, key_start + rows
+  return query_start + rows, key_start + cols
+
+
+def _visible(sep, query_start, key_start, shape, keys_on_rows: bool):
+  """Boolean `shape` tile: True where the query may see the key (GLM rule)."""
+  query, key = _tile_positions(query_start, key_start, shape, keys_on_rows)
   return (key < sep) | (key <= query)
 
 
@@ -114,12 +118,7 @@ def _dropout_scale(drop, query_start, key_start, shape, rate: float, keys_on_row
   """fp32 `shape` tile of this grid step's dropout factors: 1 / (1 - rate) kept, 0 dropped;
   `drop` = (seed, global batch index, global head index)."""
   seed, batch, head = drop
-  rows = lax.broadcasted_iota(jnp.int32, shape, 0)
-  cols = lax.broadcasted_iota(jnp.int32, shape, 1)
-  if keys_on_rows:
-    key, query = key_start + rows, query_start + cols
-  else:
-    query, key = query_start + rows, key_start + cols
+  query, key = _tile_positions(query_start, key_start, shape, keys_on_rows)
   keep = dropout_keep(seed, batch, head, query, key, rate)
   return jnp.where(keep, jnp.float32(1.0 / (1.0 - rate)), jnp.float32(0.0))
 

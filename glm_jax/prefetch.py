@@ -12,6 +12,7 @@ import threading
 import time
 
 from glm_jax import sharding
+from input_pipeline import pipeline
 
 _END = object()
 
@@ -34,13 +35,7 @@ class DevicePrefetcher:
     self.wait_seconds = 0.0
 
   def _put(self, item) -> bool:
-    while not self._stop.is_set():
-      try:
-        self._queue.put(item, timeout=0.1)
-        return True
-      except queue.Full:
-        continue
-    return False
+    return pipeline.put_unless_stopped(self._queue, item, self._stop)
 
   def _run(self):
     try:

@@ -35,6 +35,18 @@ _KNOBS = ('bert_prob', 'gap_sentence_prob', 'gpt_infill_prob', 'gpt_min_ratio', 
           'sentence_cut_slack', 'task_mask', 'block_mask_prob', 'context_mask_ratio')
 
 
+
+def put_unless_stopped(q: "queue.Queue", item, stop: "threading.Event") -> bool:
+  """Puts `item` on a bounded queue, waiting while it is full, until `stop` is set: a reader
+  thread never blocks forever on a consumer that went away. Returns whether it was put."""
+  while not stop.is_set():
+    try:
+      q.put(item, timeout=0.1)
+      return True
+    except queue.Full:
+      continue
+  return False
+
 class _Chunk(collections.namedtuple('_Chunk', 'epoch doc_locs lengths tokens skipped')):
   """Tokenized documents: `tokens` is `[CLS] doc [eos]` for each, concatenated; `doc_locs`
   holds each one's (location, location of the document after it) in its epoch's stream."""
@@ -70,13 +82,7 @@ class _Reader:
     _LIVE_READERS.add(self)
 
   def _put(self, item) -> bool:
-    while not self._stop.is_set():
-      try:
-        self._queue.put(item, timeout=0.1)
-        return True
-      except queue.Full:
-        continue
-    return False
+    return put_unless_stopped(self._queue, item, self._stop)
 
   def _epoch_pieces(self, epoch, loc):
     """`streams.Piece`s of one epoch from location `loc` (None: the epoch's start)."""
