@@ -188,8 +188,10 @@ def claim_workdir(workdir, command: str) -> None:
   if kind is not None and kind != command:
     raise OutputExistsError(f"--workdir={path} holds a `{kind}` run; {command} needs its own: "
                             "pass a new --workdir (nothing was written).")
+  _sync(f"checked workdir {path}")   # every process has looked before process 0 marks it
   if written_by(path) is None and jax.process_index() == 0:
     paths.write_text_atomic(path / MARKER, json.dumps({"command": command}))
+  _sync(f"claimed workdir {path}")
 
 
 def _names(path) -> set[str]:
