@@ -361,13 +361,9 @@ def save_params(path: str, params, *, command: str = "save_params",
     write_params(tmp, params)
 
 
-def load_params(path: str, target_shapes=None, shardings=None):
-  """Reads a `save_params` checkpoint; with `target_shapes`, checks shapes and places shards.
-
-  target_shapes: tree of ShapeDtypeStructs (e.g. `model.param_shapes(config)`); shardings: a
-  matching tree of `jax.sharding.Sharding` (optional). Without a target, arrays come back as
-  they were saved, on this process's default device.
-  """
+def params_directory(path):
+  """`path` as a Path when it is a params checkpoint's folder; one line otherwise (nothing there,
+  or a training workdir, which `extract_params` turns into one)."""
   path = paths.as_path(path)
   if not path.is_dir():
     raise FileNotFoundError(f"No params checkpoint at {path} (expected a directory written by "
@@ -376,6 +372,17 @@ def load_params(path: str, target_shapes=None, shardings=None):
     raise FileNotFoundError(
         f"{path} is a training workdir, not a params checkpoint: extract one with `python -m "
         f"glm_jax.extract_params --workdir={path} --output=DIR` and pass DIR.")
+  return path
+
+
+def load_params(path: str, target_shapes=None, shardings=None):
+  """Reads a `save_params` checkpoint; with `target_shapes`, checks shapes and places shards.
+
+  target_shapes: tree of ShapeDtypeStructs (e.g. `model.param_shapes(config)`); shardings: a
+  matching tree of `jax.sharding.Sharding` (optional). Without a target, arrays come back as
+  they were saved, on this process's default device.
+  """
+  path = params_directory(path)
   checkpointer = ocp.StandardCheckpointer()
   if target_shapes is None:  # on this process's first device, whatever mesh wrote it
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
@@ -521,9 +528,7 @@ def load_for_inference(path: str, dtype: str | None = None, mesh=None):
   if mesh is None:
     params = strip_boxes(load_params(path))
     return infer_config(params, dtype, quantization=quantization), params
-  path = paths.as_path(path)
-  if not path.is_dir():
-    load_params(path)  # raises the one-line FileNotFoundError
+  path = params_directory(path)
   stored = _stored_tree(ocp.StandardCheckpointer(), path)
   config = infer_config(stored, dtype, quantization=quantization)
   return config, restore_sharded(path, _shapes_of(stored), mesh, config)
