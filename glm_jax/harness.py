@@ -38,7 +38,8 @@ import jax
 
 from glm_jax import generate, lm_eval, scoring
 from glm_jax.errors import EvaluationError, MissingDependencyError
-from glm_jax.harness_dispatch import Dispatcher, Engine, broadcast, initialize_distributed
+from glm_jax import hosts
+from glm_jax.harness_dispatch import Dispatcher, Engine, broadcast
 
 MODEL_NAME = "glm_jax"
 REQUEST_TYPES = ("loglikelihood", "multiple_choice", "loglikelihood_rolling", "generate_until")
@@ -149,7 +150,7 @@ class _Model:
                             "lm-evaluation-harness section for the ones it takes.")
     super().__init__()
     from glm_jax import sharding  # pylint: disable=g-import-not-at-top
-    initialize_distributed(coordinator_address, num_processes, process_id)
+    hosts.initialize(coordinator_address, num_processes, process_id)
     if mask_token not in lm_eval.MASK_TOKENS:
       raise EvaluationError(f"mask_token={mask_token!r} is not one of {lm_eval.MASK_TOKENS}.")
     mesh = sharding.make_mesh({"data": _as_int(mesh_data, "mesh_data"),
@@ -381,8 +382,8 @@ def evaluate_tasks(tasks: Sequence[str], checkpoint: str, *, include_path=None, 
   from lm_eval.tasks import TaskManager  # pylint: disable=g-import-not-at-top
   from lm_eval.utils import handle_non_serializable  # pylint: disable=g-import-not-at-top
   model_args = dict(model_args or {})
-  initialize_distributed(model_args.get("coordinator_address"), model_args.get("num_processes"),
-                         model_args.get("process_id"))
+  hosts.initialize(model_args.get("coordinator_address"), model_args.get("num_processes"),
+                   model_args.get("process_id"))
   tasks = [t.strip() for t in tasks if t and t.strip()]
   if not epath.Path(checkpoint).is_dir():  # what can be checked cheaply goes first
     raise FileNotFoundError(f"No params checkpoint at {checkpoint}; pass --checkpoint=DIR "

@@ -19,14 +19,6 @@ from glm_jax import generate, lm_eval, scoring
 from glm_jax.errors import EvaluationError
 
 
-def initialize_distributed(coordinator_address=None, num_processes=None, process_id=None):
-  """jax.distributed for a multi-host run (explicit address, count and index); no-op otherwise."""
-  if num_processes and int(num_processes) > 1 and not jax.distributed.is_initialized():
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(coordinator_address=coordinator_address,
-                               num_processes=int(num_processes), process_id=int(process_id))
-
-
 class Engine:
   """The token-level requests on one model; a pure function of its inputs on every process."""
 

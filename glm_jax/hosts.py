@@ -57,14 +57,22 @@ def define_flags(mesh_defaults: Mapping[str, int | None] = INFERENCE_MESH) -> No
   define_mesh_flags(mesh_defaults)
 
 
-def initialize() -> None:
-  """jax.distributed: explicit flags win; TPU pods configure themselves; else single process."""
+def initialize(coordinator_address: str | None = None, num_processes: int | None = None,
+               process_id: int | None = None) -> None:
+  """jax.distributed: explicit values (arguments, else the flags where a command defines them)
+  win; TPU pods configure themselves; else single process. Once initialized, a no-op."""
+  if jax.distributed.is_initialized():
+    return
   f = flags.FLAGS
-  if f.num_processes and f.num_processes > 1:
+  if num_processes is None and f.is_parsed() and "num_processes" in f:
+    coordinator_address, num_processes, process_id = (
+        f.coordinator_address, f.num_processes, f.process_id)
+  timeout = f.initialization_timeout if f.is_parsed() and "initialization_timeout" in f else 300
+  if num_processes and int(num_processes) > 1:
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(
-        coordinator_address=f.coordinator_address, num_processes=f.num_processes,
-        process_id=f.process_id, initialization_timeout=f.initialization_timeout)
+        coordinator_address=coordinator_address, num_processes=int(num_processes),
+        process_id=int(process_id), initialization_timeout=timeout)
   elif any(os.environ.get(k) for k in _TPU_POD_ENV):
     jax.distributed.initialize()
 
