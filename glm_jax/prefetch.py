@@ -12,7 +12,7 @@ import threading
 import time
 
 from glm_jax import sharding
-from input_pipeline import pipeline
+from input_pipeline.bounded_queue import put_unless_stopped
 
 _END = object()
 
@@ -35,7 +35,7 @@ class DevicePrefetcher:
     self.wait_seconds = 0.0
 
   def _put(self, item) -> bool:
-    return pipeline.put_unless_stopped(self._queue, item, self._stop)
+    return put_unless_stopped(self._queue, item, self._stop)
 
   def _run(self):
     try:

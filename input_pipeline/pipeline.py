@@ -25,6 +25,7 @@ import weakref
 import numpy as np
 
 from input_pipeline import blank_infilling, sources, streams
+from input_pipeline.bounded_queue import put_unless_stopped
 from input_pipeline import tokenizer as tokenizer_lib
 from input_pipeline.errors import DataSourceError
 
@@ -34,18 +35,6 @@ _KNOBS = ('bert_prob', 'gap_sentence_prob', 'gpt_infill_prob', 'gpt_min_ratio', 
           'gap_sentence_ratio', 'poisson_lambda', 'max_span_length', 'shuffle_spans',
           'sentence_cut_slack', 'task_mask', 'block_mask_prob', 'context_mask_ratio')
 
-
-
-def put_unless_stopped(q: "queue.Queue", item, stop: "threading.Event") -> bool:
-  """Puts `item` on a bounded queue, waiting while it is full, until `stop` is set: a reader
-  thread never blocks forever on a consumer that went away. Returns whether it was put."""
-  while not stop.is_set():
-    try:
-      q.put(item, timeout=0.1)
-      return True
-    except queue.Full:
-      continue
-  return False
 
 class _Chunk(collections.namedtuple('_Chunk', 'epoch doc_locs lengths tokens skipped')):
   """Tokenized documents: `tokens` is `[CLS] doc [eos]` for each, concatenated; `doc_locs`
