@@ -78,6 +78,13 @@ def prepare_config(config):
   return config
 
 
+def _in_notebook() -> bool:
+  """Whether an IPython shell or kernel runs this code (a library that merely imported IPython
+  does not count: the command line keeps its save-on-Ctrl-C)."""
+  ipython = sys.modules.get("IPython")
+  return ipython is not None and getattr(ipython, "get_ipython", lambda: None)() is not None
+
+
 class Preemption:
   """Set by SIGTERM or a first Ctrl-C (single process), or by JAX's multi-host preemption sync
   point. A second Ctrl-C stops at once, in one line. `restore()` puts the old handlers back
@@ -88,7 +95,7 @@ class Preemption:
     self.previous = {}
     if jax.process_count() == 1:
       self.previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._handle)
-      if "IPython" not in sys.modules:  # a notebook keeps its own Ctrl-C (interrupt the cell)
+      if not _in_notebook():  # a notebook keeps its own Ctrl-C (interrupt the cell)
         self.previous[signal.SIGINT] = signal.signal(signal.SIGINT, self._interrupt)
 
   def _handle(self, signum, frame):

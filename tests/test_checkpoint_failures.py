@@ -82,7 +82,7 @@ def test_ctrl_c_saves_like_sigterm_and_a_second_ctrl_c_stops_at_once(tmp_path):
   _wait_for_logged_steps(proc, os.path.join(workdir, "metrics.jsonl"), 3)
   proc.send_signal(signal.SIGINT)
   out, err = proc.communicate(timeout=120)
-  assert proc.returncode == 0, err[-4000:]
+  assert proc.returncode == 0, out[-2000:] + err[-4000:]
   lines = [l for l in err.splitlines() if l.strip()]
   assert len(lines) == 1 and "Interrupted" in lines[0] and "Ctrl-C again" in lines[0], err
   assert "Interrupted: saved a checkpoint at step" in out
@@ -114,3 +114,16 @@ def test_a_second_ctrl_c_stops_at_once_in_one_line(monkeypatch, capsys):
   assert lines[-1] == "Interrupted again: stopped without saving; the last checkpoint is kept."
   assert len(lines) == 2 and "Ctrl-C again" in lines[0]
   assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_ctrl_c_saves_even_when_a_library_imported_ipython():
+  """IPython imported (by some dependency) but no shell running: the command line's Ctrl-C
+  still saves; only a live IPython shell or kernel keeps its own."""
+  IPython = pytest.importorskip("IPython")
+  from glm_jax import train  # pylint: disable=g-import-not-at-top
+  assert IPython.get_ipython() is None
+  preemption = train.Preemption(checkpointer=None)
+  try:
+    assert signal.getsignal(signal.SIGINT) == preemption._interrupt  # pylint: disable=protected-access
+  finally:
+    preemption.restore()
