@@ -1,17 +1,13 @@
-"""Every error a user can fix, in one leaf module (it imports nothing of ours).
+"""Every error a user can fix, in one module that imports only the data package's errors.
 
-Each class derives from `UserError`, so an entry point needs one `except` (see `glm_jax.cli.run`):
-the message already names the problem and the fix, so the user sees one line, not a traceback.
-Each class also derives from the built-in it was before this module existed (ValueError, ...), so
-`except ValueError` in callers keeps working. The old import paths (`run_checks.ConfigError`,
-`input_pipeline.errors.DataSourceError`, `checkpoint.CheckpointMismatchError`, ...) stay valid.
+Each class derives from `UserError` (defined in `input_pipeline.errors` with the data errors, so
+the data package needs nothing of ours), so an entry point needs one `except` (see
+`glm_jax.cli.run`): the message already names the problem and the fix, so the user sees one line,
+not a traceback. Each class also derives from the built-in it was before this module existed
+(ValueError, ...), so `except ValueError` in callers keeps working.
 """
 
-
-class UserError(Exception):
-  """Input the user can fix (a flag, a config key, a file); the message says what to change."""
-
-  kind = ""  # a short label some entry points put before the message ("bad config", "bad data")
+from input_pipeline.errors import DataSourceError, UserError
 
 
 class ConfigError(UserError, ValueError):
@@ -22,16 +18,6 @@ class ConfigError(UserError, ValueError):
 
 class TopologyError(ConfigError):
   """A TPU topology name libtpu does not know, or libtpu is missing."""
-
-
-class DataSourceError(UserError, ValueError):
-  """A data source that cannot be read; the message says what to change."""
-
-  kind = "bad data"
-
-
-class TokenizerError(DataSourceError):
-  """Tokenizer files or options that cannot be used; the message names the problem and the fix."""
 
 
 class FinetuneError(DataSourceError):

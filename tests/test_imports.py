@@ -57,8 +57,40 @@ def test_no_module_imports_itself_back_even_through_a_deferred_import():
 
 
 def test_errors_is_a_leaf_and_cli_needs_only_errors():
-  assert _imports("glm_jax.errors") == set()
+  # glm_jax.errors builds on the data package's errors (UserError lives there), itself a leaf.
+  assert _imports("glm_jax.errors") == {"input_pipeline.errors"}
+  assert _imports("input_pipeline.errors") == set()
   assert _imports("glm_jax.cli") - {"glm_jax"} == {"glm_jax.errors"}
+
+
+PIPELINE_MODULES = sorted(m for m in MODULES if m.split(".")[0] == "input_pipeline")
+
+
+def test_no_input_pipeline_module_names_a_glm_jax_module():
+  # Statically, anywhere in the body (deferred imports included): the data package stands alone.
+  offenders = {}
+  for module in PIPELINE_MODULES:
+    for node in ast.walk(ast.parse(MODULES[module].read_text())):
+      if isinstance(node, ast.Import):
+        names = [alias.name for alias in node.names]
+      elif isinstance(node, ast.ImportFrom) and node.level == 0:
+        names = [node.module or ""]
+      else:
+        continue
+      bad = [n for n in names if n.split(".")[0] == "glm_jax"]
+      if bad:
+        offenders.setdefault(module, []).extend(bad)
+  assert not offenders, f"input_pipeline modules importing glm_jax: {offenders}"
+
+
+def test_importing_every_input_pipeline_module_loads_no_glm_jax_module():
+  env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
+  code = (f"import sys; import {', '.join(PIPELINE_MODULES)}; "
+          "print(sorted(m for m in sys.modules if m.split('.')[0] == 'glm_jax'))")
+  proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
+                        text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr
+  assert proc.stdout.strip().splitlines()[-1] == "[]"
 
 
 @pytest.mark.slow
