@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from input_pipeline import blank_infilling as bi_lib
+from input_pipeline import sample_layout, span_sampling
 
 DATA = os.path.join(os.path.dirname(__file__), 'data', 'block_layouts.json')
 IDS = dict(CLS=1, MASK=2, sop=3, eop=4, gMASK=5, sMASK=6, eos=0)
@@ -39,7 +40,7 @@ def reconstruct(sample, n_spans_hint=None):
 def test_build_sample_reproduces_fixture_layout(case):
   fx = _fixture()
   ids, c = fx['special_ids'], fx['cases'][case]
-  got = bi_lib.build_sample(c['tokens'], c['spans_in_part_b_order'], mask_id=ids[c['mask_token']],
+  got = sample_layout.build_sample(c['tokens'], c['spans_in_part_b_order'], mask_id=ids[c['mask_token']],
                             sop_id=ids['sop'], eop_id=ids['eop'])
   for key, want in c['expected'].items():
     if key == 'sep':
@@ -51,7 +52,7 @@ def test_build_sample_reproduces_fixture_layout(case):
 def test_suffix_form_has_no_eop_and_shares_the_gmask_position():
   tokens = np.arange(10, 20)
   tokens[0] = IDS['CLS']
-  s = bi_lib.build_suffix_sample(tokens, 4, gmask_id=IDS['gMASK'], sop_id=IDS['sop'])
+  s = sample_layout.build_suffix_sample(tokens, 4, gmask_id=IDS['gMASK'], sop_id=IDS['sop'])
   assert s['sep'] == 5
   assert list(s['input_ids']) == [1, 11, 12, 13, 5, 3, 14, 15, 16, 17, 18]
   assert list(s['target_ids']) == [1, 11, 12, 13, 5, 14, 15, 16, 17, 18, 19]
@@ -63,7 +64,7 @@ def test_suffix_form_has_no_eop_and_shares_the_gmask_position():
 
 def test_overlapping_spans_are_rejected_with_a_clear_error():
   with pytest.raises(ValueError, match='overlap'):
-    bi_lib.build_sample(np.arange(10), [(2, 5), (4, 6)], mask_id=2, sop_id=3, eop_id=4)
+    sample_layout.build_sample(np.arange(10), [(2, 5), (4, 6)], mask_id=2, sop_id=3, eop_id=4)
 
 
 def _doc(rng, n):
@@ -99,7 +100,7 @@ def test_token_objective_statistics_match_glm():
   assert abs(lengths.mean() - 3.16) < 0.1
   assert abs(lengths.std() - 1.63) < 0.1
   # Distribution: compare with Poisson(3) restricted to 1..39.
-  pmf = np.diff(np.concatenate([[0], bi_lib.span_length_cdf(3.0, 40)]))
+  pmf = np.diff(np.concatenate([[0], span_sampling.span_length_cdf(3.0, 40)]))
   freq = np.bincount(lengths, minlength=40)[1:40] / len(lengths)
   assert np.abs(freq - pmf).max() < 0.02
   assert unsorted / samples > 0.9  # Part B is shuffled, not in text order

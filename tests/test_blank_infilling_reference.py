@@ -10,7 +10,7 @@ import os
 import numpy as np
 import pytest
 
-from input_pipeline import blank_infilling as bi_lib
+from input_pipeline import sample_layout
 
 MASK, SOP, EOP = 2, 3, 4
 
@@ -64,7 +64,7 @@ def test_build_sample_equals_the_original_rule_on_random_spans(seed):
   spans = random_spans(rng, n)
   if not spans:
     spans = [(1, 2)]
-  got = bi_lib.build_sample(tokens, spans, mask_id=MASK, sop_id=SOP, eop_id=EOP)
+  got = sample_layout.build_sample(tokens, spans, mask_id=MASK, sop_id=SOP, eop_id=EOP)
   want = original_layout(tokens, spans)
   assert got["sep"] == want["sep"]
   for key in ("input_ids", "target_ids", "loss_mask", "position_ids", "block_position_ids"):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from input_pipeline import blank_infilling as bi_lib
+from input_pipeline import span_sampling
 from tests import original_windows as w
 
 DATA = os.path.join(os.path.dirname(__file__), 'data', 'original_sentence_blocks.json')
@@ -44,7 +45,7 @@ def test_sentence_rules_drop_fragments_before_eos_and_keep_the_next_cls():
   eos, cls, end = w.IDS['eos'], w.IDS['CLS'], 8
   #              0    1   2   3    4   5   6    7   8   9   10   11  12
   tokens = np.array([cls, 20, 21, end, 22, 23, eos, cls, 24, end, 25, eos, cls, 26])
-  spans = bi_lib.sentence_spans(tokens, np.isin(tokens, [end]), cls, eos)
+  spans = span_sampling.sentence_spans(tokens, np.isin(tokens, [end]), cls, eos)
   # [22 23] ends at eos without an end token: dropped; the sentence after eos starts at its [CLS];
   # the unterminated text at the window's end is a sentence.
   assert spans.tolist() == [[1, 4], [7, 10], [12, 14]]
