@@ -35,7 +35,7 @@ def inference_config(config, dtype: str = "bfloat16") -> model_lib.GLMConfig:
 
 def _topology(topology: str, mesh_config, num_slices: int):
   devices = aot.topology_devices(topology, num_slices)
-  return devices, aot.topology_mesh(mesh_config, devices, num_slices)
+  return devices, sharding.make_mesh(mesh_config, devices)  # the builder every run uses
 
 
 def _param_inputs(cfg, mesh):
