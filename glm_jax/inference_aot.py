@@ -96,8 +96,8 @@ def compile_scoring(config, topology: str, mesh_config, *, task: str, seq_length
   devices, mesh = _topology(topology, mesh_config, num_slices)
   multiple = int(mesh.shape["data"] * mesh.shape["fsdp"])
   rows = -(-int(batch_size) // multiple) * multiple
-  length = scoring.bucket_length(int(seq_length))
-  slots = scoring.slot_bucket(SCORED_SLOTS.get(task, int(seq_length)))
+  length = scoring.bucket(int(seq_length), scoring.MIN_BUCKET)
+  slots = scoring.bucket(SCORED_SLOTS.get(task, int(seq_length)))
   report = aot.topology_report(topology, num_slices, devices, mesh)
   report.update(program="evaluate", task=task, dtype=dtype, seq_length=length, batch_size=rows,
                 scored_slots=slots)
