@@ -16,6 +16,7 @@ import numpy as np
 
 from glm_jax import aot
 from glm_jax import model as model_lib
+from glm_jax import run_checks
 from glm_jax import sharding
 
 GENERATE_DEFAULTS = dict(batch_size=1, prompt_length=512, max_new_tokens=128, num_blanks=1,
@@ -28,14 +29,15 @@ SCORED_SLOTS = {"lambada": 8, "cloze": 16}
 def inference_config(config, dtype: str = "bfloat16") -> model_lib.GLMConfig:
   """The model of a run config, for inference: no dropout, params and compute in `dtype`
   (what `extract_params --dtype` writes and generate / evaluate compute in on TPU)."""
-  cfg = model_lib.as_glm_config(config)
+  cfg = run_checks.model_config(config)  # its refusals: one line and exit 2, before compiling
   return cfg.replace(dtype=dtype, param_dtype=dtype, embedding_dropout=0.0,
                      attention_dropout=0.0, hidden_dropout=0.0)
 
 
 def _topology(topology: str, mesh_config, num_slices: int):
+  from glm_jax import hosts  # pylint: disable=g-import-not-at-top
   devices = aot.topology_devices(topology, num_slices)
-  return devices, sharding.make_mesh(mesh_config, devices)  # the builder every run uses
+  return devices, hosts.make_mesh(mesh_config, devices)  # the builder every run uses
 
 
 def _param_inputs(cfg, mesh):
