@@ -51,7 +51,7 @@ def model_config(config) -> model_lib.GLMConfig:
 
 
 def mesh_shape(mesh_config, num_devices: int, keys: str = "config.mesh") -> tuple[int, ...]:
-  """`sharding.mesh_shape`, its refusal as a ConfigError naming `keys` (where the sizes came from)."""
+  """`sharding.mesh_shape`; a refusal is a ConfigError naming `keys` (where the sizes came from)."""
   try:
     return sharding.mesh_shape(mesh_config, num_devices)
   except ValueError as e:
