@@ -101,30 +101,6 @@ def prepare_libtpu() -> None:
   raise_default_thread_stack()
 
 
-def topology_mesh(mesh_config, devices, num_slices: int = 1):
-  """The config's (data, fsdp, tensor) mesh laid out on the topology's physical grid.
-
-  With several slices, the slower DCN links carry the first axis that the slice count divides
-  (data, else fsdp), so only that axis's collectives cross slices.
-  """
-  from jax.experimental import mesh_utils  # pylint: disable=g-import-not-at-top
-  shape = sharding.mesh_shape(mesh_config, len(devices))
-  axis_types = (jax.sharding.AxisType.Auto,) * len(sharding.MESH_AXES)
-  if num_slices > 1:
-    dcn_axis = next((i for i, s in enumerate(shape[:2]) if s % num_slices == 0), None)
-    if dcn_axis is None:
-      raise run_checks.ConfigError(
-          f"config.mesh {dict(zip(sharding.MESH_AXES, shape))}: neither data nor fsdp is a "
-          f"multiple of the {num_slices} slices; make data (or fsdp) divisible by num_slices.")
-    dcn = [1] * len(shape)
-    dcn[dcn_axis] = num_slices
-    ici = [s // d for s, d in zip(shape, dcn)]
-    grid = mesh_utils.create_hybrid_device_mesh(ici, dcn, devices)
-  else:
-    grid = mesh_utils.create_device_mesh(shape, devices, allow_split_physical_axes=True)
-  return jax.sharding.Mesh(grid, sharding.MESH_AXES, axis_types=axis_types)
-
-
 def abstract_batch(config, mesh) -> dict[str, jax.ShapeDtypeStruct]:
   """Shapes, dtypes and shardings of one global batch, as the data pipeline delivers it."""
   b, s = int(config.global_batch_size), int(config.seq_length)
@@ -311,6 +287,7 @@ def topology_report(topology: str, num_slices: int, devices, mesh) -> dict[str, 
   return {"topology": topology, "num_slices": num_slices, "chips": len(devices),
           "hosts": len({(getattr(d, "slice_index", 0), d.process_index) for d in devices}),
           "device_kind": kind, "mesh": {k: int(v) for k, v in mesh.shape.items()},
+          "dcn": sharding.slices_per_axis(mesh),
           "hbm_gib": hbm_gib(kind)}
 
 
@@ -362,7 +339,7 @@ def compile_train_step(config, topology: str, num_slices: int = 1,
   devices = topology_devices(topology, num_slices)
   hosts = len({(getattr(d, "slice_index", 0), d.process_index) for d in devices})
   run_checks.validate(config, len(devices), hosts)
-  mesh = topology_mesh(config.mesh, devices, num_slices)
+  mesh = sharding.make_mesh(config.mesh, devices)  # the builder training uses
   report = topology_report(topology, num_slices, devices, mesh)
   report.update({
       "global_batch_size": int(config.global_batch_size), "seq_length": int(config.seq_length),

@@ -55,9 +55,8 @@ def target_platform() -> str:
 
 
 def resolve_backend(name: str, *, dtype, training_with_dropout: bool) -> str:
-  """Turns a configured backend name into the one that runs here, or says why it cannot."""
-  if name not in BACKENDS:
-    raise ValueError(f"attention_backend={name!r} is not one of {BACKENDS}.")
+  """Turns a configured backend name (one of BACKENDS: GLMConfig checks that) into the one that
+  runs here, or says why it cannot: the platform rules, once, for run_checks and the model."""
   platform = target_platform()
   on_gpu = platform == "gpu"
   half = jnp.dtype(dtype) in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Mapping, Sequence
 
+from glm_jax import special_ids as special_ids_lib
 from glm_jax.errors import EvaluationError
 
 
@@ -20,16 +21,9 @@ REQUIRED_SPECIAL_KEYS = ("eos", "CLS", "MASK", "sop", "eop")
 
 
 def check_special_ids(special_ids: Mapping[str, int], extra: Sequence[str] = ()) -> dict[str, int]:
-  """The ids the layouts need, as ints; one clear error when the mapping lacks some."""
+  """The ids the layouts need (and `extra`), as ints; one clear error when some are missing."""
   keys = tuple(REQUIRED_SPECIAL_KEYS) + tuple(k for k in extra if k not in REQUIRED_SPECIAL_KEYS)
-  if not isinstance(special_ids, Mapping):
-    raise EvaluationError(f"special_ids must be a mapping (a tokenizer's `special_ids`), got "
-                          f"{type(special_ids).__name__}.")
-  missing = [k for k in keys if k not in special_ids]
-  if missing:
-    raise EvaluationError(f"special_ids lacks {missing}; pass the tokenizer's `special_ids` (it "
-                          f"must hold {list(keys)}; [gMASK] needs a tokenizer with task_mask).")
-  return {k: int(special_ids[k]) for k in keys}
+  return special_ids_lib.require(special_ids, keys, EvaluationError)
 
 
 def as_id_list(ids, what: str) -> list[int]:

@@ -28,6 +28,7 @@ import numpy as np
 
 from glm_jax import beam_blanks
 from glm_jax import decode_loop
+from glm_jax import special_ids as special_ids_lib
 from glm_jax.decode_loop import decode_mask  # noqa: F401 (old import path)
 from glm_jax.errors import GenerationError
 from glm_jax.model import as_glm_config
@@ -37,22 +38,11 @@ BLANK_KEYS = ("MASK", "sMASK", "gMASK")
 END_KEYS = ("eop", "eos")
 REQUIRED_SPECIAL_KEYS = BLANK_KEYS + END_KEYS + ("sop",)
 PAD_TO = decode_loop.PAD_TO
+# A tokenizer without task masks (GLM-Base/Large): [MASK] is every blank.
+MASK_FALLBACK = {"sMASK": "MASK", "gMASK": "MASK"}
 
 
 # ----------------------------------------------------------------------------- input checks
-
-
-def _check_special_ids(special_ids: Mapping[str, int]) -> dict[str, int]:
-  special_ids = dict(special_ids)
-  if "MASK" in special_ids:  # a tokenizer without task masks (GLM-Base/Large): [MASK] is every blank
-    special_ids.setdefault("sMASK", special_ids["MASK"])
-    special_ids.setdefault("gMASK", special_ids["MASK"])
-  missing = [k for k in REQUIRED_SPECIAL_KEYS if k not in special_ids]
-  if missing:
-    raise GenerationError(
-        f"special_ids lacks {missing}; pass the tokenizer's `special_ids` (it must hold "
-        f"{list(REQUIRED_SPECIAL_KEYS)}).")
-  return {k: int(special_ids[k]) for k in REQUIRED_SPECIAL_KEYS}
 
 
 def _as_prompt_list(prompt_ids) -> tuple[list[list[int]], bool]:
@@ -205,7 +195,8 @@ def fill_blanks(config, params, prompt_ids, *, special_ids: Mapping[str, int],
   """
   options = _decoding_options(options, option_values)
   cfg = as_glm_config(config)
-  special = _check_special_ids(special_ids)
+  special = special_ids_lib.require(special_ids, REQUIRED_SPECIAL_KEYS, GenerationError,
+                                    fill_from=MASK_FALLBACK)
   prompts, single = _as_prompt_list(prompt_ids)
   vocab_limit = options.vocab_limit_for(cfg, special)
   ends = tuple(special[k] for k in END_KEYS)

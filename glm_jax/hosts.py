@@ -18,8 +18,8 @@ from typing import Mapping
 from absl import flags
 import jax
 
+from glm_jax import run_checks
 from glm_jax import sharding
-from glm_jax.errors import ConfigError
 
 _TPU_POD_ENV = ("TPU_WORKER_HOSTNAMES", "MEGASCALE_COORDINATOR_ADDRESS")
 # Inference default: params split over every device (fsdp), so no chip holds a whole model.
@@ -95,12 +95,12 @@ def start(base: Mapping[str, int] | None = None):
   return make_mesh(mesh_config(base))
 
 
-def make_mesh(sizes: Mapping[str, int]):
-  """`sharding.make_mesh`, with sizes that do not fit the devices as one ConfigError line."""
-  try:
-    return sharding.make_mesh(sizes)
-  except ValueError as e:
-    raise ConfigError(f"{e} (--mesh_data / --mesh_fsdp / --mesh_tensor)") from None
+def make_mesh(sizes: Mapping[str, int], devices=None):
+  """`sharding.make_mesh` over `devices` (default: every process's), with sizes that do not fit
+  them as one ConfigError line naming the flags."""
+  devices = list(devices) if devices is not None else jax.devices()
+  run_checks.mesh_shape(sizes, len(devices), "--mesh_data / --mesh_fsdp / --mesh_tensor")
+  return sharding.make_mesh(sizes, devices)
 
 
 def is_writer() -> bool:

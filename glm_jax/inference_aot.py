@@ -16,6 +16,7 @@ import numpy as np
 
 from glm_jax import aot
 from glm_jax import model as model_lib
+from glm_jax import run_checks
 from glm_jax import sharding
 
 GENERATE_DEFAULTS = dict(batch_size=1, prompt_length=512, max_new_tokens=128, num_blanks=1,
@@ -28,14 +29,15 @@ SCORED_SLOTS = {"lambada": 8, "cloze": 16}
 def inference_config(config, dtype: str = "bfloat16") -> model_lib.GLMConfig:
   """The model of a run config, for inference: no dropout, params and compute in `dtype`
   (what `extract_params --dtype` writes and generate / evaluate compute in on TPU)."""
-  cfg = model_lib.as_glm_config(config)
+  cfg = run_checks.model_config(config)  # its refusals: one line and exit 2, before compiling
   return cfg.replace(dtype=dtype, param_dtype=dtype, embedding_dropout=0.0,
                      attention_dropout=0.0, hidden_dropout=0.0)
 
 
 def _topology(topology: str, mesh_config, num_slices: int):
+  from glm_jax import hosts  # pylint: disable=g-import-not-at-top
   devices = aot.topology_devices(topology, num_slices)
-  return devices, aot.topology_mesh(mesh_config, devices, num_slices)
+  return devices, hosts.make_mesh(mesh_config, devices)  # the builder every run uses
 
 
 def _param_inputs(cfg, mesh):
@@ -96,8 +98,8 @@ def compile_scoring(config, topology: str, mesh_config, *, task: str, seq_length
   devices, mesh = _topology(topology, mesh_config, num_slices)
   multiple = int(mesh.shape["data"] * mesh.shape["fsdp"])
   rows = -(-int(batch_size) // multiple) * multiple
-  length = scoring.bucket_length(int(seq_length))
-  slots = scoring.slot_bucket(SCORED_SLOTS.get(task, int(seq_length)))
+  length = scoring.bucket(int(seq_length), scoring.MIN_BUCKET)
+  slots = scoring.bucket(SCORED_SLOTS.get(task, int(seq_length)))
   report = aot.topology_report(topology, num_slices, devices, mesh)
   report.update(program="evaluate", task=task, dtype=dtype, seq_length=length, batch_size=rows,
                 scored_slots=slots)

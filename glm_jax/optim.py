@@ -10,10 +10,35 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from glm_jax.errors import ConfigError
+
 DECAYED_LEAF_NAMES = ("kernel", "embedding")
 
 
 DECAY_STYLES = ("cosine", "linear", "constant")
+
+
+def _require(ok: bool, message: str) -> None:
+  if not ok:
+    raise ConfigError(message)
+
+
+def check_schedule(config) -> None:
+  """The schedule's keys, each rule once: `run_checks.validate` runs it before anything compiles,
+  and `learning_rate_schedule` too (a notebook may build the optimizer straight from a config)."""
+  _require(config.learning_rate > 0, f"learning_rate must be > 0, got {config.learning_rate}.")
+  _require(0 <= config.warmup_ratio, f"warmup_ratio must be >= 0, got {config.warmup_ratio}.")
+  _require(config.warmup_ratio <= 0.5,
+           f"warmup_ratio={config.warmup_ratio} exceeds 0.5: the original's schedule (AnnealingLR) "
+           "needs the warmup no longer than the decay after it; lower warmup_ratio.")
+  decay_steps = config.get("lr_decay_steps", 0)
+  _require(isinstance(decay_steps, int) and decay_steps >= 0,
+           f"lr_decay_steps must be an integer >= 0 (0 = total_steps), got {decay_steps!r}.")
+  style = config.get("decay_style", "cosine")
+  _require(style in DECAY_STYLES, f"decay_style must be one of {DECAY_STYLES}, got "
+           f"decay_style={style!r}; set --config.decay_style to one of them.")
+  _require(0 <= config.min_learning_rate_ratio <= 1,
+           f"min_learning_rate_ratio must be in [0, 1], got {config.min_learning_rate_ratio}.")
 
 
 def learning_rate_schedule(config) -> optax.Schedule:
@@ -26,16 +51,11 @@ def learning_rate_schedule(config) -> optax.Schedule:
   Step t is the learning rate of optimizer update t (the original steps its scheduler once per
   completed update, so skipped fp16 updates do not advance it).
   """
+  check_schedule(config)
   total = int(config.total_steps)
   decay_steps = int(config.get("lr_decay_steps", 0) or total)
   style = str(config.get("decay_style", "cosine"))
-  if style not in DECAY_STYLES:
-    raise ValueError(f"decay_style={style!r} is not one of {DECAY_STYLES}; set "
-                     "--config.decay_style to one of them")
   warmup = float(config.warmup_ratio) * decay_steps
-  if not 0 <= warmup <= decay_steps - warmup:
-    raise ValueError(f"warmup_ratio={config.warmup_ratio} must lie in [0, 0.5]: the warmup "
-                     f"({warmup:g} steps) may not be longer than the decay after it (as in the original)")
   peak = float(config.learning_rate)
   floor = peak * float(config.min_learning_rate_ratio)
   decay_span = max(decay_steps - warmup, 1e-9)

@@ -34,17 +34,7 @@ def _check_profile_steps(config) -> None:
 
 
 def _check_optimizer(config) -> None:
-  _require(config.learning_rate > 0, f"learning_rate must be > 0, got {config.learning_rate}.")
-  _require(0 <= config.warmup_ratio < 1, f"warmup_ratio must be in [0, 1), got {config.warmup_ratio}.")
-  _require(isinstance(config.lr_decay_steps, int) and config.lr_decay_steps >= 0,
-           f"lr_decay_steps must be an integer >= 0 (0 = total_steps), got {config.lr_decay_steps!r}.")
-  _require(config.decay_style in optim.DECAY_STYLES,
-           f"decay_style must be one of {optim.DECAY_STYLES}, got {config.decay_style!r}.")
-  _require(config.warmup_ratio <= 0.5,
-           f"warmup_ratio={config.warmup_ratio} exceeds 0.5: the original's schedule (AnnealingLR) "
-           "needs the warmup no longer than the decay after it; lower warmup_ratio.")
-  _require(0 <= config.min_learning_rate_ratio <= 1,
-           f"min_learning_rate_ratio must be in [0, 1], got {config.min_learning_rate_ratio}.")
+  optim.check_schedule(config)
   for key in ("adam_b1", "adam_b2"):
     _require(0 <= config[key] < 1, f"{key} must be in [0, 1), got {config[key]}.")
   _require(config.adam_eps > 0, f"adam_eps must be > 0, got {config.adam_eps}.")
@@ -52,11 +42,24 @@ def _check_optimizer(config) -> None:
   _require(config.grad_clip_norm >= 0, f"grad_clip_norm must be >= 0 (0 disables), got {config.grad_clip_norm}.")
 
 
-def _check_batch(config, num_devices: int, process_count: int) -> None:
+def model_config(config) -> model_lib.GLMConfig:
+  """The config's model with GLMConfig's own rules (sizes, dtypes, names) as a ConfigError."""
   try:
-    data, fsdp, tensor = sharding.mesh_shape(config.mesh, num_devices)
+    return model_lib.as_glm_config(config)
+  except (TypeError, ValueError) as e:
+    raise ConfigError(str(e)) from None
+
+
+def mesh_shape(mesh_config, num_devices: int, keys: str = "config.mesh") -> tuple[int, ...]:
+  """`sharding.mesh_shape`; a refusal is a ConfigError naming `keys` (where the sizes came from)."""
+  try:
+    return sharding.mesh_shape(mesh_config, num_devices)
   except ValueError as e:
-    raise ConfigError(f"config.mesh: {e}") from None
+    raise ConfigError(f"{keys}: {e}") from None
+
+
+def _check_batch(config, num_devices: int, process_count: int) -> None:
+  data, fsdp, tensor = mesh_shape(config.mesh, num_devices)
   batch, accum = config.global_batch_size, config.grad_accum_steps
   shards = data * fsdp
   del process_count  # rows follow the mesh (sharding.held_row_blocks), not the process count
@@ -72,10 +75,7 @@ def validate(config, num_devices: int, process_count: int) -> None:
   _check_schedule(config)
   _check_profile_steps(config)
   _check_optimizer(config)
-  try:
-    model_cfg = model_lib.as_glm_config(config)
-  except (TypeError, ValueError) as e:
-    raise ConfigError(str(e)) from None
+  model_cfg = model_config(config)
   # Positions count raw tokens: the row in length_mode 'fit', data.raw_length in 'raw'.
   raw_mode = config.data.get("length_mode", "fit") == "raw"
   key = "data.raw_length" if raw_mode else "seq_length"

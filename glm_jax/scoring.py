@@ -35,10 +35,11 @@ def default_mesh():
   return sharding.make_mesh({"data": -1, "fsdp": 1, "tensor": 1})
 
 
-def bucket_length(n: int) -> int:
-  """Padded length for a row of n tokens: a power of two up to 256, then a multiple of 128."""
+def bucket(n: int, minimum: int = 1) -> int:
+  """The padded size of n (a row's tokens, its scored slots): a power of two (at least
+  `minimum`) up to 256, then a multiple of 128, so nearby sizes share one compiled shape."""
   if n <= 256:
-    return max(MIN_BUCKET, 1 << max(n - 1, 0).bit_length())
+    return max(minimum, 1 << max(n - 1, 0).bit_length())
   return -(-n // 128) * 128
 
 
@@ -64,13 +65,6 @@ def place_params(config, params, mesh=None):
 
 def _batch_multiple(mesh) -> int:
   return int(mesh.shape["data"] * mesh.shape["fsdp"])
-
-
-def slot_bucket(n: int) -> int:
-  """Padded number of scored slots per row: a power of two up to 256, then a multiple of 128."""
-  if n <= 256:
-    return 1 << max(n - 1, 0).bit_length()
-  return -(-n // 128) * 128
 
 
 @functools.lru_cache(maxsize=None)
@@ -125,10 +119,10 @@ def _check_rows(cfg, rows: Sequence[Row], gather_ids):
 
 def _pack(rows: Sequence[Row], order, length: int, batch: int, eos: int, gather_ids):
   """Numpy batch of `rows[order]`, padded to [batch, length]; `slots` [batch, K] index each
-  row's scored positions (K = slot_bucket of the most in the batch), with their targets."""
+  row's scored positions (K = the bucket of the most in the batch), with their targets."""
   order = list(order)
   scored = [[i for i, m in enumerate(rows[index].loss_mask) if m] for index in order]
-  width = slot_bucket(max([len(s) for s in scored] + [1]))
+  width = bucket(max([len(s) for s in scored] + [1]))
   arrays = {
       "ids": np.full((batch, length), eos, np.int32),
       "position_ids": np.zeros((batch, 2, length), np.int32),
@@ -197,7 +191,7 @@ def score_rows(config, params, rows: Sequence[Row], *, eos_id: int, gather_ids=N
   with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.LOGICAL_RULES):
     for start in range(0, num, batch):
       order = by_length[start:start + batch]
-      length = pad_to or bucket_length(max(len(rows[i]) for i in order))
+      length = pad_to or bucket(max(len(rows[i]) for i in order), MIN_BUCKET)
       arrays = _pack(rows, order, length, batch, eos_id, gather_ids)
       result = step(params, {k: _put(v, mesh) for k, v in arrays.items()})
       result = jax.tree_util.tree_map(sharding.to_host, result)

@@ -16,6 +16,8 @@ import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from glm_jax.errors import ConfigError
+
 MESH_AXES = ("data", "fsdp", "tensor")
 
 # logical axis -> mesh axes. Params: FSDP shards the embed dimension, tensor parallelism splits
@@ -63,14 +65,46 @@ def mesh_shape(mesh_config: Mapping[str, int], num_devices: int) -> tuple[int, .
   return tuple(sizes)
 
 
-def make_mesh(mesh_config: Mapping[str, int], devices: Sequence[jax.Device] | None = None):
-  """A `(data, fsdp, tensor)` mesh with Auto axis types (GSPMD propagates the rest)."""
-  devices = list(devices) if devices is not None else jax.devices()
+def slice_count(devices: Sequence[jax.Device]) -> int:
+  """How many TPU slices (joined over DCN) the devices span; 1 for devices without slices."""
+  return len({getattr(d, "slice_index", 0) for d in devices})
+
+
+def device_grid(mesh_config: Mapping[str, int], devices: Sequence[jax.Device]) -> np.ndarray:
+  """The devices as a `(data, fsdp, tensor)` array laid out on their physical links.
+
+  Inside a slice the axes follow the ICI torus; over several slices the slower DCN links carry
+  the first axis the slice count divides (data, else fsdp), so only its collectives cross slices.
+  """
+  from jax.experimental import mesh_utils  # pylint: disable=g-import-not-at-top
   shape = mesh_shape(mesh_config, len(devices))
+  slices = slice_count(devices)
+  if slices == 1:
+    return mesh_utils.create_device_mesh(shape, devices, allow_split_physical_axes=True)
+  dcn_axis = next((i for i, s in enumerate(shape[:2]) if s % slices == 0), None)
+  if dcn_axis is None:
+    raise ConfigError(
+        f"config.mesh {dict(zip(MESH_AXES, shape))}: neither data nor fsdp is a multiple of the "
+        f"{slices} slices; make data (or fsdp) divisible by num_slices.")
+  dcn = [slices if i == dcn_axis else 1 for i in range(len(shape))]
+  ici = [s // d for s, d in zip(shape, dcn)]
+  return mesh_utils.create_hybrid_device_mesh(ici, dcn, devices, allow_split_physical_axes=True)
+
+
+def make_mesh(mesh_config: Mapping[str, int], devices: Sequence[jax.Device] | None = None):
+  """The one mesh builder of every command (train, finetune, evaluate, generate, the harness,
+  --compile_only): `(data, fsdp, tensor)` over `devices` (default: every process's; a TPU
+  topology's for compile-only), with Auto axis types (GSPMD propagates the rest)."""
+  devices = list(devices) if devices is not None else jax.devices()
   axis_types = (jax.sharding.AxisType.Auto,) * len(MESH_AXES)
-  if devices == jax.devices():
-    return jax.make_mesh(shape, MESH_AXES, axis_types=axis_types)
-  return jax.sharding.Mesh(np.asarray(devices).reshape(shape), MESH_AXES, axis_types=axis_types)
+  return jax.sharding.Mesh(device_grid(mesh_config, devices), MESH_AXES, axis_types=axis_types)
+
+
+def slices_per_axis(mesh) -> dict[str, int]:
+  """How many slices each mesh axis crosses (its DCN part; 1 everywhere on one slice)."""
+  grid = np.vectorize(lambda d: getattr(d, "slice_index", 0), otypes=[int])(mesh.devices)
+  return {axis: len(np.unique(np.moveaxis(grid, i, 0)[(slice(None),) + (0,) * (grid.ndim - 1)]))
+          for i, axis in enumerate(mesh.axis_names)}
 
 
 def logical_to_sharding(logical_tree, shapes_tree, mesh, rules=LOGICAL_RULES):

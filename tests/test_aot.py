@@ -137,3 +137,15 @@ def test_compile_only_released_large_recipe_with_attention_dropout_runs_the_kern
   assert proc.returncode == 0, proc.stderr[-3000:]
   report = json.loads(proc.stdout.strip().splitlines()[-1])
   assert report["mosaic_kernels"] >= 3, report
+
+
+@needs_libtpu
+@pytest.mark.slow
+def test_compile_only_over_two_slices_reports_the_mesh_training_builds():
+  proc = fresh_interpreter.run("multislice_mesh", devices=None, timeout=900)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  result = fresh_interpreter.last_json(proc)
+  assert result["compile_only"] == {"mesh": result["train"]["mesh"], "dcn": result["train"]["dcn"]}
+  assert result["train"]["mesh"] == {"data": 4, "fsdp": 2, "tensor": 1}
+  assert result["train"]["dcn"] == {"data": 2, "fsdp": 1, "tensor": 1}
+  assert result["train"]["data_slices"] == [0, 0, 1, 1] and result["train"]["auto"]
