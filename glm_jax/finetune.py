@@ -24,6 +24,7 @@ import numpy as np
 from etils import epath
 
 from glm_jax import checkpoint as checkpoint_lib
+from glm_jax import params_io
 from glm_jax import cli
 from glm_jax import hosts
 from glm_jax import compilation_cache
@@ -67,7 +68,7 @@ def model_from_checkpoint(config) -> None:
   if not path.is_dir():
     raise FinetuneError(f"--config.init_from={config.init_from} is not a params checkpoint "
                         "directory (make one with `python -m glm_jax.convert import`).")
-  shape = checkpoint_lib.stored_config(config.init_from)
+  shape = params_io.stored_config(config.init_from)
   if shape.quantization:
     raise FinetuneError(f"--config.init_from={config.init_from} holds {shape.quantization} "
                         "kernels, which are for inference only; finetune from the float params "
@@ -243,9 +244,9 @@ def extend_position_tables(config, workdir: str) -> None:
   rows = int(config.model.max_sequence_length) + 1
   out = str(paths.as_path(workdir) / f"init_params_{rows}")
   if not paths.as_path(out).is_dir():
-    if checkpoint_lib.stored_config(config.init_from).max_sequence_length + 1 >= rows:
+    if params_io.stored_config(config.init_from).max_sequence_length + 1 >= rows:
       return
-    params = checkpoint_lib.load_params(config.init_from)
+    params = params_io.load_params(config.init_from)
     stored = params["position_embeddings"]["embedding"].shape[0]
     if stored >= rows:
       return
@@ -254,7 +255,7 @@ def extend_position_tables(config, workdir: str) -> None:
       table = np.asarray(params[name]["embedding"])
       extra = rng.normal(0.0, float(config.model.init_std), (rows - stored, table.shape[1]))
       params[name]["embedding"] = np.concatenate([table, extra.astype(table.dtype)])
-    checkpoint_lib.save_params(out, params)
+    params_io.save_params(out, params)
     log(f"position tables extended from {stored} to {rows} rows (new rows N(0, "
         f"{config.model.init_std})), as the original does for src_seq_length="
         f"{config.src_seq_length}: {out}")
@@ -310,7 +311,7 @@ class BestKeeper:
     value = results[self.metric]
     if self.best is not None and value <= self.best["value"]:
       return False
-    checkpoint_lib.save_for_inference(self.params_dir, params, command="finetune best_params",
+    params_io.save_for_inference(self.params_dir, params, command="finetune best_params",
                                       overwrite=True)
     self.best = {"metric": self.metric, "value": value, "step": step, "epoch": epoch,
                  "results": results}
@@ -397,7 +398,7 @@ def run(config, workdir: str, mesh) -> dict:
     raise FinetuneError("training ended without a dev evaluation; set eval_every_epochs >= 1.")
   params = state.params
   if keeper.best is not None:
-    params = checkpoint_lib.load_params(keeper.params_dir, abstract.params, shardings.params)
+    params = params_io.load_params(keeper.params_dir, abstract.params, shardings.params)
     if jax.process_index() == 0:  # generate / evaluate find it there
       if hasattr(tokenizer, "save"):   # a released tokenizer: its files and kind
         tokenizer.save(str(paths.as_path(keeper.params_dir) / "tokenizer"))

@@ -323,7 +323,7 @@ def main(argv):
   """The generate CLI: load params and tokenizer, fill each prompt, print the texts."""
   del argv
   from absl import flags
-  from glm_jax import checkpoint as checkpoint_lib
+  from glm_jax import params_io
   from glm_jax import cli
   from glm_jax import compilation_cache  # pylint: disable=g-import-not-at-top
   from glm_jax import hosts
@@ -347,7 +347,7 @@ def main(argv):
   DecodingOptions(**kwargs)  # every decoding flag checked before anything is loaded
   texts = _read_prompts(f.prompt, f.prompt_file)
   mesh = hosts.start()  # every process runs every step; process 0 prints
-  config, params = checkpoint_lib.load_for_inference(f.checkpoint, hosts.compute_dtype(f.dtype),
+  config, params = params_io.load_for_inference(f.checkpoint, hosts.compute_dtype(f.dtype),
                                                      mesh)
   config = with_kv_cache_dtype(config, f.kv_cache_dtype)
   tokenizer_path = f.tokenizer or tokenizer_lib.tokenizer_beside(f.checkpoint)

@@ -33,6 +33,7 @@ from glm_jax import model as model_lib
 from glm_jax import objective
 from glm_jax import optim
 from glm_jax import outputs
+from glm_jax import params_io
 from glm_jax import paths
 from glm_jax import prefetch
 from glm_jax import profiling
@@ -133,7 +134,7 @@ def restore_or_init(config, checkpointer, data, optimizer, abstract, shardings):
     return state
   state = train_state.init_state(config, optimizer, shardings)
   if config.init_from:
-    params = checkpoint_lib.load_params(config.init_from, abstract.params, shardings.params)
+    params = params_io.load_params(config.init_from, abstract.params, shardings.params)
     state = state.replace(params=params)
     log(f"Initialised params from {config.init_from}.")
   return state

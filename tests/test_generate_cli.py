@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from glm_jax import checkpoint, export, generate, model
+from glm_jax import checkpoint, export, generate, model, params_io
 from input_pipeline import tokenizer as tokenizer_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -69,7 +69,7 @@ def test_training_checkpoint_exports_params_without_optimizer_state(tmp_path):
   restored = export.params_from_training_checkpoint(str(tmp_path / "work"))
   assert set(restored) == set(params)
   export.save_for_inference(str(tmp_path / "out"), restored)
-  stored = checkpoint.load_params(str(tmp_path / "out"))
+  stored = params_io.load_params(str(tmp_path / "out"))
   assert "opt_state" not in stored and "mu" not in stored
   jax.tree_util.tree_map(np.testing.assert_array_equal, stored, params)
 

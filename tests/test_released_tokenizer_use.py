@@ -144,10 +144,10 @@ def test_training_refuses_a_model_embedding_smaller_than_the_released_tokenizer(
 
 @pytest.mark.slow
 def test_generate_cli_refuses_a_tokenizer_larger_than_the_model_embedding(tmp_path):
-  from glm_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  from glm_jax import params_io  # pylint: disable=g-import-not-at-top
   cfg = model.GLMConfig(vocab_size=256, num_layers=1, hidden_size=64, num_heads=2,
                         max_sequence_length=32)
-  checkpoint.save_params(str(tmp_path / 'ckpt'), model.init_params(cfg, jax.random.PRNGKey(0)))
+  params_io.save_params(str(tmp_path / 'ckpt'), model.init_params(cfg, jax.random.PRNGKey(0)))
   tokenizer_lib.load_pretrained(os.path.join(DATA, 'roberta'), 'roberta').save(tmp_path / 'ckpt' / 'tokenizer')
   result = subprocess.run([sys.executable, '-m', 'glm_jax.generate', f'--checkpoint={tmp_path / "ckpt"}',
                            '--prompt=A [MASK] b.'], cwd=ROOT, env=ENV, capture_output=True, text=True,
