@@ -42,11 +42,6 @@ def quiet_logs() -> None:
     logging.set_verbosity(logging.WARNING)
 
 
-def user_errors() -> tuple[type[BaseException], ...]:
-  """Errors whose message already says what is wrong and how to fix it: no traceback needed."""
-  return USER_ERRORS
-
-
 def error_line(error: BaseException, program: str = "") -> str:
   """The one line a user error prints: `error: MSG`, or `PROGRAM: KIND: MSG` for train/finetune."""
   if not program:

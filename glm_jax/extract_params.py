@@ -10,8 +10,6 @@ export` all read; the run's tokenizer is copied beside it.
 Only the `params` subtree of the train state is read (the optimizer moments never are), each
 leaf straight into its shard on this run's mesh (`--mesh_*`, default every device on fsdp), on
 any device count or topology; every process runs it (pods: the same command on each host).
-
-(`python -m glm_jax.export` is the old spelling of this command; it still works for one release.)
 """
 
 from __future__ import annotations

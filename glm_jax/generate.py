@@ -28,7 +28,6 @@ import numpy as np
 
 from glm_jax import beam_blanks
 from glm_jax import decode_loop
-from glm_jax.decode_loop import decode_mask  # noqa: F401 (old import path)
 from glm_jax.errors import GenerationError
 from glm_jax.model import as_glm_config
 

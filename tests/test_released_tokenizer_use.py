@@ -90,7 +90,7 @@ def test_tiny_pretraining_on_a_bert_vocabulary_then_the_generate_cli_fills_a_bla
   assert 'Sample:' in result.stdout
   with open(workdir / 'tokenizer' / 'tokenizer_config.json') as f:
     assert json.load(f)['kind'] == 'bert-uncased'
-  _run('glm_jax.export', f'--workdir={workdir}', f'--output={exported}')
+  _run('glm_jax.extract_params', f'--workdir={workdir}', f'--output={exported}')
   result = _run('glm_jax.generate', f'--checkpoint={exported}', '--max_new_tokens=3',
                 '--prompt=In the beginning God [MASK] the heaven.')
   (line,) = result.stdout.strip().splitlines()
