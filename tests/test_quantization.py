@@ -20,7 +20,7 @@ import pytest
 
 from configs import tiny
 from glm_jax import (checkpoint, convert, eval_data, evaluate, generate, lm_eval, model,
-                     params_io, quantization, scoring, train)
+                     params_io, quantization, scoring, train_loop)
 from input_pipeline import sources
 from input_pipeline import tokenizer as tokenizer_lib
 
@@ -84,7 +84,7 @@ def tiny_exports(tmp_path_factory):
   config.total_steps, config.seq_length, config.global_batch_size = TRAIN_STEPS, 64, 8
   config.eval_every_steps, config.checkpoint_every_steps = 0, TRAIN_STEPS
   config.tensorboard, config.log_every_steps = False, TRAIN_STEPS
-  train.run(config, str(root / "work"))
+  train_loop.run(config, str(root / "work"))
   params = checkpoint.params_from_training_checkpoint(str(root / "work"))
   params_io.save_for_inference(str(root / "bf16"), params, "bfloat16")
   proc = subprocess.run(
