@@ -49,10 +49,10 @@ print(model.count_params(config))
 _BEFORE = """
 import sys
 import jax, numpy as np, orbax.checkpoint as ocp
-from glm_jax import checkpoint
+from glm_jax import params_io
 state = ocp.StandardCheckpointer().restore(sys.argv[1] + "/checkpoints/1/state")
 params = jax.tree_util.tree_map(np.asarray, state["params"])
-checkpoint.save_for_inference(sys.argv[2], params)
+params_io.save_for_inference(sys.argv[2], params)
 """
 
 _BASELINE = """

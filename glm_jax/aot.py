@@ -33,8 +33,8 @@ from glm_jax import run_checks
 from glm_jax import sharding
 from glm_jax import train_state
 from glm_jax.errors import TopologyError
-from glm_jax.libtpu_setup import (  # noqa: F401 (re-exported: aot.LIBTPU_STACK_FLAGS, ...)
-    COMPILE_STACK_BYTES, LIBTPU_STACK_FLAGS, libtpu_available, raise_default_thread_stack)
+from glm_jax.libtpu_setup import (COMPILE_STACK_BYTES, libtpu_available,
+                                  raise_default_thread_stack)
 
 GIB = 1024 ** 3
 

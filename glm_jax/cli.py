@@ -29,7 +29,7 @@ def define_model_flags() -> None:
   """--checkpoint / --tokenizer / --tokenizer_kind, spelled and explained once for every command
   that loads a params checkpoint (generate, evaluate)."""
   flags.DEFINE_string("checkpoint", None, "Params-only checkpoint directory (glm_jax.extract_params, "
-                      "`convert import`, or checkpoint.save_params).")
+                      "`convert import`, or params_io.save_params).")
   flags.DEFINE_string("tokenizer", None, "Our sentencepiece .model file, or a directory with a "
                       "released GLM tokenizer; default: the one stored with --checkpoint.")
   flags.DEFINE_string("tokenizer_kind", None, "Released tokenizer kind (bert-uncased, bert-cased, "
@@ -40,11 +40,6 @@ def quiet_logs() -> None:
   """Orbax logs every read and write at INFO; show warnings only unless --verbosity was given."""
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
-
-
-def user_errors() -> tuple[type[BaseException], ...]:
-  """Errors whose message already says what is wrong and how to fix it: no traceback needed."""
-  return USER_ERRORS
 
 
 def error_line(error: BaseException, program: str = "") -> str:

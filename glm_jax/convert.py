@@ -9,7 +9,7 @@ CLI:
       [--quantize=int8]   (weight-only int8 dense kernels for inference: glm_jax.quantization)
   python -m glm_jax.convert export --checkpoint=DIR --output=glm.safetensors [--torch_output=x.pt]
     (the .pt is written beside the .safetensors by default when torch is installed)
-The import side writes an Orbax params checkpoint (`checkpoint.save_params`), the format that
+The import side writes an Orbax params checkpoint (`params_io.save_params`), the format that
 `--config.init_from`, `glm_jax.generate` and `glm_jax.extract_params` read.
 """
 
@@ -79,12 +79,12 @@ def _check_shape(name, array, shape):
 def from_thudm(state_dict: Mapping[str, np.ndarray], num_attention_heads: int, dtype=None):
   """Maps a THUDM-named state dict to `(GLMConfig, params)`.
 
-  The config is `checkpoint.infer_config` of the converted params (shapes from the arrays, no
+  The config is `model_shape.infer_config` of the converted params (shapes from the arrays, no
   dropout: an inference config); it computes in `dtype` (default float32) and stores params in
   the checkpoint's own dtype.
   """
   import jax.numpy as jnp
-  from glm_jax import checkpoint
+  from glm_jax import model_shape
 
   sd = _strip_prefix(state_dict)
   num_layers = _check_keys(sd)
@@ -151,7 +151,7 @@ def from_thudm(state_dict: Mapping[str, np.ndarray], num_attention_heads: int, d
       "final_layernorm": {"scale": sd["transformer.final_layernorm.weight"],
                           "bias": sd["transformer.final_layernorm.bias"]},
   }
-  config = checkpoint.infer_config(params, dtype=jnp.dtype(dtype or jnp.float32).name)
+  config = model_shape.infer_config(params, dtype=jnp.dtype(dtype or jnp.float32).name)
   return config, params
 
 
@@ -286,9 +286,9 @@ def import_checkpoint(input_path: str, num_heads: int, output_dir: str, dtype=No
   are stored in `output_dir`, so generation needs no tokenizer flags. With `mesh`, the params are
   placed on it by their logical axes and every process writes its own shards. `output_dir` is
   written through `outputs.directory`: a folder holding anything else (e.g. the input) is refused.
-  quantize="int8" writes int8 dense kernels (`checkpoint.for_inference`).
+  quantize="int8" writes int8 dense kernels (`params_io.for_inference`).
   """
-  from glm_jax import checkpoint, hosts, outputs, quantization, sharding
+  from glm_jax import hosts, outputs, params_io, quantization, sharding
   quantization.check_method(quantize)  # before the (possibly large) file is read
   outputs.check_directory(output_dir, IMPORT, overwrite)   # before reading anything
   config, params = from_thudm(load_state_dict(input_path), num_heads, dtype=dtype)
@@ -301,10 +301,10 @@ def import_checkpoint(input_path: str, num_heads: int, output_dir: str, dtype=No
   if mesh is not None:
     params = sharding.place(params, sharding.param_shardings(config, params, mesh))
   if quantize:
-    params = checkpoint.for_inference(params, quantize=quantize)
+    params = params_io.for_inference(params, quantize=quantize)
     config = config.replace(quantization=quantize)
   with outputs.directory(output_dir, IMPORT, overwrite) as tmp:
-    checkpoint.write_for_inference(tmp, params, quantize)   # every process writes its own shards
+    params_io.write_for_inference(tmp, params, quantize)   # every process writes its own shards
     if hosts.is_writer() and hasattr(tokenizer, "save"):   # a released tokenizer: files and kind
       tokenizer.save(os.fspath(tmp / "tokenizer"))
     elif hosts.is_writer() and tokenizer is not None:      # ours: the sentencepiece .model file
@@ -339,8 +339,8 @@ def export_checkpoint(checkpoint_dir: str, output_path: str, torch_output: str =
                       prefix: str = "", overwrite: bool = False) -> int:
   """Orbax params checkpoint -> THUDM-named .safetensors (and .pt). Returns the tensor count.
   Existing files are refused unless `overwrite` (checked before anything is read)."""
-  from glm_jax import checkpoint, outputs
-  if checkpoint.read_quantization(checkpoint_dir):
+  from glm_jax import outputs, params_io
+  if params_io.read_quantization(checkpoint_dir):
     raise ConversionError(f"{checkpoint_dir} holds int8-quantized kernels (for glm_jax inference "
                           "only); export the float checkpoint it was quantized from.")
   if torch_output and not torch_available():
@@ -349,7 +349,7 @@ def export_checkpoint(checkpoint_dir: str, output_path: str, torch_output: str =
   outputs.check_file(output_path, EXPORT, overwrite)
   if torch_output:
     outputs.check_file(torch_output, EXPORT, overwrite, flag="--torch_output")
-  params = checkpoint.load_params(checkpoint_dir)
+  params = params_io.load_params(checkpoint_dir)
   state_dict = to_thudm(params, prefix=prefix)
   save_safetensors(state_dict, output_path, overwrite)
   if torch_output:

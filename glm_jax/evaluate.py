@@ -168,7 +168,7 @@ def run(task: str, data: str, checkpoint: str, tokenizer_path: str | None = None
   existing file only with `overwrite`).
   """
   from etils import epath
-  from glm_jax import checkpoint as checkpoint_lib
+  from glm_jax import params_io
   from glm_jax import hosts
   from input_pipeline import tokenizer as tokenizer_lib
   if task not in TASKS:
@@ -182,7 +182,7 @@ def run(task: str, data: str, checkpoint: str, tokenizer_path: str | None = None
   if output:
     outputs.check_file(output, COMMAND, overwrite)   # an existing file is not replaced unasked
   mesh = hosts.make_mesh(mesh_shape or hosts.INFERENCE_MESH)
-  config, params = checkpoint_lib.load_for_inference(checkpoint, hosts.compute_dtype(dtype), mesh)
+  config, params = params_io.load_for_inference(checkpoint, hosts.compute_dtype(dtype), mesh)
   tokenizer = tokenizer_lib.load_tokenizer(tokenizer_path or checkpoint, tokenizer_kind)
   scoring.check_vocab(config, tokenizer.vocab_size)
   if mask_token not in tokenizer.special_ids:

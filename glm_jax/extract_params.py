@@ -1,6 +1,6 @@
 """CLI: take the params out of a training checkpoint into a params-only checkpoint for inference.
 
-The output is a plain `checkpoint.save_params` directory (optionally cast to bfloat16), which
+The output is a plain `params_io.save_params` directory (optionally cast to bfloat16), which
 `glm_jax.generate`, `glm_jax.evaluate`, `--config.init_from` and `python -m glm_jax.convert
 export` all read; the run's tokenizer is copied beside it.
 
@@ -10,8 +10,6 @@ export` all read; the run's tokenizer is copied beside it.
 Only the `params` subtree of the train state is read (the optimizer moments never are), each
 leaf straight into its shard on this run's mesh (`--mesh_*`, default every device on fsdp), on
 any device count or topology; every process runs it (pods: the same command on each host).
-
-(`python -m glm_jax.export` is the old spelling of this command; it still works for one release.)
 """
 
 from __future__ import annotations
@@ -19,6 +17,8 @@ from __future__ import annotations
 from absl import flags
 
 from glm_jax import checkpoint as checkpoint_lib
+from glm_jax import model_shape
+from glm_jax import params_io
 from glm_jax import cli
 from glm_jax import hosts
 from glm_jax import outputs
@@ -33,7 +33,7 @@ def define_flags() -> None:
   flags.DEFINE_string("workdir", None, "Training workdir (holds checkpoints/<step>/state).")
   flags.DEFINE_integer("step", None, "Checkpoint step; default the latest.")
   flags.DEFINE_string("output", None, "Directory to write the params-only checkpoint to.")
-  flags.DEFINE_enum("dtype", None, list(checkpoint_lib.PARAM_DTYPES),
+  flags.DEFINE_enum("dtype", None, list(model_shape.PARAM_DTYPES),
                     "Cast params to this dtype (e.g. bfloat16); default keep.")
   flags.DEFINE_string("quantize", "", "int8: dense kernels int8 with per-output-channel scales, "
                       "the rest bfloat16 (about half the bf16 bytes); default: no quantization.")
@@ -53,13 +53,13 @@ def main(argv) -> None:
   outputs.check_directory(f.output, COMMAND, f.overwrite)  # before reading anything
   mesh = hosts.start()
   params = checkpoint_lib.params_from_training_checkpoint(f.workdir, f.step, mesh, f.dtype)
-  params = checkpoint_lib.for_inference(params, quantize=f.quantize)
+  params = params_io.for_inference(params, quantize=f.quantize)
   with outputs.directory(f.output, COMMAND, f.overwrite) as tmp:
-    checkpoint_lib.write_for_inference(tmp, params, f.quantize)  # every process: its shards
+    params_io.write_for_inference(tmp, params, f.quantize)  # every process: its shards
     tokenizer = tokenizer_lib.tokenizer_beside(f.workdir)  # the run's tokenizer goes along
     if tokenizer is not None and hosts.is_writer():
       tokenizer_lib.store_beside(tokenizer, tmp)
-  cfg = checkpoint_lib.infer_config(params)
+  cfg = model_shape.infer_config(params)
   kind = "int8 kernels, bfloat16 rest" if f.quantize else cfg.param_dtype
   if hosts.is_writer():
     print(f"Wrote inference params ({cfg.num_layers} layers, hidden {cfg.hidden_size}, "

@@ -2,28 +2,30 @@
 --config=configs/finetune/superglue.py --config.task=copa --config.data_dir=DIR
 --config.init_from=CKPT --workdir=DIR` (or --config=configs/finetune/seq2seq.py --config.task=xsum).
 
-The loop is the pretraining one (`train.train_loop`: mesh, jitted sharded step, Orbax checkpoints,
-resume, SIGTERM, metrics.jsonl, TensorBoard); this module supplies the task: its batches and
-loss (`tasks/cloze_task.py`), its dev metric every epoch (and every eval_every_steps), the best
+The loop is the pretraining one (`train_loop.train_loop`: mesh, jitted sharded step, Orbax
+checkpoints, resume, SIGTERM, metrics.jsonl, TensorBoard) run with a task (`tasks.protocol.Task`:
+SuperGLUE in tasks/superglue/task.py, seq2seq in tasks/seq2seq/task.py) for its batches and loss;
+this module adds the task's dev metric every epoch (and every eval_every_steps), the best
 checkpoint by that metric (params only, `workdir/best_params`, with `best.json`), and at the end
-the test predictions in the SuperGLUE submission format (`workdir/predictions/COPA.jsonl`, ...).
-Re-running the same command resumes where it stopped.
+the task's test predictions (`workdir/predictions/COPA.jsonl`, ...). Re-running the same command
+resumes where it stopped.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 import types
 
 from absl import app
+from absl import flags
 import flax.linen as nn
 import jax
 import numpy as np
 from etils import epath
 
 from glm_jax import checkpoint as checkpoint_lib
+from glm_jax import params_io
 from glm_jax import cli
 from glm_jax import hosts
 from glm_jax import compilation_cache
@@ -33,21 +35,21 @@ from glm_jax import outputs
 from glm_jax import paths
 from glm_jax import profiling
 from glm_jax import run_checks
+from glm_jax import run_flags
 from glm_jax import sharding
-from glm_jax import train
+from glm_jax import train_loop
 from glm_jax import train_state
 from glm_jax.errors import FinetuneError
-from glm_jax.tasks import cloze_task
 from glm_jax.tasks import superglue
+from glm_jax.tasks.protocol import Task
 from glm_jax.tasks.seq2seq import data as seq2seq_data
 from glm_jax.tasks.seq2seq import task as seq2seq_task
+from glm_jax.tasks.superglue import task as superglue_task
 from input_pipeline import tokenizer as tokenizer_lib
 
-# The same flags as pretraining (--config, --workdir, multi-process): defined once, in train.py.
-_CONFIG = train._CONFIG  # pylint: disable=protected-access
-_WORKDIR = train._WORKDIR  # pylint: disable=protected-access
-
-log = train.log
+# --config, --workdir, the process flags and --compile_only's, shared with train (run_flags.py).
+flags.adopt_module_key_flags(run_flags)
+log = train_loop.log
 # --mesh_data / --mesh_fsdp / --mesh_tensor: given, they override config.mesh (hosts.py).
 hosts.define_mesh_flags(hosts.CONFIG_MESH)
 warn = checkpoint_lib.warning  # warnings go to stderr, results and progress to stdout
@@ -67,7 +69,7 @@ def model_from_checkpoint(config) -> None:
   if not path.is_dir():
     raise FinetuneError(f"--config.init_from={config.init_from} is not a params checkpoint "
                         "directory (make one with `python -m glm_jax.convert import`).")
-  shape = checkpoint_lib.stored_config(config.init_from)
+  shape = params_io.stored_config(config.init_from)
   if shape.quantization:
     raise FinetuneError(f"--config.init_from={config.init_from} holds {shape.quantization} "
                         "kernels, which are for inference only; finetune from the float params "
@@ -89,130 +91,15 @@ def load_task_tokenizer(config):
   return tokenizer_lib.load_tokenizer(path, config.tokenizer_kind or None)
 
 
-def load_examples(config, split: str) -> list:
-  """A task split's examples from JSONL files or TFDS (config.data_source), checked."""
-  if config.data_source == "tfds":
-    return superglue.load_tfds_split(config.task, split, config.data_dir or None)
-  if config.data_source != "jsonl":
-    raise FinetuneError(f"data_source={config.data_source!r}: use jsonl or tfds.")
-  if split == "test" and not (epath.Path(config.data_dir) / "test.jsonl").exists():
-    return []
-  return superglue.load_split(config.task, config.data_dir, split)
-
-
-@dataclasses.dataclass
-class ClozeTask:
-  """One SuperGLUE task ready for the loop: encoded splits, batch shape, objective, scoring."""
-  config: object
-  info: superglue.TaskInfo
-  eos_id: int
-  train_encoded: list
-  dev_examples: list
-  dev_encoded: list
-  test_examples: list
-  test_encoded: list
-  num_choices: int
-  num_slots: int
-  num_labels: int
-
-  @property
-  def main_metric(self) -> str:
-    """The metric that picks the best checkpoint (the task's, e.g. accuracy or f1a)."""
-    return self.info.main_metric
-
-  @property
-  def objective(self) -> train_state.Objective:
-    """The task's loss for the shared train step (cross-entropy over choices, or mix)."""
-    return cloze_task.make_objective(self.info.multi_token, self.config.loss,
-                                     self.config.length_penalty)
-
-  def make_batch(self, items):
-    """Encoded examples -> one fixed-shape batch (choices and answer slots padded)."""
-    return cloze_task.pack(items, seq_length=self.config.seq_length,
-                           num_choices=self.num_choices, num_slots=self.num_slots,
-                           eos_id=self.eos_id, num_labels=self.num_labels)
-
-  def train_data(self) -> cloze_task.EpochBatches:
-    """The resumable, per-process shuffled epoch iterator over the training examples."""
-    return cloze_task.EpochBatches(self.train_encoded, self.config.global_batch_size,
-                                   self.config.seed, self.make_batch, jax.process_index(),
-                                   jax.process_count())
-
-  def choices(self, params, mesh, encoded) -> list[int]:
-    """The predicted choice of each encoded example (argmax of the candidate scores)."""
-    scores = cloze_task.score_examples(
-        self.config, params, encoded, eos_id=self.eos_id, multi_token=self.info.multi_token,
-        length_penalty=self.config.length_penalty, batch_size=self.config.eval_batch_size,
-        mesh=mesh)
-    return [int(np.argmax(s)) for s in scores]
-
-  def evaluate(self, params, mesh) -> dict:
-    """The task's official metrics on the dev set (percent)."""
-    return superglue.score(self.info.name, self.dev_examples,
-                           self.choices(params, mesh, self.dev_encoded))
-
-  def predict(self, params, mesh) -> list:
-    """Test-set predictions in the task's submission format."""
-    return superglue.submission_records(self.info.name, self.test_examples,
-                                        self.choices(params, mesh, self.test_encoded))
-
-
 def is_seq2seq(config) -> bool:
   """Seq2seq tasks (configs/finetune/seq2seq.py) and SuperGLUE tasks have distinct names."""
   return str(config.task).lower() in seq2seq_data.TASKS
 
 
-def build_seq2seq_task(config, tokenizer) -> seq2seq_task.Seq2SeqTask:
-  """Reads the splits (test may be absent) and lays out the training rows."""
-  splits = {}
-  for split in ("train", "dev", "test"):
-    test_file = "test.json" if config.task.lower() == "squad_generation" else "test.source"
-    if (split == "test" and config.data_source == "files"
-        and not (epath.Path(config.data_dir) / test_file).exists()):
-      splits[split] = []
-      continue
-    splits[split], stats = seq2seq_data.load_examples(
-        config.task, split, tokenizer, data_dir=config.data_dir, data_source=config.data_source)
-    if stats.empty_sources or stats.empty_targets:
-      warn(f"{config.task} {split}: {stats.empty_sources} empty source lines, "
-          f"{stats.empty_targets} empty target lines (kept, as the original keeps them).")
-  if not splits["train"]:
-    raise FinetuneError(f"{config.data_dir}: the training set is empty.")
-  task = seq2seq_task.Seq2SeqTask(config, tokenizer, train=splits["train"], dev=splits["dev"],
-                                  test=splits["test"])
-  if task.stats.truncated_targets:
-    warn(f"{config.task} train: {task.stats.truncated_targets} of {len(splits['train'])} targets "
-        f"longer than tgt_seq_length={config.tgt_seq_length} were cut (the original's rule).")
-  return task
-
-
-def build_task(config, tokenizer) -> ClozeTask:
-  """Reads and encodes the splits; reports the examples cut to seq_length (as the original)."""
-  if is_seq2seq(config):
-    return build_seq2seq_task(config, tokenizer)
-  info = superglue.get_task(config.task)
-  encoder = superglue.make_encoder(info.name, tokenizer, config.seq_length, config.pattern_id)
-  splits = {}
-  for split in ("train", "dev", "test"):
-    examples = load_examples(config, split)
-    encoded = [encoder.encode(ex, for_training=(split == "train")) for ex in examples]
-    cut = sum(e.truncated for e in encoded)
-    if cut:
-      warn(f"{info.name} {split}: {cut} of {len(examples)} examples longer than seq_length="
-          f"{config.seq_length} were truncated (the original's rule).")
-    splits[split] = (examples, encoded)
-  if not splits["train"][0]:
-    raise FinetuneError(f"{config.data_dir}: the training set is empty.")
-  if info.name == "wsc" and not any("candidates" in ex.meta for ex in splits["dev"][0]):
-    warn("wsc: the files have no `candidates` (the original trains on its WSC-negative files, "
-        "each record with candidates: [{\"text\": noun phrase}, ...]); with the referent as the "
-        "only choice, training is generative only and every dev prediction is True.")
-  train_encoded = splits["train"][1]
-  num_slots = max(sum(r.loss_mask) for e in train_encoded for r in e.rows)
-  return ClozeTask(config, info, int(tokenizer.special_ids["eos"]), train_encoded,
-                   *splits["dev"], *splits["test"],
-                   num_choices=max(len(e.rows) for e in train_encoded), num_slots=num_slots,
-                   num_labels=0 if info.multi_token else len(info.labels))
+def build_task(config, tokenizer) -> Task:
+  """The config's task, its splits read and encoded (warnings, e.g. examples cut, on stderr)."""
+  family = seq2seq_task if is_seq2seq(config) else superglue_task
+  return family.build(config, tokenizer, warn)
 
 
 def prepare_config(config):
@@ -243,9 +130,9 @@ def extend_position_tables(config, workdir: str) -> None:
   rows = int(config.model.max_sequence_length) + 1
   out = str(paths.as_path(workdir) / f"init_params_{rows}")
   if not paths.as_path(out).is_dir():
-    if checkpoint_lib.stored_config(config.init_from).max_sequence_length + 1 >= rows:
+    if params_io.stored_config(config.init_from).max_sequence_length + 1 >= rows:
       return
-    params = checkpoint_lib.load_params(config.init_from)
+    params = params_io.load_params(config.init_from)
     stored = params["position_embeddings"]["embedding"].shape[0]
     if stored >= rows:
       return
@@ -254,7 +141,7 @@ def extend_position_tables(config, workdir: str) -> None:
       table = np.asarray(params[name]["embedding"])
       extra = rng.normal(0.0, float(config.model.init_std), (rows - stored, table.shape[1]))
       params[name]["embedding"] = np.concatenate([table, extra.astype(table.dtype)])
-    checkpoint_lib.save_params(out, params)
+    params_io.save_params(out, params)
     log(f"position tables extended from {stored} to {rows} rows (new rows N(0, "
         f"{config.model.init_std})), as the original does for src_seq_length="
         f"{config.src_seq_length}: {out}")
@@ -310,7 +197,7 @@ class BestKeeper:
     value = results[self.metric]
     if self.best is not None and value <= self.best["value"]:
       return False
-    checkpoint_lib.save_for_inference(self.params_dir, params, command="finetune best_params",
+    params_io.save_for_inference(self.params_dir, params, command="finetune best_params",
                                       overwrite=True)
     self.best = {"metric": self.metric, "value": value, "step": step, "epoch": epoch,
                  "results": results}
@@ -319,14 +206,14 @@ class BestKeeper:
     return True
 
 
-def make_periodic_eval(config, task: ClozeTask, mesh, steps_per_epoch: int, keeper: BestKeeper):
+def make_periodic_eval(config, task: Task, mesh, steps_per_epoch: int, keeper: BestKeeper):
   """Dev metrics every eval_every_epochs epochs (and eval_every_steps), keeping the best."""
   every_epochs = steps_per_epoch * max(int(config.eval_every_epochs), 0)
 
   def periodic_eval(state, step):
     due = (every_epochs and step % every_epochs == 0) or (
         config.eval_every_steps and step % config.eval_every_steps == 0)
-    if not due or not task.dev_encoded:
+    if not due or not task.sizes["dev"]:
       return None
     results = task.evaluate(state.params, mesh)
     improved = keeper.offer(step, step / steps_per_epoch, results, state.params)
@@ -337,21 +224,17 @@ def make_periodic_eval(config, task: ClozeTask, mesh, steps_per_epoch: int, keep
   return periodic_eval
 
 
-def write_predictions(task: ClozeTask, params, mesh, workdir: str) -> str | None:
+def write_predictions(task: Task, params, mesh, workdir: str) -> str | None:
   """Writes the best params' test predictions into the workdir; their path (None: no test set)."""
-  if not task.test_examples or not task.config.predict_test:
+  if not task.sizes["test"]:
     return None
-  records = task.predict(params, mesh)
-  if hasattr(task, "output_files"):   # seq2seq: hypotheses (and references) one per line
-    files = task.output_files(records)
-  else:
-    files = {task.info.submission_file: "".join(json.dumps(r) + "\n" for r in records)}
+  files = task.output_files(task.predict(params, mesh))
   out_dir = epath.Path(workdir) / "predictions"
   if jax.process_index() == 0:
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
       (out_dir / name).write_text(text)
-  return str(out_dir / task.info.submission_file)
+  return str(out_dir / task.submission_file)
 
 
 def run(config, workdir: str, mesh) -> dict:
@@ -375,29 +258,28 @@ def run(config, workdir: str, mesh) -> dict:
   optimizer = optim.make_optimizer(config)
   abstract, shardings = train_state.state_shardings(config, mesh, optimizer)
   checkpointer = checkpoint_lib.Checkpointer(workdir, config.keep_checkpoints)
-  state = train.restore_or_init(config, checkpointer, data, optimizer, abstract, shardings)
+  state = train_loop.restore_or_init(config, checkpointer, data, optimizer, abstract, shardings)
   step_fn = train_state.make_train_step(config, mesh, optimizer, shardings, task.objective)
   writer = metrics_lib.MetricsWriter(workdir, tensorboard=config.tensorboard)
   keeper = BestKeeper(workdir, task.main_metric)
-  log(f"{task.info.name}: {len(task.train_encoded)} train / {len(task.dev_examples)} dev / "
-      f"{len(task.test_examples)} test examples | {config.epochs} epochs x {steps_per_epoch} "
-      f"steps | batch {config.global_batch_size} x {task.num_choices} choices x "
-      f"{config.seq_length} | workdir {workdir}")
+  log(f"{task.name}: " + " / ".join(f"{n} {split}" for split, n in task.sizes.items())
+      + f" examples | {config.epochs} epochs x {steps_per_epoch} steps | batch "
+      f"{config.global_batch_size} x {task.tokens_per_example} tokens | workdir {workdir}")
   with profiling.profiled(config.profile_steps, workdir) as profiler:
-    state, step = train.train_loop(
+    state, step = train_loop.train_loop(
         config, mesh, data, state, step_fn, None, checkpointer, writer, profiler,
         periodic_eval=make_periodic_eval(config, task, mesh, steps_per_epoch, keeper),
-        tokens_per_step=config.global_batch_size * task.num_choices * config.seq_length)
+        tokens_per_step=config.global_batch_size * task.tokens_per_example)
   checkpointer.wait()
   checkpointer.close()
   writer.close()
   if step < config.total_steps:
     return keeper.best or {}
-  if keeper.best is None and task.dev_encoded:
+  if keeper.best is None and task.sizes["dev"]:
     raise FinetuneError("training ended without a dev evaluation; set eval_every_epochs >= 1.")
   params = state.params
   if keeper.best is not None:
-    params = checkpoint_lib.load_params(keeper.params_dir, abstract.params, shardings.params)
+    params = params_io.load_params(keeper.params_dir, abstract.params, shardings.params)
     if jax.process_index() == 0:  # generate / evaluate find it there
       if hasattr(tokenizer, "save"):   # a released tokenizer: its files and kind
         tokenizer.save(str(paths.as_path(keeper.params_dir) / "tokenizer"))
@@ -405,7 +287,7 @@ def run(config, workdir: str, mesh) -> dict:
         tokenizer_lib.store_beside(tokenizer.model_path, keeper.params_dir)
     log(f"best dev {keeper.metric} {keeper.best['value']:.2f} at step {keeper.best['step']}; "
         f"params in {keeper.params_dir}")
-  written = write_predictions(task, params, mesh, workdir)
+  written = write_predictions(task, params, mesh, workdir) if config.predict_test else None
   if written:
     log(f"test predictions: {written}")
   return keeper.best or {}
@@ -416,11 +298,12 @@ def run(config, workdir: str, mesh) -> dict:
 COMPILE_ONLY_SLOTS = 32
 
 
-def compile_only(config) -> None:
+def compile_only(config, topology: str | None, num_slices: int = 1,
+                 hlo_dump: str | None = None) -> None:
   """--compile_only --topology: the task's train step compiled for a TPU slice (model shape from
   the config's model.* keys, or init_from's metadata; no data or params are read); the report
   and exit status of `train --compile_only`."""
-  if not train._TOPOLOGY.value:  # pylint: disable=protected-access
+  if not topology:
     raise app.UsageError("--compile_only needs --topology, e.g. --topology=v5p:2x2x4.")
   if is_seq2seq(config) or not config.task:
     raise FinetuneError("finetune --compile_only compiles the SuperGLUE cloze tasks: pass "
@@ -447,8 +330,7 @@ def compile_only(config) -> None:
              for k, v in shapes.items()}
     return objective, batch
 
-  sys.exit(aot.main(config, train._TOPOLOGY.value, train._NUM_SLICES.value,  # pylint: disable=protected-access
-                    train._HLO_DUMP.value, program="glm_jax.finetune",  # pylint: disable=protected-access
+  sys.exit(aot.main(config, topology, num_slices, hlo_dump, program="glm_jax.finetune",
                     task_for_mesh=task_for_mesh))
 
 
@@ -457,13 +339,14 @@ def main(argv) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   cli.quiet_logs()
-  config = cli.loaded_config(_CONFIG, "configs/finetune/superglue.py")
+  config = cli.loaded_config(run_flags.CONFIG, "configs/finetune/superglue.py")
   config.mesh.update(hosts.mesh_config(config.mesh))
-  if train._COMPILE_ONLY.value:  # pylint: disable=protected-access
-    compile_only(config)
-  train.initialize_distributed()
+  if run_flags.COMPILE_ONLY.value:
+    compile_only(config, run_flags.TOPOLOGY.value, run_flags.NUM_SLICES.value,
+                 run_flags.HLO_DUMP.value)
+  hosts.initialize()
   config = prepare_config(config)  # a bad config or data source: one line from cli.run
-  workdir = _WORKDIR.value or f"/tmp/glm_jax/finetune_{config.task}"
+  workdir = run_flags.WORKDIR.value or f"/tmp/glm_jax/finetune_{config.task}"
   mesh = sharding.make_mesh(config.mesh)
   with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.LOGICAL_RULES):
     run(config, workdir, mesh)

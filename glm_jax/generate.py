@@ -29,7 +29,6 @@ import numpy as np
 from glm_jax import beam_blanks
 from glm_jax import decode_loop
 from glm_jax import special_ids as special_ids_lib
-from glm_jax.decode_loop import decode_mask  # noqa: F401 (old import path)
 from glm_jax.errors import GenerationError
 from glm_jax.model import as_glm_config
 
@@ -314,7 +313,7 @@ def main(argv):
   """The generate CLI: load params and tokenizer, fill each prompt, print the texts."""
   del argv
   from absl import flags
-  from glm_jax import checkpoint as checkpoint_lib
+  from glm_jax import params_io
   from glm_jax import cli
   from glm_jax import compilation_cache  # pylint: disable=g-import-not-at-top
   from glm_jax import hosts
@@ -338,7 +337,7 @@ def main(argv):
   DecodingOptions(**kwargs)  # every decoding flag checked before anything is loaded
   texts = _read_prompts(f.prompt, f.prompt_file)
   mesh = hosts.start()  # every process runs every step; process 0 prints
-  config, params = checkpoint_lib.load_for_inference(f.checkpoint, hosts.compute_dtype(f.dtype),
+  config, params = params_io.load_for_inference(f.checkpoint, hosts.compute_dtype(f.dtype),
                                                      mesh)
   config = with_kv_cache_dtype(config, f.kv_cache_dtype)
   tokenizer_path = f.tokenizer or tokenizer_lib.tokenizer_beside(f.checkpoint)

@@ -64,9 +64,9 @@ def import_lm_eval():
 
 def load_model(checkpoint: str, dtype, mesh):
   """(config, params placed on `mesh`): the one place the harness reads a checkpoint."""
-  from glm_jax import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
+  from glm_jax import params_io  # pylint: disable=g-import-not-at-top
   from glm_jax import hosts  # pylint: disable=g-import-not-at-top
-  return checkpoint_lib.load_for_inference(checkpoint, hosts.compute_dtype(dtype), mesh)
+  return params_io.load_for_inference(checkpoint, hosts.compute_dtype(dtype), mesh)
 
 
 def tokenizer_path(checkpoint: str, tokenizer=None) -> str:

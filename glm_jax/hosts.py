@@ -110,7 +110,7 @@ def is_writer() -> bool:
 
 def define_dtype_flag() -> None:
   """--dtype for the commands that compute with a loaded model (generate, evaluate)."""
-  from glm_jax.checkpoint import PARAM_DTYPES  # pylint: disable=g-import-not-at-top
+  from glm_jax.model_shape import PARAM_DTYPES  # pylint: disable=g-import-not-at-top
   _define_once(flags.DEFINE_enum, "dtype", None, list(PARAM_DTYPES),
                "Compute dtype; default bfloat16 on TPU and GPU, the params' on CPU.")
 

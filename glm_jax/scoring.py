@@ -49,7 +49,7 @@ def _param_shardings(cfg, params, mesh):
     return sharding.param_shardings(cfg, shapes, mesh)
   except ValueError as e:
     raise EvaluationError(f"The params do not have the structure of a GLM of this config ({e}); "
-                          "load them with glm_jax.checkpoint.load_for_inference or "
+                          "load them with glm_jax.params_io.load_for_inference or "
                           "glm_jax.convert.from_thudm.") from e
 
 

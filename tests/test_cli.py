@@ -52,11 +52,3 @@ def test_convert_import_does_not_take_the_export_flags(tmp_path):
   proc = _run("glm_jax.convert", "import", "--input=x.pt", "--num_heads=2",
               f"--output={tmp_path}", "--checkpoint=y")
   assert proc.returncode != 0 and "Unknown command line flag 'checkpoint'" in proc.stderr
-
-
-def test_old_export_command_warns_and_runs_extract_params(tmp_path):
-  proc = _run("glm_jax.export", f"--workdir={tmp_path}", f"--output={tmp_path / 'out'}")
-  assert proc.returncode == 2
-  lines = proc.stderr.strip().splitlines()
-  assert "glm_jax.export is deprecated" in lines[0] and "glm_jax.extract_params" in lines[0]
-  assert lines[-1].startswith("error: No training checkpoints under")

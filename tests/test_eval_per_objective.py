@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from glm_jax import model, objective, optim, sharding, train, train_state
+from glm_jax import model, objective, optim, sharding, train_loop, train_state
 from input_pipeline import pipeline
 
 from tests.test_pipeline import setup  # pylint: disable=unused-import  (the shared corpus fixture)
@@ -36,7 +36,7 @@ def test_eval_reports_each_objectives_loss_and_they_combine_to_the_total(setup):
   _, shardings = train_state.state_shardings(config, mesh, optim.make_optimizer(config))
   params = model.init_params(model.as_glm_config(config), jax.random.PRNGKey(0))
   eval_step = train_state.make_eval_step(config, mesh, shardings.params)
-  results = train.evaluate(eval_step, params, data, mesh, num_batches=4)
+  results = train_loop.evaluate(eval_step, params, data, mesh, num_batches=4)
 
   # The same numbers row by row, from the objectives the iterator reports.
   glm = model.GLM(model.as_glm_config(config))

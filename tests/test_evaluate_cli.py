@@ -16,7 +16,7 @@ import numpy as np
 import optax
 import pytest
 
-from glm_jax import cloze, eval_data, evaluate, export, lm_eval, model, scoring
+from glm_jax import cloze, eval_data, evaluate, lm_eval, model, params_io, scoring
 from glm_jax.eval_rows import EvaluationError
 from input_pipeline import tokenizer as tokenizer_lib
 
@@ -46,8 +46,8 @@ def workdir(tmp_path_factory):
   cfg = model.GLMConfig(vocab_size=128, num_layers=2, hidden_size=64, num_heads=4,
                         max_sequence_length=64, dtype="float32")
   params = model.init_params(cfg, jax.random.PRNGKey(0))
-  export.save_for_inference(str(root / "untrained"), params)
-  export.save_for_inference(str(root / "trained"), _train(cfg, params, tokenizer))
+  params_io.save_for_inference(str(root / "untrained"), params)
+  params_io.save_for_inference(str(root / "trained"), _train(cfg, params, tokenizer))
   (root / "lambada.jsonl").write_text("".join(json.dumps({"text": s[:-2]}) + "\n"
                                               for s in SENTENCES))
   (root / "wiki.test.tokens").write_text(WIKITEXT)
@@ -123,7 +123,7 @@ def test_wikitext_metrics_are_the_windowed_nll_of_the_detokenized_file(workdir):
   root, tokenizer, _ = workdir
   metrics = _run(root, "wikitext2", "wiki.test.tokens", seq_length=24, overlap=8)
   ids = tokenizer.encode(eval_data.wikitext_detokenize(WIKITEXT))
-  cfg, params = export.load_for_inference(str(root / "trained"))
+  cfg, params = params_io.load_for_inference(str(root / "trained"))
   nll, count = lm_eval.windowed_nll(cfg, params, ids, special_ids=tokenizer.special_ids,
                                     seq_length=24, overlap=8)
   words = len(WIKITEXT.strip().split(" "))
@@ -190,7 +190,7 @@ def test_cloze_without_mask_is_a_clear_error(workdir):
   with pytest.raises(EvaluationError, match=r"nomask.jsonl:1: no \[MASK\]"):
     _run(root, "cloze", "nomask.jsonl")
   with pytest.raises(EvaluationError, match="has no \\[MASK\\]"):
-    cloze.multi_token_scores(*export.load_for_inference(str(root / "trained")), [5, 6], None,
+    cloze.multi_token_scores(*params_io.load_for_inference(str(root / "trained")), [5, 6], None,
                              [[7]], special_ids=workdir[1].special_ids, seq_length=16)
 
 
@@ -198,7 +198,7 @@ def test_checkpoint_with_a_smaller_vocabulary_than_the_tokenizer_is_refused(work
   root, tokenizer, _ = workdir
   small = model.GLMConfig(vocab_size=16, num_layers=1, hidden_size=64, num_heads=4,
                           max_sequence_length=64, dtype="float32")
-  export.save_for_inference(str(tmp_path / "small"),
+  params_io.save_for_inference(str(tmp_path / "small"),
                             model.init_params(small, jax.random.PRNGKey(1)))
   assert tokenizer.vocab_size > 16
   with pytest.raises(EvaluationError, match="embedding rows"):

@@ -10,7 +10,7 @@ import jax
 import pytest
 
 from configs.finetune import superglue as sg_config
-from glm_jax import export
+from glm_jax import params_io
 from glm_jax import finetune
 from glm_jax import run_checks
 from glm_jax import sharding
@@ -74,7 +74,7 @@ def test_tiny_model_learns_a_synthetic_cloze_task(tmp_path):
   write_synthetic_boolq(tmp_path)
   best = run(tiny_config(tmp_path), tmp_path / "work")
   assert best["metric"] == "accuracy" and best["value"] >= 90.0
-  config, params = export.load_for_inference(str(tmp_path / "work" / "best_params"))
+  config, params = params_io.load_for_inference(str(tmp_path / "work" / "best_params"))
   assert config.num_layers == 2 and config.vocab_size == 1280
   assert tokenizer_lib.load_tokenizer(str(tmp_path / "work" / "best_params")).vocab_size == 1216
   records = [json.loads(l) for l in (tmp_path / "work" / "predictions" / "BoolQ.jsonl").open()]

@@ -112,16 +112,16 @@ def test_source_longer_than_the_position_table_is_refused(tmp_path):
 
 
 def test_position_tables_are_extended_for_long_sources_as_the_original(tmp_path):
-  from glm_jax import checkpoint, model
+  from glm_jax import model, params_io
   write_copy_task(tmp_path, sizes=(4, 2, 0))
   base = tiny_config(tmp_path)
   params = model.init_params(model.as_glm_config(base.model), jax.random.PRNGKey(1))
-  checkpoint.save_params(str(tmp_path / "init"), params)
+  params_io.save_params(str(tmp_path / "init"), params)
   config = tiny_config(tmp_path, init_from=str(tmp_path / "init"), src_seq_length=40)
   assert config.model.max_sequence_length == 40          # was 32: the table grows to 41 rows
   finetune.extend_position_tables(config, str(tmp_path / "work"))
   assert config.init_from == str(tmp_path / "work" / "init_params_41")
-  extended = checkpoint.load_params(config.init_from)
+  extended = params_io.load_params(config.init_from)
   for name in ("position_embeddings", "block_position_embeddings"):
     old, new = np.asarray(params[name]["embedding"]), np.asarray(extended[name]["embedding"])
     assert new.shape == (41, old.shape[1])

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from glm_jax import checkpoint, export, generate, model
+from glm_jax import checkpoint, generate, model, params_io
 from input_pipeline import tokenizer as tokenizer_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -34,8 +34,8 @@ def _params(vocab=384, seed=0):
 @pytest.mark.slow
 def test_export_round_trip_infers_the_model_shape_and_generates_the_same(tmp_path, tokenizer):
   cfg, params = _params()
-  export.save_for_inference(str(tmp_path / "fp32"), params)
-  loaded_cfg, loaded = export.load_for_inference(str(tmp_path / "fp32"))
+  params_io.save_for_inference(str(tmp_path / "fp32"), params)
+  loaded_cfg, loaded = params_io.load_for_inference(str(tmp_path / "fp32"))
   assert loaded_cfg.replace(init_std=cfg.init_std, embedding_dropout=0.1, attention_dropout=0.1,
                             hidden_dropout=0.1) == cfg
   jax.tree_util.tree_map(np.testing.assert_array_equal, loaded, params)
@@ -48,8 +48,8 @@ def test_export_round_trip_infers_the_model_shape_and_generates_the_same(tmp_pat
 @pytest.mark.slow
 def test_bf16_export_halves_params_and_still_generates(tmp_path, tokenizer):
   _, params = _params()
-  export.save_for_inference(str(tmp_path / "bf16"), params, dtype="bfloat16")
-  cfg, loaded = export.load_for_inference(str(tmp_path / "bf16"))
+  params_io.save_for_inference(str(tmp_path / "bf16"), params, dtype="bfloat16")
+  cfg, loaded = params_io.load_for_inference(str(tmp_path / "bf16"))
   assert cfg.dtype == cfg.param_dtype == "bfloat16"
   assert all(x.dtype == jnp.bfloat16 for x in jax.tree_util.tree_leaves(loaded))
   prompt = generate.build_prompt(tokenizer, "In the [MASK] God created")
@@ -66,10 +66,10 @@ def test_training_checkpoint_exports_params_without_optimizer_state(tmp_path):
   ckpt.save(7, state, {"position": 0})
   ckpt.wait()
   ckpt.close()
-  restored = export.params_from_training_checkpoint(str(tmp_path / "work"))
+  restored = checkpoint.params_from_training_checkpoint(str(tmp_path / "work"))
   assert set(restored) == set(params)
-  export.save_for_inference(str(tmp_path / "out"), restored)
-  stored = checkpoint.load_params(str(tmp_path / "out"))
+  params_io.save_for_inference(str(tmp_path / "out"), restored)
+  stored = params_io.load_params(str(tmp_path / "out"))
   assert "opt_state" not in stored and "mu" not in stored
   jax.tree_util.tree_map(np.testing.assert_array_equal, stored, params)
 
@@ -77,7 +77,7 @@ def test_training_checkpoint_exports_params_without_optimizer_state(tmp_path):
 @pytest.mark.slow
 def test_cli_prints_filled_text_for_each_prompt(tmp_path, tokenizer):
   _, params = _params()
-  export.save_for_inference(str(tmp_path / "ckpt"), params)
+  params_io.save_for_inference(str(tmp_path / "ckpt"), params)
   (tmp_path / "prompts.txt").write_text("And the earth was [MASK] and void.\nLet there be [gMASK]\n")
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu")
   result = subprocess.run(
@@ -96,7 +96,7 @@ def test_cli_prints_filled_text_for_each_prompt(tmp_path, tokenizer):
 def test_cli_continues_a_prompt_without_a_blank_as_the_original(tmp_path, tokenizer):
   """generate_samples.read_context appends ' [MASK]' (no --task-mask) to a blank-less prompt."""
   _, params = _params()
-  export.save_for_inference(str(tmp_path / "ckpt"), params)
+  params_io.save_for_inference(str(tmp_path / "ckpt"), params)
   result = subprocess.run(
       [sys.executable, "-m", "glm_jax.generate", f"--checkpoint={tmp_path / 'ckpt'}",
        f"--tokenizer={tokenizer.model_path}", "--prompt=No blank here.", "--max_new_tokens=2"],

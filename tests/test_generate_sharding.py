@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from glm_jax import checkpoint
+from glm_jax import params_io
 from tests import fresh_interpreter
 
 ROOT = fresh_interpreter.ROOT
@@ -33,8 +33,8 @@ def test_fsdp8_checkpoint_extracts_on_1_4_and_8_devices_to_identical_params(tmp_
     proc = _extract(tmp_path / "work", tmp_path / f"out{devices}", devices)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
-    extracted[devices] = checkpoint.load_params(str(tmp_path / f"out{devices}"))
-  stored = checkpoint.load_params(str(tmp_path / "out8"))
+    extracted[devices] = params_io.load_params(str(tmp_path / f"out{devices}"))
+  stored = params_io.load_params(str(tmp_path / "out8"))
   assert "opt_state" not in stored and "word_embeddings" in stored
   for devices in (1, 4):
     jax.tree_util.tree_map(np.testing.assert_array_equal, extracted[devices], extracted[8])
@@ -48,9 +48,9 @@ def test_load_for_inference_on_a_mesh_places_every_leaf_by_its_logical_axes(tmp_
   cfg = model.GLMConfig(vocab_size=128, num_layers=2, hidden_size=32, num_heads=4,
                         max_sequence_length=16, dtype="float32")
   params = model.init_params(cfg, jax.random.PRNGKey(0))
-  checkpoint.save_for_inference(str(tmp_path / "p"), params)
+  params_io.save_for_inference(str(tmp_path / "p"), params)
   mesh = sharding.make_mesh({"data": 1, "fsdp": -1, "tensor": 1})
-  loaded_cfg, loaded = checkpoint.load_for_inference(str(tmp_path / "p"), "bfloat16", mesh)
+  loaded_cfg, loaded = params_io.load_for_inference(str(tmp_path / "p"), "bfloat16", mesh)
   assert loaded_cfg.dtype == "bfloat16" and loaded_cfg.param_dtype == "float32"
   expected = sharding.param_shardings(cfg, params, mesh)
   jax.tree_util.tree_map(lambda x, s: x.sharding == s or pytest.fail(f"{x.sharding} != {s}"),

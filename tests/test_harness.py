@@ -19,7 +19,7 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"  # a local json task must never reach fo
 pytest.importorskip("lm_eval")
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
-from glm_jax import cloze, export, generate, harness, lm_eval, scoring
+from glm_jax import cloze, generate, harness, lm_eval, params_io, scoring
 from glm_jax.errors import EvaluationError
 from input_pipeline import tokenizer as tokenizer_lib
 from tests import fresh_interpreter, original_fixtures
@@ -173,9 +173,9 @@ def checkpoint(glm, tmp_path_factory):
   """The converted model as a params checkpoint with its tokenizer stored inside."""
   _, params, tok = glm
   root = tmp_path_factory.mktemp("harness_ckpt")
-  export.save_for_inference(str(root / "ckpt"), params)
+  params_io.save_for_inference(str(root / "ckpt"), params)
   tok.save(root / "ckpt" / "tokenizer")
-  export.save_for_inference(str(root / "no_tokenizer"), params)
+  params_io.save_for_inference(str(root / "no_tokenizer"), params)
   return root
 
 

@@ -9,7 +9,7 @@ import sys
 import jax
 import pytest
 
-from glm_jax import checkpoint, model
+from glm_jax import model, params_io
 from tests.test_train_cli import ROOT, _env, _free_port
 
 WORDS = "the cat sat on mat and dog rug ran in park to house a bird sang tree sun was warm".split()
@@ -26,7 +26,7 @@ def files(tmp_path_factory):
   (root / "tok" / "vocab.txt").write_text("\n".join(vocab) + "\n")
   cfg = model.GLMConfig(vocab_size=128, num_layers=2, hidden_size=64, num_heads=4,
                         max_sequence_length=64, dtype="float32", init_std=0.2)
-  checkpoint.save_for_inference(str(root / "ckpt"), model.init_params(cfg, jax.random.PRNGKey(1)))
+  params_io.save_for_inference(str(root / "ckpt"), model.init_params(cfg, jax.random.PRNGKey(1)))
   (root / "lambada.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in LAMBADA))
   return root
 

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from glm_jax import checkpoint, outputs
+from glm_jax import outputs, params_io
 from glm_jax.errors import OutputExistsError
 
 
@@ -26,32 +26,32 @@ def test_a_folder_the_command_did_not_write_is_refused_byte_for_byte(tmp_path):
   before = _files(tmp_path)
   for overwrite in (False, True):
     with pytest.raises(OutputExistsError, match="is not empty"):
-      checkpoint.save_params(str(tmp_path), PARAMS, overwrite=overwrite)
+      params_io.save_params(str(tmp_path), PARAMS, overwrite=overwrite)
   assert _files(tmp_path) == before
 
 
 def test_a_previous_output_needs_overwrite_and_then_keeps_the_users_files(tmp_path):
   out = tmp_path / "out"
-  checkpoint.save_params(str(out), PARAMS, command="extract_params")
+  params_io.save_params(str(out), PARAMS, command="extract_params")
   with pytest.raises(OutputExistsError, match="--overwrite"):
-    checkpoint.save_params(str(out), PARAMS, command="extract_params")
+    params_io.save_params(str(out), PARAMS, command="extract_params")
   with pytest.raises(OutputExistsError, match="holds the output of `extract_params`"):
-    checkpoint.save_params(str(out), PARAMS, command="convert import", overwrite=True)
+    params_io.save_params(str(out), PARAMS, command="convert import", overwrite=True)
   (out / "notes.txt").write_text("mine")
-  checkpoint.save_params(str(out), {"w": PARAMS["w"] + 1}, command="extract_params",
+  params_io.save_params(str(out), {"w": PARAMS["w"] + 1}, command="extract_params",
                          overwrite=True)
   assert (out / "notes.txt").read_text() == "mine"
-  np.testing.assert_array_equal(checkpoint.load_params(str(out))["w"], PARAMS["w"] + 1)
+  np.testing.assert_array_equal(params_io.load_params(str(out))["w"], PARAMS["w"] + 1)
   assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]   # no temporary sibling left
 
 
 def test_an_interrupted_write_leaves_the_old_output_as_it_was(tmp_path):
   out = tmp_path / "out"
-  checkpoint.save_params(str(out), PARAMS, command="extract_params")
+  params_io.save_params(str(out), PARAMS, command="extract_params")
   before = _files(out)
   with pytest.raises(KeyboardInterrupt):
     with outputs.directory(out, "extract_params", overwrite=True) as tmp:
-      checkpoint.write_params(tmp, PARAMS)
+      params_io.write_params(tmp, PARAMS)
       raise KeyboardInterrupt
   assert _files(out) == before
   assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

@@ -20,7 +20,7 @@ import pytest
 
 from configs import tiny
 from glm_jax import (checkpoint, convert, eval_data, evaluate, generate, lm_eval, model,
-                     quantization, scoring, train)
+                     params_io, quantization, scoring, train_loop)
 from input_pipeline import sources
 from input_pipeline import tokenizer as tokenizer_lib
 
@@ -52,7 +52,7 @@ def _dir_bytes(path) -> int:
 def _check_files_hold_int8(root) -> float:
   """The int8 checkpoint's files are no bigger than its arrays at their dtypes (Orbax compresses
   with zstd; a kernel written widened would be 2x); returns the int8 / bf16 file-byte ratio."""
-  _, int8 = checkpoint.load_for_inference(str(root / "int8"))
+  _, int8 = params_io.load_for_inference(str(root / "int8"))
   assert _dir_bytes(root / "int8") < 1.02 * _expected_bytes(int8) + 50_000
   return _dir_bytes(root / "int8") / _dir_bytes(root / "bf16")
 
@@ -84,9 +84,9 @@ def tiny_exports(tmp_path_factory):
   config.total_steps, config.seq_length, config.global_batch_size = TRAIN_STEPS, 64, 8
   config.eval_every_steps, config.checkpoint_every_steps = 0, TRAIN_STEPS
   config.tensorboard, config.log_every_steps = False, TRAIN_STEPS
-  train.run(config, str(root / "work"))
+  train_loop.run(config, str(root / "work"))
   params = checkpoint.params_from_training_checkpoint(str(root / "work"))
-  checkpoint.save_for_inference(str(root / "bf16"), params, "bfloat16")
+  params_io.save_for_inference(str(root / "bf16"), params, "bfloat16")
   proc = subprocess.run(
       [sys.executable, "-m", "glm_jax.extract_params", f"--workdir={root / 'work'}",
        f"--output={root / 'int8'}", "--quantize=int8"],
@@ -100,8 +100,8 @@ def tiny_exports(tmp_path_factory):
 @pytest.mark.slow
 def test_tiny_int8_log_probs_agree_with_bf16(tiny_exports):
   root, tokenizer = tiny_exports
-  cfg_bf16, bf16 = checkpoint.load_for_inference(str(root / "bf16"))
-  cfg_int8, int8 = checkpoint.load_for_inference(str(root / "int8"))
+  cfg_bf16, bf16 = params_io.load_for_inference(str(root / "bf16"))
+  cfg_int8, int8 = params_io.load_for_inference(str(root / "int8"))
   assert (cfg_bf16.quantization, cfg_int8.quantization) == ("", "int8")
   assert cfg_int8.dtype == cfg_bf16.dtype == "bfloat16"
   texts = [t.replace("[MASK]", "light") for t in QUICKSTART_PROMPTS]
@@ -121,7 +121,7 @@ def test_tiny_int8_greedy_generation_matches_bf16_on_9_of_10_prompts(tiny_export
   root, tokenizer = tiny_exports
   outputs = {}
   for name, kv_cache_dtype in (("bf16", ""), ("int8", ""), ("int8", "int8")):
-    cfg, params = checkpoint.load_for_inference(str(root / name))
+    cfg, params = params_io.load_for_inference(str(root / name))
     cfg = generate.with_kv_cache_dtype(cfg, kv_cache_dtype)
     outputs[name, kv_cache_dtype] = generate.generate_text(cfg, params, tokenizer,
                                                            QUICKSTART_PROMPTS, max_new_tokens=8)
@@ -153,7 +153,7 @@ def test_tiny_int8_lambada_accuracy_within_one_point_of_bf16(tiny_exports, tmp_p
                            str(root / "work" / "tokenizer.model"), seq_length=64, batch_size=200)
     assert metrics["num_examples"] == 200
     accuracy[name] = metrics["accuracy"]
-    cfg, params = checkpoint.load_for_inference(str(root / name))
+    cfg, params = params_io.load_for_inference(str(root / name))
     answer_logprob[name] = scoring.score_rows(cfg, params, rows,
                                               eos_id=tokenizer.special_ids["eos"])["logprob"]
   diff = np.abs(answer_logprob["bf16"] - answer_logprob["int8"])
@@ -173,14 +173,14 @@ def test_tiny_int8_lambada_accuracy_within_one_point_of_bf16(tiny_exports, tmp_p
 def test_tiny_int8_checkpoint_holds_int8_kernels_and_records_it(tiny_exports):
   root, _ = tiny_exports
   print(f"tiny int8 / bf16 checkpoint file bytes: {_check_files_hold_int8(root):.3f}")
-  record = json.loads((root / "int8" / checkpoint.QUANTIZATION_FILE).read_text())
+  record = json.loads((root / "int8" / params_io.QUANTIZATION_FILE).read_text())
   assert record["method"] == "int8" and len(record["kernels"]) == 4
-  (root / "int8" / checkpoint.QUANTIZATION_FILE).rename(root / "record.json")
+  (root / "int8" / params_io.QUANTIZATION_FILE).rename(root / "record.json")
   try:  # the record is what the reader trusts: without it the int8 tree is refused
     with pytest.raises(checkpoint.CheckpointMismatchError, match="records quantization"):
-      checkpoint.load_for_inference(str(root / "int8"))
+      params_io.load_for_inference(str(root / "int8"))
   finally:
-    (root / "record.json").rename(root / "int8" / checkpoint.QUANTIZATION_FILE)
+    (root / "record.json").rename(root / "int8" / params_io.QUANTIZATION_FILE)
 
 
 # ----------------------------------------------------------------------------- GLM-Large shape
@@ -218,16 +218,16 @@ def large_shaped(tmp_path_factory):
   np.savez(root / "large.npz", **state)
   convert.import_checkpoint(str(root / "large.npz"), 16, str(root / "f32"))
   convert.import_checkpoint(str(root / "large.npz"), 16, str(root / "int8"), quantize="int8")
-  _, params = checkpoint.load_for_inference(str(root / "f32"))
-  checkpoint.save_for_inference(str(root / "bf16"), params, "bfloat16")
+  _, params = params_io.load_for_inference(str(root / "f32"))
+  params_io.save_for_inference(str(root / "bf16"), params, "bfloat16")
   return root
 
 
 @pytest.mark.slow
 def test_large_shaped_int8_log_probs_agree_with_bf16(large_shaped):
   root = large_shaped
-  cfg_bf16, bf16 = checkpoint.load_for_inference(str(root / "bf16"))
-  cfg_int8, int8 = checkpoint.load_for_inference(str(root / "int8"))
+  cfg_bf16, bf16 = params_io.load_for_inference(str(root / "bf16"))
+  cfg_int8, int8 = params_io.load_for_inference(str(root / "int8"))
   assert cfg_int8.quantization == "int8" and cfg_int8.hidden_size == 1024
   assert cfg_int8.num_heads == 16 and cfg_int8.mlp_ratio == 4
   ids = np.random.default_rng(1).integers(10, 2048, (4, 64)).astype(np.int32)

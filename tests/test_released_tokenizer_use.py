@@ -90,7 +90,7 @@ def test_tiny_pretraining_on_a_bert_vocabulary_then_the_generate_cli_fills_a_bla
   assert 'Sample:' in result.stdout
   with open(workdir / 'tokenizer' / 'tokenizer_config.json') as f:
     assert json.load(f)['kind'] == 'bert-uncased'
-  _run('glm_jax.export', f'--workdir={workdir}', f'--output={exported}')
+  _run('glm_jax.extract_params', f'--workdir={workdir}', f'--output={exported}')
   result = _run('glm_jax.generate', f'--checkpoint={exported}', '--max_new_tokens=3',
                 '--prompt=In the beginning God [MASK] the heaven.')
   (line,) = result.stdout.strip().splitlines()
@@ -132,22 +132,22 @@ def test_import_refuses_a_model_whose_embedding_is_smaller_than_the_tokenizer(tm
 
 
 def test_training_refuses_a_model_embedding_smaller_than_the_released_tokenizer():
-  from glm_jax import run_checks, train  # pylint: disable=g-import-not-at-top
+  from glm_jax import run_checks, train_loop  # pylint: disable=g-import-not-at-top
   config = importlib.import_module('configs.large').get_config()
   config.data.tokenizer_path = os.path.join(DATA, 'bert-uncased')
   config.global_batch_size = 8
-  assert train.prepare_config(config).model.vocab_size == 30592  # GLM-Large's embedding holds the 1212 ids
+  assert train_loop.prepare_config(config).model.vocab_size == 30592  # GLM-Large's embedding holds the 1212 ids
   config.model.vocab_size = 1024
   with pytest.raises(run_checks.ConfigError, match='tokenizer has 1212 tokens but model.vocab_size=1024'):
-    train.prepare_config(config)
+    train_loop.prepare_config(config)
 
 
 @pytest.mark.slow
 def test_generate_cli_refuses_a_tokenizer_larger_than_the_model_embedding(tmp_path):
-  from glm_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  from glm_jax import params_io  # pylint: disable=g-import-not-at-top
   cfg = model.GLMConfig(vocab_size=256, num_layers=1, hidden_size=64, num_heads=2,
                         max_sequence_length=32)
-  checkpoint.save_params(str(tmp_path / 'ckpt'), model.init_params(cfg, jax.random.PRNGKey(0)))
+  params_io.save_params(str(tmp_path / 'ckpt'), model.init_params(cfg, jax.random.PRNGKey(0)))
   tokenizer_lib.load_pretrained(os.path.join(DATA, 'roberta'), 'roberta').save(tmp_path / 'ckpt' / 'tokenizer')
   result = subprocess.run([sys.executable, '-m', 'glm_jax.generate', f'--checkpoint={tmp_path / "ckpt"}',
                            '--prompt=A [MASK] b.'], cwd=ROOT, env=ENV, capture_output=True, text=True,
@@ -175,12 +175,12 @@ def test_released_tokenizer_has_dblock_exactly_when_the_config_masks_with_it(nam
 
 def test_glm_10b_config_builds_training_batches_with_dblock_from_the_gpt2_tokenizer():
   """What `python -m glm_jax.train --config=configs/glm_10b.py` does before building the model."""
-  from glm_jax import train, train_data  # pylint: disable=g-import-not-at-top
+  from glm_jax import train_data, train_loop  # pylint: disable=g-import-not-at-top
   config = importlib.import_module('configs.glm_10b').get_config()
   assert config.data.block_mask_prob == 0.1
   config.data.tokenizer_path = os.path.join(DATA, 'gpt2')
   config.seq_length, config.global_batch_size = 64, 8
-  config = train.prepare_config(config)
+  config = train_loop.prepare_config(config)
   data = train_data.build(config, 0, 1)
   want = _released_expected('gpt2')
   assert data.special_ids['dBLOCK'] == want['special_ids']['dBLOCK'] == 1009

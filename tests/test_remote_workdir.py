@@ -136,7 +136,7 @@ def test_train_stop_resume_export_generate_with_a_gs_workdir(gcs_env, tmp_path):
   assert json.loads(_read(gcs_env, f"{workdir}/checkpoints/4.unreadable/data/metadata"))
 
   exported = f"gs://{BUCKET}/exported"
-  _run(gcs_env, cwd, "glm_jax.export", f"--workdir={workdir}", f"--output={exported}",
+  _run(gcs_env, cwd, "glm_jax.extract_params", f"--workdir={workdir}", f"--output={exported}",
        "--dtype=bfloat16")
   out = _run(gcs_env, cwd, "glm_jax.generate", f"--checkpoint={exported}",
              f"--tokenizer={workdir}/tokenizer.model", "--max_new_tokens=3",

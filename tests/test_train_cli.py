@@ -157,12 +157,12 @@ def test_resume_on_the_real_input_pipeline_reproduces_losses(tmp_path):
 
 def test_init_from_loads_converted_params_before_the_first_step(tmp_path):
   import jax  # pylint: disable=g-import-not-at-top
-  from glm_jax import checkpoint, model  # pylint: disable=g-import-not-at-top
+  from glm_jax import model, params_io  # pylint: disable=g-import-not-at-top
   cfg = model.GLMConfig(vocab_size=256, num_layers=1, hidden_size=64, num_heads=2,
                         max_sequence_length=32)
   params = model.init_params(cfg, jax.random.PRNGKey(7))
   params["final_layernorm"]["scale"] = params["final_layernorm"]["scale"] * 0  # logits all 0
-  checkpoint.save_params(str(tmp_path / "converted"), params)
+  params_io.save_params(str(tmp_path / "converted"), params)
   workdir = str(tmp_path / "run")
   proc = train(workdir, f"--config.init_from={tmp_path / 'converted'}", "--config.total_steps=1")
   assert "Initialised params from" in proc.stdout

@@ -58,16 +58,16 @@ def inputs(tmp_path_factory):
   proc = subprocess.run([sys.executable, "-m", "glm_jax.train", *TINY, f"--workdir={d['run']}"],
                         cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  from glm_jax import checkpoint, convert, outputs  # pylint: disable=g-import-not-at-top
+  from glm_jax import checkpoint, convert, outputs, params_io  # pylint: disable=g-import-not-at-top
   from input_pipeline import tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
   params = checkpoint.params_from_training_checkpoint(d["run"])
   with outputs.directory(d["params"], "extract_params") as tmp:
-    checkpoint.write_params(tmp, params)
+    params_io.write_params(tmp, params)
     tokenizer_lib.store_beside(os.path.join(d["run"], "tokenizer.model"), tmp)
   shutil.copytree(d["params"], d["again"])          # a previous output, plus the user's notes
   with open(os.path.join(d["again"], "notes.txt"), "w") as f:
     f.write("my notes\n")
-  checkpoint.write_params(d["int8"], checkpoint.cast_params(params, "int8"))
+  params_io.write_params(d["int8"], params_io.cast_params(params, "int8"))
   os.makedirs(d["user"])
   with open(os.path.join(d["user"], "thesis.txt"), "w") as f:
     f.write("years of work\n")
@@ -278,9 +278,9 @@ def test_extract_params_falls_back_to_the_newest_readable_step_with_one_warning(
   result = results["extract_damaged_newest"]
   line = one_line(result, 0, "WARNING", "step 4", "used step 2")
   assert "WARNING" not in result["stdout"] and line
-  from glm_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  from glm_jax import checkpoint, params_io  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  got = checkpoint.load_params(f"{inputs['damaged']}_params")
+  got = params_io.load_params(f"{inputs['damaged']}_params")
   want = checkpoint.params_from_training_checkpoint(inputs["run"], 2)
   np.testing.assert_array_equal(got["word_embeddings"]["embedding"],
                                 want["word_embeddings"]["embedding"])

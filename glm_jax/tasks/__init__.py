@@ -1,1 +1,2 @@
-"""Finetuning tasks: each supplies its data, loss and metric to the shared training loop."""
+"""Finetuning tasks: each supplies its data, loss and metric to the shared training loop, through
+the task protocol (`tasks/protocol.py`)."""

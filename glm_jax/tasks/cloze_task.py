@@ -1,12 +1,10 @@
-"""A cloze finetuning task for the shared training loop: encoded examples -> fixed-shape batches
-(`[batch, choices, length]` rows, missing choices masked), the original's choice losses, and
-dev / test scoring through the evaluation scorers (`glm_jax.scoring.score_rows`).
+"""The pieces of a cloze finetuning task: encoded examples -> fixed-shape batches (`pack`:
+`[batch, choices, length]` rows, missing choices masked), the original's choice losses
+(`make_objective`), the resumable per-epoch batch iterator (`EpochBatches`, seq2seq's too), and
+dev / test scoring through the evaluation scorers (`score_examples`: glm_jax.scoring.score_rows).
 
-The task interface the loop (`glm_jax.finetune`) relies on, kept generic for other tasks:
-`train_data(batch_size, seed)` -> a resumable iterator of host batches; `objective` -> what the
-jitted train step computes (`sums(glm, params, batch, rng, deterministic)`, `count(batch)`,
-`batch_ndims`); `evaluate(config, params, mesh)` -> metrics on the dev set;
-`predict(config, params, mesh)` -> test predictions; `main_metric` picks the best checkpoint.
+The SuperGLUE task (`tasks/superglue/task.py`) puts them together into the finetune loop's task
+protocol (`tasks/protocol.py`).
 """
 
 from __future__ import annotations
@@ -129,7 +127,7 @@ def pack(encoded: Sequence[Encoded | None], *, seq_length: int, num_choices: int
 
 
 class EpochBatches:
-  """The training set in batches, reshuffled every epoch from (seed, epoch) like the original's
+  """`protocol.TrainBatches` over a list of items: the training set in batches, reshuffled every epoch from (seed, epoch) like the original's
   `sampler.set_epoch(seed + epoch)`; the last batch of an epoch is padded (not dropped). Its
   state is the number of batches served, so a restored iterator continues exactly."""
 

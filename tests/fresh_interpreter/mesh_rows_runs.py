@@ -37,11 +37,11 @@ def main():
     jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}",
                                num_processes=num_processes, process_id=process_id,
                                initialization_timeout=120)
-  from glm_jax import train  # pylint: disable=g-import-not-at-top
+  from glm_jax import train_loop  # pylint: disable=g-import-not-at-top
   out = {}
   for name, layout in LAYOUTS.items():
     run_dir = os.path.join(workdir, name)
-    train.run(config_for(layout, corpus, tokenizer), run_dir)
+    train_loop.run(config_for(layout, corpus, tokenizer), run_dir)
     if jax.process_index() == 0:
       with open(os.path.join(run_dir, "metrics.jsonl")) as f:
         records = [json.loads(line) for line in f]

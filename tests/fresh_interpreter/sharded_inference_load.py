@@ -1,4 +1,4 @@
-"""`checkpoint.load_for_inference(path, mesh=)` on 8 devices (fsdp=8): the shardings it returns.
+"""`params_io.load_for_inference(path, mesh=)` on 8 devices (fsdp=8): the shardings it returns.
 
 Prints JSON: per leaf the partition spec, the leaves that came back replicated although a rule
 shards one of their dimensions evenly, one device's bytes vs the total, and whether the values
@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax
 import numpy as np
 
-from glm_jax import checkpoint, model, sharding
+from glm_jax import model, params_io, sharding
 
 
 def main():
@@ -21,9 +21,9 @@ def main():
                         max_sequence_length=16, dtype="float32")
   params = model.init_params(cfg, jax.random.PRNGKey(0))
   path = tempfile.mkdtemp() + "/params"
-  checkpoint.save_for_inference(path, params)
+  params_io.save_for_inference(path, params)
   mesh = sharding.make_mesh({"data": 1, "fsdp": 8, "tensor": 1})
-  _, loaded = checkpoint.load_for_inference(path, mesh=mesh)
+  _, loaded = params_io.load_for_inference(path, mesh=mesh)
   flat = {jax.tree_util.keystr(k, simple=True, separator="/"): v
           for k, v in jax.tree_util.tree_flatten_with_path(loaded)[0]}
   axes = {jax.tree_util.keystr(k, simple=True, separator="/"): v for k, v in

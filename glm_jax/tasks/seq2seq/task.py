@@ -1,25 +1,23 @@
-"""A seq2seq task for the shared finetuning loop (`glm_jax.finetune`): training rows in the
+"""A seq2seq task for the shared finetuning loop (`tasks.protocol.Task`): training rows in the
 pretraining batch's keys with the original's label-smoothed loss on the target, dev ROUGE by the
-original's beam search, and test predictions one per line.
-
-The interface the loop relies on (the same as the cloze task's): `objective`, `train_data()`,
-`evaluate(params, mesh)` -> metrics, `predict(params, mesh)` -> records, `main_metric` (rouge-1,
-the first of the original's metrics, which its finetune loop keeps the best checkpoint by).
+original's beam search (rouge-1 picks the best checkpoint, as the original's finetune loop), and
+test predictions one per line (`test.jsonl.hyps`, with the references in `.refs`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Sequence
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from etils import epath
 
 from glm_jax import beam_search
 from glm_jax import sharding
-from glm_jax.model import as_glm_config
+from glm_jax.errors import FinetuneError
 from glm_jax.tasks import cloze_task
 from glm_jax.tasks.seq2seq import data, rouge
 
@@ -87,12 +85,13 @@ class Seq2SeqTask:
     self.layout = data.make_layout(tokenizer, config.src_seq_length, config.tgt_seq_length,
                                    task_mask)
     self.train_examples, self.dev_examples, self.test_examples = list(train), list(dev), list(test)
+    self.name, self.submission_file = self.info.name, self.info.submission_file
+    self.sizes = {"train": len(self.train_examples), "dev": len(self.dev_examples),
+                  "test": len(self.test_examples)}
+    self.tokens_per_example = int(config.seq_length)   # one row: source + target
     self.stats = data.ReadStats()
     self.train_rows = (data.train_rows(self.info.name, self.train_examples, tokenizer,
                                        self.layout, self.stats) if self.train_examples else None)
-    self.dev_encoded = self.dev_examples    # what the loop checks before evaluating
-    self.train_encoded = self.train_examples
-    self.num_choices = 1
     self.metric_dataset = rouge.metric_dataset(self.info.name, getattr(tokenizer, "kind", ""))
 
   @property
@@ -111,16 +110,6 @@ class Seq2SeqTask:
                                    self.config.global_batch_size, int(self.config.seed),
                                    functools.partial(pack_rows, self.train_rows),
                                    jax.process_index(), jax.process_count())
-
-  def check_model(self, model_config) -> None:
-    """The source and target must fit the model's position tables."""
-    cfg = as_glm_config(model_config)
-    if self.layout.src_seq_length > cfg.max_sequence_length + 1 or \
-        self.layout.tgt_seq_length + 1 > cfg.max_sequence_length + 1:
-      raise data.Seq2SeqDataError(
-          f"src_seq_length={self.layout.src_seq_length} / tgt_seq_length="
-          f"{self.layout.tgt_seq_length} do not fit the model's position table "
-          f"({cfg.max_sequence_length + 1} rows); lower them (--config.src_seq_length=...).")
 
   def decode(self, params, examples: Sequence[data.Example]) -> list[str]:
     """Beam-decodes each example (batches of eval_batch_size, the last one padded) to text."""
@@ -167,3 +156,28 @@ class Seq2SeqTask:
       return "".join(" ".join(t.splitlines()) + "\n" for t in texts)
     return {self.info.submission_file: lines(predictions),
             "test.jsonl.refs": lines(ex.ref for ex in self.test_examples)}
+
+
+def build(config, tokenizer, warn: Callable[[str], None]) -> Seq2SeqTask:
+  """Reads the splits (test may be absent) and lays out the training rows; `warn`s of empty
+  lines and of targets cut to tgt_seq_length."""
+  splits = {}
+  for split in ("train", "dev", "test"):
+    test_file = "test.json" if config.task.lower() == "squad_generation" else "test.source"
+    if (split == "test" and config.data_source == "files"
+        and not (epath.Path(config.data_dir) / test_file).exists()):
+      splits[split] = []
+      continue
+    splits[split], stats = data.load_examples(
+        config.task, split, tokenizer, data_dir=config.data_dir, data_source=config.data_source)
+    if stats.empty_sources or stats.empty_targets:
+      warn(f"{config.task} {split}: {stats.empty_sources} empty source lines, "
+           f"{stats.empty_targets} empty target lines (kept, as the original keeps them).")
+  if not splits["train"]:
+    raise FinetuneError(f"{config.data_dir}: the training set is empty.")
+  task = Seq2SeqTask(config, tokenizer, train=splits["train"], dev=splits["dev"],
+                     test=splits["test"])
+  if task.stats.truncated_targets:
+    warn(f"{config.task} train: {task.stats.truncated_targets} of {len(splits['train'])} targets "
+         f"longer than tgt_seq_length={config.tgt_seq_length} were cut (the original's rule).")
+  return task
