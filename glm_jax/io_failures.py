@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 import sys
+import warnings
 
 from glm_jax import paths
 from glm_jax.errors import SaveError
@@ -92,7 +93,12 @@ def write_failure(error: BaseException) -> str | None:
 
 
 def save_error(error: BaseException, what: str, where, after: str = "") -> SaveError:
-  """One line for a failed write: what, where, why, how much space is free, what to do."""
+  """One line for a failed write: what, where, why, how much space is free, what to do.
+
+  The write's abandoned async fragments would print "coroutine ... was never awaited" at exit,
+  after that line; they are expected once a write failed, so that warning is off from here on."""
+  warnings.filterwarnings("ignore", message=r"coroutine .* was never awaited",
+                          category=RuntimeWarning)
   free = free_space(where)
   return SaveError(f"could not write {what} to {where}: {write_failure(error)}"
                    + (f" ({free})" if free else "") + (f"; {after}" if after else "")
