@@ -26,7 +26,8 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import bench_model  # noqa: E402
-from glm_jax import decode_loop, generate  # noqa: E402
+from glm_jax import generate  # noqa: E402
+from glm_jax.decode import cache as cache_lib, loop as decode_loop  # noqa: E402
 from tests import recompute_decode  # noqa: E402
 import timing  # noqa: E402
 
@@ -61,7 +62,7 @@ def bench(cfg, params, batch, prompt_len, new_tokens, repeats):
   def run(use_cache):
     return _run_loop(cfg, params, arrays, end, new_tokens, use_cache)
 
-  prefill = jax.jit(lambda p, i, l: decode_loop.prefill(cfg, p, i, l, total))
+  prefill = jax.jit(lambda p, i, l: cache_lib.prefill_prompt(cfg, p, i, l, total))
   t_prefill = timing.median_seconds(lambda: prefill(params, arrays[0], arrays[1]), repeats)
   out = run(True)
   assert int((np.asarray(out) >= 0).sum()) == batch * new_tokens, "a row stopped early"

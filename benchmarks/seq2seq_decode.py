@@ -1,5 +1,5 @@
-"""Seq2seq beam decoding speed: the original's beam search (glm_jax.beam_search) batched over
-examples against one example at a time, in one run on one machine. Prints JSON.
+"""Seq2seq beam decoding speed: the original's beam search (glm_jax.decode.seq2seq_beams) batched
+over examples against one example at a time, in one run on one machine. Prints JSON.
 
   python benchmarks/seq2seq_decode.py                              # CPU: a small model
   python benchmarks/seq2seq_decode.py --shape=glm_large --src_len=608 --max_length=60 --beams=6
@@ -23,7 +23,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 import bench_model  # noqa: E402
-from glm_jax import beam_search  # noqa: E402
+from glm_jax.decode import seq2seq_beams  # noqa: E402
 import timing  # noqa: E402
 
 SHAPES = {"small": bench_model.tiny_shape(max_sequence_length=256),
@@ -49,7 +49,7 @@ def main():
   eop = cfg.vocab_size - 1
 
   def decode(rows, mask_rows):
-    return beam_search.decode_seq2seq(
+    return seq2seq_beams.decode_seq2seq(
         cfg, params, rows, mask_rows, sop_id=SOP, eop_id=eop, num_beams=args.beams,
         max_length=args.max_length, length_penalty=1.0,
         no_repeat_ngram_size=args.no_repeat_ngram_size, vocab_limit=eop)

@@ -9,8 +9,8 @@ The procedure is the original GLM's (THUDM/GLM generate_samples.py):
   * every fed token stays in the cache, so later blanks see earlier answers.
 
 This module checks the inputs and the `DecodingOptions`, lays prompts out (`make_batch`) and
-hands them to `glm_jax.decode_loop` (greedy / sampling, one jitted `lax.while_loop` over a KV
-cache) or `glm_jax.beam_blanks` (beam search).
+hands them to `glm_jax.decode.loop` (greedy / sampling, one jitted `lax.while_loop` over a KV
+cache) or `glm_jax.decode.blank_beams` (beam search).
 
 CLI:
   python -m glm_jax.generate --checkpoint=DIR --tokenizer=MODEL --prompt="Text with a [MASK]."
@@ -26,9 +26,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from glm_jax import beam_blanks
-from glm_jax import decode_loop
 from glm_jax import special_ids as special_ids_lib
+from glm_jax.decode import blank_beams
+from glm_jax.decode import cache as cache_lib
+from glm_jax.decode import loop
 from glm_jax.errors import GenerationError
 from glm_jax.model import as_glm_config
 
@@ -36,7 +37,6 @@ STRATEGIES = ("greedy", "sample", "beam")
 BLANK_KEYS = ("MASK", "sMASK", "gMASK")
 END_KEYS = ("eop", "eos")
 REQUIRED_SPECIAL_KEYS = BLANK_KEYS + END_KEYS + ("sop",)
-PAD_TO = decode_loop.PAD_TO
 # A tokenizer without task masks (GLM-Base/Large): [MASK] is every blank.
 MASK_FALLBACK = {"sMASK": "MASK", "gMASK": "MASK"}
 
@@ -103,7 +103,7 @@ def make_batch(config, prompts: list[list[int]], special: dict[str, int],
                             f"[0, {cfg.vocab_size}); encode it with this model's tokenizer.")
     positions.append(_blank_positions(p, special, i))
   batch, max_len = len(prompts), max(len(p) for p in prompts)
-  slots = -(-max_len // PAD_TO) * PAD_TO
+  slots = cache_lib.padded_length(max_len)
   nb = max(len(b) for b in positions)
   ids = np.full((batch, slots), special["eos"], np.int32)
   blank_pos = np.zeros((batch, nb), np.int32)
@@ -125,7 +125,7 @@ class DecodingOptions:
   strategy: "greedy" | "sample" (temperature, top_k (0 = off), top_p (0 = off), seed) |
     "beam" (num_beams, length_penalty, beam_rule; prompts run one at a time).
   beam_rule: "bound" (stop when no live beam can beat the best finished one) | "original"
-    (generate_samples.py's Hugging Face scorer, candidates by top-k: `beam_search.search`).
+    (generate_samples.py's Hugging Face scorer, candidates by top-k); both: `decode.beam`.
   no_repeat_ngram_size: never repeat an n-gram inside one blank (0 = off).
   vocab_limit: ids at or above it are never generated (pass the tokenizer's size so the
     embedding's padding rows stay out); None = the whole vocabulary.
@@ -204,7 +204,7 @@ def fill_blanks(config, params, prompt_ids, *, special_ids: Mapping[str, int],
                for p in prompts]
     return results[0] if single else results
   b = make_batch(cfg, prompts, special, options.max_new_tokens)
-  out = decode_loop.fill(
+  out = loop.fill(
       params, jnp.asarray(b.ids), jnp.asarray(b.lengths), jnp.asarray(b.blank_pos),
       jnp.asarray(b.num_blanks), jax.random.PRNGKey(options.seed),
       jnp.float32(options.temperature), jnp.float32(options.top_p), cfg=cfg,
@@ -212,7 +212,7 @@ def fill_blanks(config, params, prompt_ids, *, special_ids: Mapping[str, int],
       top_k=options.top_k if options.strategy == "sample" else 0,
       no_repeat_ngram_size=options.no_repeat_ngram_size,
       sop=special["sop"], ends=ends, vocab_limit=vocab_limit, mesh=mesh)
-  results = decode_loop.to_lists(decode_loop.to_host(out), b.num_blanks)
+  results = loop.to_lists(loop.to_host(out), b.num_blanks)
   return results[0] if single else results
 
 
@@ -233,13 +233,13 @@ def _decoding_options(options, option_values) -> DecodingOptions:
 def _beam_one(cfg, params, prompt, special, options: DecodingOptions, vocab_limit, ends, mesh):
   """Beam search over the blanks of one prompt (beams of different prompts do not batch)."""
   b = make_batch(cfg, [prompt], special, options.max_new_tokens)
-  out = beam_blanks.beam_fill(
+  out = blank_beams.beam_fill(
       params, jnp.asarray(b.ids), jnp.int32(b.lengths[0]), jnp.asarray(b.blank_pos[0]),
       jnp.float32(options.length_penalty), cfg=cfg, max_new_tokens=options.max_new_tokens,
       num_beams=options.num_beams, no_repeat_ngram_size=options.no_repeat_ngram_size,
       sop=special["sop"], ends=ends, vocab_limit=vocab_limit, beam_rule=options.beam_rule,
       mesh=mesh)
-  return decode_loop.to_lists(decode_loop.to_host(out)[None], b.num_blanks)[0]
+  return loop.to_lists(loop.to_host(out)[None], b.num_blanks)[0]
 
 
 # ----------------------------------------------------------------------------- text in, text out

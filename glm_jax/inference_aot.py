@@ -50,8 +50,9 @@ def compile_generate(config, topology: str, mesh_config, *, num_slices: int = 1,
   """Compiles the KV-cached decode loop (greedy / sample) or the blank beam search for
   `topology`: `batch_size` prompts of `prompt_length` tokens, `num_blanks` blanks of
   `max_new_tokens` each. Returns the report."""
-  from glm_jax import beam_blanks, decode_loop  # pylint: disable=g-import-not-at-top
   from glm_jax import quantization  # pylint: disable=g-import-not-at-top
+  from glm_jax.decode import blank_beams, loop  # pylint: disable=g-import-not-at-top
+  from glm_jax.decode import cache as cache_lib  # pylint: disable=g-import-not-at-top
   opts = {**GENERATE_DEFAULTS, **options}
   cfg = inference_config(config, dtype).replace(
       quantization=quantization.check_method(opts["quantize"]),
@@ -61,7 +62,7 @@ def compile_generate(config, topology: str, mesh_config, *, num_slices: int = 1,
   report.update(program="generate", dtype=dtype, **opts)
   shapes, params = _param_inputs(cfg, mesh)
   b, nb = int(opts["batch_size"]), int(opts["num_blanks"])
-  slots = -(-int(opts["prompt_length"]) // decode_loop.PAD_TO) * decode_loop.PAD_TO
+  slots = cache_lib.padded_length(int(opts["prompt_length"]))
   i32, f32 = jnp.int32, jnp.float32
   ends = (cfg.vocab_size - 1, cfg.vocab_size - 2)  # any ids: only their count is compiled in
   static = dict(cfg=cfg, max_new_tokens=int(opts["max_new_tokens"]), no_repeat_ngram_size=0,
@@ -69,7 +70,7 @@ def compile_generate(config, topology: str, mesh_config, *, num_slices: int = 1,
   if opts["strategy"] == "beam":
     inputs = (jax.ShapeDtypeStruct((1, slots), i32), jax.ShapeDtypeStruct((), i32),
               jax.ShapeDtypeStruct((nb,), i32), jax.ShapeDtypeStruct((), f32))
-    lowered = beam_blanks.beam_fill.lower(shapes, *inputs, mesh=mesh,
+    lowered = blank_beams.beam_fill.lower(shapes, *inputs, mesh=mesh,
                                           num_beams=int(opts["num_beams"]), beam_rule="bound",
                                           **static)
   else:
@@ -77,9 +78,8 @@ def compile_generate(config, topology: str, mesh_config, *, num_slices: int = 1,
               jax.ShapeDtypeStruct((b, nb), i32), jax.ShapeDtypeStruct((b,), i32),
               jax.ShapeDtypeStruct((2,), jnp.uint32), jax.ShapeDtypeStruct((), f32),
               jax.ShapeDtypeStruct((), f32))
-    lowered = decode_loop.fill.lower(shapes, *inputs, mesh=mesh,
-                                     greedy=opts["strategy"] == "greedy",
-                                     top_k=40 if opts["strategy"] == "sample" else 0, **static)
+    lowered = loop.fill.lower(shapes, *inputs, mesh=mesh, greedy=opts["strategy"] == "greedy",
+                              top_k=40 if opts["strategy"] == "sample" else 0, **static)
   cache_rows = b if opts["strategy"] != "beam" else int(opts["num_beams"])
   cache = jax.eval_shape(lambda: model_lib.init_kv_cache(
       cfg, cache_rows, slots + nb * static["max_new_tokens"]))

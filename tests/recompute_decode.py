@@ -1,7 +1,7 @@
 """The decode loop by full recomputation: the reference the KV cache is tested and benchmarked
 against (`tests/test_generate.py`, `benchmarks/generate.py`). Not part of the package.
 
-Same `decode_loop.run_loop`, but every step runs the model over the whole fixed-size buffer
+Same `glm_jax.decode.loop.run_loop`, but every step runs the model over the whole fixed-size buffer
 (prompt slots + every decode slot) under the GLM mask, instead of feeding one token to a cache.
 """
 
@@ -10,7 +10,9 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from glm_jax import decode_loop, generate, sharding
+from glm_jax import generate, sharding
+from glm_jax.decode import loop as decode_loop
+from glm_jax.decode.cache import prompt_positions
 from glm_jax.model import GLM
 
 
@@ -29,7 +31,7 @@ def init_buffers(cfg, params, ids, lengths, total):
   """The memory is the whole (ids, position ids) buffer, the prompt first."""
   del cfg, params
   steps = total - ids.shape[1]
-  positions = jnp.pad(decode_loop.prompt_positions(lengths, ids.shape[1]), ((0, 0), (0, steps)))
+  positions = jnp.pad(prompt_positions(lengths, ids.shape[1]), ((0, 0), (0, steps)))
   return jnp.pad(ids, ((0, 0), (0, steps))), jnp.stack([positions, jnp.zeros_like(positions)], 1)
 
 

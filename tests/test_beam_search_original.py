@@ -12,7 +12,7 @@ import os
 import numpy as np
 import pytest
 
-from glm_jax import beam_search
+from glm_jax.decode import seq2seq_beams as beam_search
 from tests import fresh_interpreter, original_fixtures
 
 DATA = os.path.join(os.path.dirname(__file__), "data")

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import jax
 
-from glm_jax import convert, generate, sampling
+from glm_jax import convert, generate
+from glm_jax.decode import sampling
 from tests import recompute_decode, reference_glm
 
 SPECIAL = {"eos": 1, "CLS": 2, "MASK": 3, "sMASK": 4, "gMASK": 5, "sop": 6, "eop": 7}

@@ -4,7 +4,8 @@ from `init_from`): `python -m glm_jax.finetune --config=configs/finetune/seq2seq
 
 Setting `task` fills the per-task values of THUDM/GLM's `config_tasks/seq_<task>.sh` (commit
 4f61ed7) below unless they were set explicitly. Decoding is the original's DecoderEvaluater with
---select-topk (glm_jax/beam_search.py); ROUGE as its rouge_metric (glm_jax/tasks/seq2seq/rouge.py).
+--select-topk (glm_jax/decode/seq2seq_beams.py); ROUGE as its rouge_metric
+(glm_jax/tasks/seq2seq/rouge.py).
 """
 
 import ml_collections

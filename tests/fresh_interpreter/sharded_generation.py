@@ -11,7 +11,8 @@ import json
 import jax
 import numpy as np
 
-from glm_jax import beam_search, generate, model, sharding
+from glm_jax import generate, model, sharding
+from glm_jax.decode import seq2seq_beams as beam_search
 
 SPECIAL = {"MASK": 3, "sMASK": 4, "gMASK": 5, "eop": 6, "eos": 7, "sop": 8}
 # 8 rows: split over fsdp=8 (and over data=4 on the tensor mesh); beams (4 rows) over data there.

@@ -15,8 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 from etils import epath
 
-from glm_jax import beam_search
 from glm_jax import sharding
+from glm_jax.decode import seq2seq_beams
 from glm_jax.errors import FinetuneError
 from glm_jax.tasks import cloze_task
 from glm_jax.tasks.seq2seq import data, rouge
@@ -125,7 +125,7 @@ class Seq2SeqTask:
       if real < size:  # one compiled shape for every batch
         source = np.concatenate([source, np.repeat(source[:1], size - real, 0)])
         masks = np.concatenate([masks, np.repeat(masks[:1], size - real, 0)])
-      tokens, lengths, _ = beam_search.decode_seq2seq(
+      tokens, lengths, _ = seq2seq_beams.decode_seq2seq(
           cfg, params, source, masks, sop_id=self.layout.sop_id, eop_id=self.layout.eop_id,
           num_beams=int(cfg.num_beams), max_length=int(cfg.tgt_seq_length),
           length_penalty=float(cfg.length_penalty), min_length=int(cfg.min_tgt_length),

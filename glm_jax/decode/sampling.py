@@ -1,7 +1,8 @@
-"""Turning next-token logits into choices: greedy, temperature / top-k / top-p sampling, and the
-no-repeat-ngram ban. Pure jnp functions of fixed shapes, so they run inside the jitted decode loop.
+"""Turning next-token logits into choices: greedy, temperature / top-k / top-p sampling, the
+vocabulary limit and the no-repeat-ngram ban. Pure jnp functions of fixed shapes, so they run
+inside the jitted decode loop and beam search.
 
-Kept apart from `generate.py` because they know nothing about GLM: they see `[batch, vocab]`
+Kept apart from the decoders because they know nothing about GLM: they see `[batch, vocab]`
 logits and the tokens generated so far, nothing else.
 """
 
@@ -12,6 +13,14 @@ import jax.numpy as jnp
 
 # Filtered-out logits. Finite (not -inf) so a row that filters everything still has a softmax.
 NEG_INF = -1e30
+
+
+def limit_vocab(logits: jax.Array, vocab_limit: int | None, fill=NEG_INF) -> jax.Array:
+  """Never choose ids >= vocab_limit (the embedding rows padded past the tokenizer's pieces):
+  their logits become `fill`. None keeps the whole vocabulary."""
+  if vocab_limit is None or vocab_limit >= logits.shape[-1]:
+    return logits
+  return jnp.where(jnp.arange(logits.shape[-1]) < vocab_limit, logits, fill)
 
 
 def filter_top_k(logits: jax.Array, top_k: int) -> jax.Array:

@@ -4,12 +4,11 @@ Decoding is one `lax.while_loop` over a fixed-size cache (`prompt slots + blanks
 compiled once per (shapes, strategy); each step feeds one token per row. Rows of a batch move in
 lockstep: slot `P + t` holds row b's t-th fed token whatever blank it is on, so a row sees its
 prompt (`j < len_b`, padding excluded) and every decode slot up to its own. `glm_jax.generate`
-is the public entry; `glm_jax.beam_blanks` reuses the masks and steps here.
+is the public entry.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import flax
@@ -17,57 +16,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from glm_jax import attention as attention_lib
-from glm_jax import sampling
 from glm_jax import sharding
-from glm_jax.model import GLM, init_kv_cache
-
-
-def decode_mask(lengths, prompt_slots: int, query_slots, total: int):
-  """`[B, q, total]` bool: a token at cache slot `query_slots[i]` sees its row's prompt
-  (`j < lengths[b]`; padding slots never) and every decode slot up to its own."""
-  j = jnp.arange(total, dtype=jnp.int32)[None, None, :]
-  q = jnp.asarray(query_slots, jnp.int32).reshape(1, -1, 1)
-  prompt = j < jnp.asarray(lengths, jnp.int32)[:, None, None]
-  decoded = (j >= prompt_slots) & (j <= q)
-  return prompt | decoded
-
-
-def prompt_positions(lengths, slots: int):
-  """`[B, slots]` positions 0..len-1, then 0 on padding (which may lie past the position table)."""
-  positions = jnp.arange(slots, dtype=jnp.int32)[None, :]
-  return jnp.where(positions < jnp.asarray(lengths)[:, None], positions, 0)
-
-
-def prefill(cfg, params, ids, lengths, total):
-  """Runs the prompt once (sep = its length) and returns the cache with its keys/values."""
-  batch, slots = ids.shape
-  positions = prompt_positions(lengths, slots)
-  position_ids = jnp.stack([positions, jnp.zeros_like(positions)], axis=1)
-  # The GLM mask with sep = length; keys past the prompt slots are never visible (j <= i < P).
-  mask = attention_lib.glm_mask(lengths, slots, total)[:, 0]
-  _, cache = GLM(cfg).apply({"params": params}, ids, position_ids,
-                            kv_cache=init_kv_cache(cfg, batch, total), cache_index=0,
-                            attention_mask=mask)
-  return cache
-
-
-def cached_logits(cfg, params, cache, tokens, position_ids, lengths, prompt_slots, slot, total):
-  """One decode step: feeds `tokens [B]` at cache slot `slot`; returns (logits [B, V], cache)."""
-  mask = decode_mask(lengths, prompt_slots, slot[None], total)
-  logits, cache = GLM(cfg).apply({"params": params}, tokens[:, None], position_ids[:, :, None],
-                                 kv_cache=cache, cache_index=slot, attention_mask=mask)
-  return logits[:, 0], cache
-
-
-def limit_vocab(logits, vocab_limit: int):
-  """Never choose ids >= vocab_limit (the embedding rows padded past the tokenizer's pieces)."""
-  if vocab_limit >= logits.shape[-1]:
-    return logits
-  return jnp.where(jnp.arange(logits.shape[-1]) < vocab_limit, logits, sampling.NEG_INF)
-
-
-# ----------------------------------------------------------------------------- greedy / sampling
+from glm_jax.decode import cache as cache_lib
+from glm_jax.decode import sampling
 
 
 @flax.struct.dataclass
@@ -83,21 +34,19 @@ class LoopState:
   out: jax.Array      # [B, NB, max_new_tokens] the kept tokens, -1 elsewhere
 
 
-PAD_TO = 16  # prompt slots are rounded up to a multiple of this, so nearby lengths share a compile
-
 STATIC_ARGS = ("cfg", "max_new_tokens", "greedy", "top_k", "no_repeat_ngram_size", "sop", "ends",
                "vocab_limit")
 
 
 def _fill(params, ids, lengths, blank_pos, num_blanks, rng, temperature, top_p, **static):
   return run_loop(params, ids, lengths, blank_pos, num_blanks, rng, temperature, top_p,
-                  init_memory=prefill, logits_at=cached_logits, **static)
+                  init_memory=cache_lib.prefill_prompt, logits_at=cache_lib.step, **static)
 
 
 fill = sharding.mesh_jit(_fill, STATIC_ARGS, rows=lambda inputs, static: inputs[0].shape[0])
-fill.__doc__ = """The jitted decode loop with the KV cache. Returns `[B, NB, max_new_tokens]` tokens,
--1 past each blank's end. `static`: the names in STATIC_ARGS (see `run_loop`); `mesh=`: decode
-with the params sharded on it, rows (and the cache) over data, heads over tensor."""
+fill.__doc__ = """The jitted decode loop with the KV cache. Returns `[B, NB, max_new_tokens]`
+tokens, -1 past each blank's end. `static`: the names in STATIC_ARGS (see `run_loop`); `mesh=`:
+decode with the params sharded on it, rows (and the cache) over data, heads over tensor."""
 
 
 def run_loop(params, ids, lengths, blank_pos, num_blanks, rng, temperature, top_p, *, cfg,
@@ -106,9 +55,9 @@ def run_loop(params, ids, lengths, blank_pos, num_blanks, rng, temperature, top_
   """The loop itself, traced inside a jit; how logits are computed is passed in, so a test can
   run the same loop by full recomputation (`tests/recompute_decode.py`).
 
-  init_memory(cfg, params, ids, lengths, total) -> memory (`prefill`: the KV cache);
+  init_memory(cfg, params, ids, lengths, total) -> memory (`cache.prefill_prompt`: the KV cache);
   logits_at(cfg, params, memory, tokens, position_ids, lengths, prompt_slots, slot, total)
-    -> (logits [B, V], memory) (`cached_logits`).
+    -> (logits [B, V], memory) (`cache.step`).
   """
   batch, prompt_slots = ids.shape
   nb = blank_pos.shape[1]
@@ -127,7 +76,7 @@ def run_loop(params, ids, lengths, blank_pos, num_blanks, rng, temperature, top_
     position_ids = jnp.stack([blank_pos[rows, blank_c], block], axis=1)   # [B, 2]
     logits, memory = logits_at(cfg, params, memory, token, position_ids, lengths, prompt_slots,
                                slot, total)
-    logits = limit_vocab(logits, vocab_limit)
+    logits = sampling.limit_vocab(logits, vocab_limit)
     if no_repeat_ngram_size > 0:
       banned = sampling.no_repeat_ngram_mask(out[rows, blank_c], count, no_repeat_ngram_size,
                                              logits.shape[-1])
