@@ -4,7 +4,7 @@
   python benchmarks/attention_memory.py --sizes=large --lengths=8192 --backends=pallas
 
 Nothing runs on a TPU: libtpu AOT-compiles the real train step for the topology on this host
-(`glm_jax.aot`, the same path as `python -m glm_jax.train --compile_only`) and XLA's memory
+(`glm_jax.training.aot`, the same path as `python -m glm_jax.train --compile_only`) and XLA's memory
 analysis gives the per-chip footprint; a step the compiler cannot fit in HBM reports fits=false.
 Every case keeps the config's tokens per step (global_batch_size x seq_length = 1024 x 512), so
 the batch shrinks as the context grows (64 sequences at 8192 tokens), down to one sequence per
@@ -27,7 +27,7 @@ import sys
 if not __package__:  # run as a script: import the repo's packages, not benchmarks/ siblings
   sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-from glm_jax import aot  # pylint: disable=g-import-not-at-top
+from glm_jax.training import aot  # pylint: disable=g-import-not-at-top
 
 SIZES = {"large": "configs.large", "10b": "configs.glm_10b"}
 TOKENS_PER_STEP = 1024 * 512

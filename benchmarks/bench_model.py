@@ -9,7 +9,7 @@ import argparse
 
 import jax
 
-from glm_jax import model
+from glm_jax.modeling import model
 
 
 def tiny_shape(max_sequence_length: int) -> dict:

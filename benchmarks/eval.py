@@ -25,7 +25,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 import bench_model  # noqa: E402
-from glm_jax import lm_eval, scoring  # noqa: E402
+from glm_jax.evaluation import lm_eval, scoring  # noqa: E402
 
 SPECIAL = {"eos": 0, "CLS": 1, "MASK": 2, "sop": 3, "eop": 4, "gMASK": 5}
 

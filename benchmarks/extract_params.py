@@ -30,7 +30,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _MAKE = """
 import sys
 from configs import tiny
-from glm_jax import checkpoint, model, optim, sharding, train_state
+from glm_jax.training import checkpoint, optim, train_state
+from glm_jax.modeling import model, sharding
 config = tiny.get_config()
 config.mesh.data, config.mesh.fsdp, config.mesh.tensor = 1, 8, 1
 config.model.update(num_layers={layers}, hidden_size={hidden}, num_heads={heads}, vocab_size={vocab})
@@ -45,11 +46,11 @@ saver.close()
 print(model.count_params(config))
 """
 
-# The extract before this change (glm_jax.checkpoint.params_from_training_checkpoint then).
+# The extract before this change (glm_jax.training.checkpoint.params_from_training_checkpoint then).
 _BEFORE = """
 import sys
 import jax, numpy as np, orbax.checkpoint as ocp
-from glm_jax import params_io
+from glm_jax.storage import params_io
 state = ocp.StandardCheckpointer().restore(sys.argv[1] + "/checkpoints/1/state")
 params = jax.tree_util.tree_map(np.asarray, state["params"])
 params_io.save_for_inference(sys.argv[2], params)
@@ -57,7 +58,8 @@ params_io.save_for_inference(sys.argv[2], params)
 
 _BASELINE = """
 import jax, orbax.checkpoint as ocp
-from glm_jax import checkpoint, extract_params
+from glm_jax.training import checkpoint
+from glm_jax import extract_params
 from input_pipeline import tokenizer
 jax.devices()
 """

@@ -28,8 +28,9 @@ import numpy as np  # noqa: E402
 
 import bench_model  # noqa: E402
 from configs.finetune import superglue as sg_config  # noqa: E402
-from glm_jax import optim, sharding, train_state  # noqa: E402
-from glm_jax.eval_rows import build_row  # noqa: E402
+from glm_jax.training import optim, train_state  # noqa: E402
+from glm_jax.modeling import sharding
+from glm_jax.evaluation.eval_rows import build_row  # noqa: E402
 from glm_jax.tasks import cloze_task  # noqa: E402
 from glm_jax.tasks.superglue.patterns import Encoded  # noqa: E402
 

@@ -20,7 +20,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from glm_jax import model  # noqa: E402
+from glm_jax.modeling import model  # noqa: E402
 
 
 def load_config(path):

@@ -86,7 +86,7 @@ def bench(cfg, params, batch, prompt_len, new_tokens, repeats):
 def bench_quantized(cfg, params, batch, prompt_len, new_tokens, repeats, method):
   """Decode tokens/s (prefill included) of bf16 weights + bf16 cache (the baseline) against
   `method` weights with a bf16 and an int8 KV cache; all compute in bf16."""
-  from glm_jax import quantization  # pylint: disable=g-import-not-at-top
+  from glm_jax.modeling import quantization  # pylint: disable=g-import-not-at-top
   cfg = cfg.replace(dtype="bfloat16", param_dtype="bfloat16")
   bf16 = jax.tree_util.tree_map(lambda x: x.astype(jnp.bfloat16), params)
   quantized = quantization.quantize_params(params, method)

@@ -4,7 +4,7 @@
   python benchmarks/int8_matmul.py --topology=v5e:1x1    # also libtpu's compile (ESTIMATE: no run)
 
 Three formulations of `x . (q * s)` (q int8 `[in, out]`, s bfloat16 `[out]`), against bf16 weights:
-  dequantize_then_matmul: `x . (q.astype(bf16) * s)`   (glm_jax.quantization.int8_dot)
+  dequantize_then_matmul: `x . (q.astype(bf16) * s)`   (glm_jax.modeling.quantization.int8_dot)
   int8_in_dot_scale_out:  `(x . q.astype(bf16)) * s`
   mixed_int8_bf16_dot:    `dot_general(x, q, preferred_element_type=bf16) * s` (int8 operand)
 `temp_bytes` is the compiled program's scratch: a widened copy of the kernel shows up there;
@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from glm_jax import quantization  # noqa: E402
+from glm_jax.modeling import quantization  # noqa: E402
 import timing  # noqa: E402
 
 BF16 = jnp.bfloat16
@@ -60,7 +60,7 @@ def cpu_report(tokens, d_in, d_out, repeats):
 
 
 def tpu_report(topology, tokens, d_in, d_out):
-  from glm_jax import aot  # pylint: disable=g-import-not-at-top
+  from glm_jax.training import aot  # pylint: disable=g-import-not-at-top
   aot.prepare_libtpu()
   device = aot.topology_devices(topology)[0]
   sharding = jax.sharding.SingleDeviceSharding(device)

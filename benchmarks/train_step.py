@@ -5,12 +5,12 @@
   python benchmarks/train_step.py --config=configs/large.py --batch=64     # one GPU, GLM-Large
   python benchmarks/train_step.py --config=configs/glm_2b.py --batch=16
 
-No TensorFlow and no tokenizer: batches come from glm_jax.train_data.synthetic_example (the GLM
+No TensorFlow and no tokenizer: batches come from glm_jax.training.train_data.synthetic_example (the GLM
 layout: bidirectional Part A, causal Part B, per-example sep). On GPU, --fast_attention (default)
 sets attention_dropout=0 so that attention_backend='auto' picks the cuDNN fused kernel with the
 GLM mask; the JSON says which backend ran. data_wait_fraction: over --steps more steps fed the
 way train.py feeds them (fresh synthetic host batches, built and placed on the devices by
-glm_jax/prefetch.py while the previous step runs), the share of the time spent waiting for data.
+glm_jax/training/prefetch.py while the previous step runs), the share of the time spent waiting for data.
 """
 
 from __future__ import annotations
@@ -32,14 +32,14 @@ import jax
 import numpy as np
 from ml_collections import config_flags
 
-from glm_jax import attention
-from glm_jax import metrics
-from glm_jax import model as model_lib
-from glm_jax import optim
-from glm_jax import prefetch
-from glm_jax import sharding
-from glm_jax import train_data
-from glm_jax import train_state
+from glm_jax.modeling import attention
+from glm_jax.training import metrics
+from glm_jax.modeling import model as model_lib
+from glm_jax.training import optim
+from glm_jax.training import prefetch
+from glm_jax.modeling import sharding
+from glm_jax.training import train_data
+from glm_jax.training import train_state
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/tiny.py", "Run config file.")
 _BATCH = flags.DEFINE_integer("batch", 0, "Global batch (0: 64 on GPU/TPU, 8 on CPU).")

@@ -11,7 +11,7 @@ from input_pipeline import config as data_config
 
 
 def model_config(**overrides) -> ml_collections.ConfigDict:
-  """GLM shape and numerics (fields of glm_jax.model.GLMConfig)."""
+  """GLM shape and numerics (fields of glm_jax.modeling.model.GLMConfig)."""
   model = ml_collections.ConfigDict()
   model.vocab_size = 30592           # word-embedding rows; a multiple of 128
   model.num_layers = 12              # transformer blocks

@@ -6,7 +6,7 @@ Every mapping here is a transpose or a reshape, so import then export is bit-exa
 
 CLI:
   python -m glm_jax.convert import --input=mp_rank_00_model_states.pt --num_heads=16 --output=DIR
-      [--quantize=int8]   (weight-only int8 dense kernels for inference: glm_jax.quantization)
+      [--quantize=int8]   (weight-only int8 dense kernels for inference: glm_jax.modeling.quantization)
   python -m glm_jax.convert export --checkpoint=DIR --output=glm.safetensors [--torch_output=x.pt]
     (the .pt is written beside the .safetensors by default when torch is installed)
 The import side writes an Orbax params checkpoint (`params_io.save_params`), the format that
@@ -84,7 +84,7 @@ def from_thudm(state_dict: Mapping[str, np.ndarray], num_attention_heads: int, d
   the checkpoint's own dtype.
   """
   import jax.numpy as jnp
-  from glm_jax import model_shape
+  from glm_jax.modeling import model_shape
 
   sd = _strip_prefix(state_dict)
   num_layers = _check_keys(sd)
@@ -201,7 +201,7 @@ def _to_numpy(tree):
 
 def load_state_dict(path: str) -> dict[str, np.ndarray]:
   """Reads `.pt` / `.bin` (torch), `.safetensors` or `.npz` into numpy arrays."""
-  from glm_jax import paths
+  from glm_jax.storage import paths
   source = paths.as_path(path)
   if not source.exists():
     raise FileNotFoundError(f"Checkpoint file {path!r} does not exist.")
@@ -244,7 +244,7 @@ def save_safetensors(state_dict: Mapping[str, np.ndarray], path: str,
   """Writes a THUDM-named state dict as .safetensors (bfloat16 kept; local or gs://), through
   `outputs.file`: an existing file needs `overwrite`; the file appears whole, mode 0644."""
   from safetensors.numpy import save_file
-  from glm_jax import outputs
+  from glm_jax.storage import outputs
   with outputs.file(path, EXPORT, overwrite) as local:   # save_file (unlike save) knows bfloat16
     save_file({k: np.ascontiguousarray(v) for k, v in state_dict.items()}, local)
 
@@ -270,7 +270,7 @@ def save_torch(state_dict: Mapping[str, np.ndarray], path: str, overwrite: bool 
       out[name] = torch.from_numpy(value.view(np.int16)).view(torch.bfloat16)
     else:
       out[name] = torch.from_numpy(value.copy())
-  from glm_jax import outputs
+  from glm_jax.storage import outputs
   with outputs.file(path, EXPORT, overwrite, flag="--torch_output") as local:
     torch.save(out, local)
 
@@ -288,7 +288,9 @@ def import_checkpoint(input_path: str, num_heads: int, output_dir: str, dtype=No
   written through `outputs.directory`: a folder holding anything else (e.g. the input) is refused.
   quantize="int8" writes int8 dense kernels (`params_io.for_inference`).
   """
-  from glm_jax import hosts, outputs, params_io, quantization, sharding
+  from glm_jax import hosts
+  from glm_jax.storage import outputs, params_io
+  from glm_jax.modeling import quantization, sharding
   quantization.check_method(quantize)  # before the (possibly large) file is read
   outputs.check_directory(output_dir, IMPORT, overwrite)   # before reading anything
   config, params = from_thudm(load_state_dict(input_path), num_heads, dtype=dtype)
@@ -339,7 +341,7 @@ def export_checkpoint(checkpoint_dir: str, output_path: str, torch_output: str =
                       prefix: str = "", overwrite: bool = False) -> int:
   """Orbax params checkpoint -> THUDM-named .safetensors (and .pt). Returns the tensor count.
   Existing files are refused unless `overwrite` (checked before anything is read)."""
-  from glm_jax import outputs, params_io
+  from glm_jax.storage import outputs, params_io
   if params_io.read_quantization(checkpoint_dir):
     raise ConversionError(f"{checkpoint_dir} holds int8-quantized kernels (for glm_jax inference "
                           "only); export the float checkpoint it was quantized from.")

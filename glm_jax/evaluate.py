@@ -8,7 +8,7 @@ r"""The evaluation CLI: LAMBADA accuracy, WikiText perplexity, cloze accuracy; o
       (lm-evaluation-harness tasks through glm_jax.harness; pip install -e ".[harness]")
 
 A progress bar with an ETA goes to stderr; the metrics are one JSON line on stdout (and in
---output). The scoring is glm_jax.cloze / glm_jax.lm_eval, batched and sharded over the mesh.
+--output). The scoring is glm_jax.evaluation.cloze / glm_jax.evaluation.lm_eval, batched and sharded over the mesh.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ import time
 
 import numpy as np
 
-from glm_jax import cloze, eval_data, lm_eval, outputs, scoring
-from glm_jax.eval_rows import EvaluationError
+from glm_jax.evaluation import cloze, eval_data, lm_eval, scoring
+from glm_jax.storage import outputs
+from glm_jax.evaluation.eval_rows import EvaluationError
 
 TASKS = ("lambada", "wikitext103", "wikitext2", "cloze", "harness")
 COMMAND = "evaluate"
@@ -168,7 +169,7 @@ def run(task: str, data: str, checkpoint: str, tokenizer_path: str | None = None
   existing file only with `overwrite`).
   """
   from etils import epath
-  from glm_jax import params_io
+  from glm_jax.storage import params_io
   from glm_jax import hosts
   from input_pipeline import tokenizer as tokenizer_lib
   if task not in TASKS:
@@ -245,7 +246,7 @@ def main(argv):
   del argv
   from absl import flags
   from glm_jax import cli
-  from glm_jax import compilation_cache  # pylint: disable=g-import-not-at-top
+  from glm_jax.storage import compilation_cache  # pylint: disable=g-import-not-at-top
   from glm_jax import hosts
   cli.quiet_logs()
   compilation_cache.enable(flags.FLAGS.compilation_cache_dir)
@@ -287,7 +288,7 @@ def main(argv):
 
 def _define_flags():
   from absl import flags
-  from glm_jax import compilation_cache  # pylint: disable=g-import-not-at-top
+  from glm_jax.storage import compilation_cache  # pylint: disable=g-import-not-at-top
   from glm_jax import cli  # pylint: disable=g-import-not-at-top
   from glm_jax import hosts  # pylint: disable=g-import-not-at-top
   flags.DEFINE_enum("task", None, list(TASKS), "What to evaluate.")

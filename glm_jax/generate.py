@@ -31,7 +31,7 @@ from glm_jax.decode import blank_beams
 from glm_jax.decode import cache as cache_lib
 from glm_jax.decode import loop
 from glm_jax.errors import GenerationError
-from glm_jax.model import as_glm_config
+from glm_jax.modeling.model import as_glm_config
 
 STRATEGIES = ("greedy", "sample", "beam")
 BLANK_KEYS = ("MASK", "sMASK", "gMASK")
@@ -285,7 +285,7 @@ def generate_text(config, params, tokenizer, texts, task_mask: bool = False, **k
 def _read_prompts(prompts, prompt_file) -> list[str]:
   texts = list(prompts or [])
   if prompt_file:
-    from glm_jax import paths  # pylint: disable=g-import-not-at-top
+    from glm_jax.storage import paths  # pylint: disable=g-import-not-at-top
     try:
       text = paths.as_path(prompt_file).read_bytes().decode("utf-8")
     except UnicodeDecodeError as e:
@@ -303,7 +303,7 @@ def _read_prompts(prompts, prompt_file) -> list[str]:
 
 def with_kv_cache_dtype(config, kv_cache_dtype: str | None):
   """The config decoding with a bfloat16 or int8 KV cache (None / '': the compute dtype)."""
-  from glm_jax import quantization  # pylint: disable=g-import-not-at-top
+  from glm_jax.modeling import quantization  # pylint: disable=g-import-not-at-top
   kv_cache_dtype = quantization.check_kv_cache_dtype(kv_cache_dtype)
   return as_glm_config(config).replace(kv_cache_dtype=kv_cache_dtype) if kv_cache_dtype \
       else config
@@ -313,9 +313,9 @@ def main(argv):
   """The generate CLI: load params and tokenizer, fill each prompt, print the texts."""
   del argv
   from absl import flags
-  from glm_jax import params_io
+  from glm_jax.storage import params_io
   from glm_jax import cli
-  from glm_jax import compilation_cache  # pylint: disable=g-import-not-at-top
+  from glm_jax.storage import compilation_cache  # pylint: disable=g-import-not-at-top
   from glm_jax import hosts
   cli.quiet_logs()
   compilation_cache.enable(flags.FLAGS.compilation_cache_dir)
@@ -361,7 +361,7 @@ def main(argv):
 
 def _define_flags():
   from absl import flags
-  from glm_jax import compilation_cache  # pylint: disable=g-import-not-at-top
+  from glm_jax.storage import compilation_cache  # pylint: disable=g-import-not-at-top
   from glm_jax import cli  # pylint: disable=g-import-not-at-top
   from glm_jax import hosts  # pylint: disable=g-import-not-at-top
   cli.define_model_flags()

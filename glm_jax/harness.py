@@ -18,7 +18,7 @@ scorers (so a harness number and `python -m glm_jax.evaluate --task=lambada` agr
 
 Several hosts: every process builds the model (params sharded over the global mesh); process 0
 runs the harness and broadcasts each batch of token ids before running it, the others serve the
-same batches (glm_jax.harness_dispatch), so every process runs the same jitted calls. Only
+same batches (glm_jax.evaluation.harness_dispatch), so every process runs the same jitted calls. Only
 process 0 writes results.
 
     python -m glm_jax.evaluate --task=harness --harness_tasks=lambada_openai,piqa --checkpoint=DIR
@@ -36,10 +36,11 @@ from typing import Sequence
 
 import jax
 
-from glm_jax import generate, lm_eval, scoring
+from glm_jax import generate
+from glm_jax.evaluation import lm_eval, scoring
 from glm_jax.errors import EvaluationError, MissingDependencyError
 from glm_jax import hosts
-from glm_jax.harness_dispatch import Dispatcher, Engine, broadcast
+from glm_jax.evaluation.harness_dispatch import Dispatcher, Engine, broadcast
 
 MODEL_NAME = "glm_jax"
 REQUEST_TYPES = ("loglikelihood", "multiple_choice", "loglikelihood_rolling", "generate_until")
@@ -64,7 +65,7 @@ def import_lm_eval():
 
 def load_model(checkpoint: str, dtype, mesh):
   """(config, params placed on `mesh`): the one place the harness reads a checkpoint."""
-  from glm_jax import params_io  # pylint: disable=g-import-not-at-top
+  from glm_jax.storage import params_io  # pylint: disable=g-import-not-at-top
   from glm_jax import hosts  # pylint: disable=g-import-not-at-top
   return params_io.load_for_inference(checkpoint, hosts.compute_dtype(dtype), mesh)
 
@@ -149,7 +150,7 @@ class _Model:
       raise EvaluationError(f"unknown glm_jax model args {sorted(unknown)}; see the README's "
                             "lm-evaluation-harness section for the ones it takes.")
     super().__init__()
-    from glm_jax import sharding  # pylint: disable=g-import-not-at-top
+    from glm_jax.modeling import sharding  # pylint: disable=g-import-not-at-top
     hosts.initialize(coordinator_address, num_processes, process_id)
     if mask_token not in lm_eval.MASK_TOKENS:
       raise EvaluationError(f"mask_token={mask_token!r} is not one of {lm_eval.MASK_TOKENS}.")
@@ -418,7 +419,7 @@ def evaluate_tasks(tasks: Sequence[str], checkpoint: str, *, include_path=None, 
   finally:
     lm.dispatch.stop()
   if output:
-    from glm_jax import paths  # pylint: disable=g-import-not-at-top
+    from glm_jax.storage import paths  # pylint: disable=g-import-not-at-top
     paths.write_text_atomic(output, json.dumps(results, indent=2,
                                                default=handle_non_serializable) + "\n")
   return results

@@ -19,7 +19,7 @@ from absl import flags
 import jax
 
 from glm_jax import run_checks
-from glm_jax import sharding
+from glm_jax.modeling import sharding
 
 _TPU_POD_ENV = ("TPU_WORKER_HOSTNAMES", "MEGASCALE_COORDINATOR_ADDRESS")
 # Inference default: params split over every device (fsdp), so no chip holds a whole model.
@@ -110,7 +110,7 @@ def is_writer() -> bool:
 
 def define_dtype_flag() -> None:
   """--dtype for the commands that compute with a loaded model (generate, evaluate)."""
-  from glm_jax.model_shape import PARAM_DTYPES  # pylint: disable=g-import-not-at-top
+  from glm_jax.modeling.model_shape import PARAM_DTYPES  # pylint: disable=g-import-not-at-top
   _define_once(flags.DEFINE_enum, "dtype", None, list(PARAM_DTYPES),
                "Compute dtype; default bfloat16 on TPU and GPU, the params' on CPU.")
 

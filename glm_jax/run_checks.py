@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from glm_jax import attention
-from glm_jax import model as model_lib
-from glm_jax import optim
-from glm_jax import paths
-from glm_jax import sharding
+from glm_jax.modeling import attention
+from glm_jax.modeling import model as model_lib
+from glm_jax.training import optim
+from glm_jax.storage import paths
+from glm_jax.modeling import sharding
 from glm_jax.errors import ConfigError
 
 
@@ -26,7 +26,7 @@ def _check_schedule(config) -> None:
 
 
 def _check_profile_steps(config) -> None:
-  from glm_jax import profiling  # pylint: disable=g-import-not-at-top
+  from glm_jax.training import profiling  # pylint: disable=g-import-not-at-top
   try:
     profiling.parse_steps(config.get("profile_steps", ""))
   except ValueError as e:

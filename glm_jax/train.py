@@ -1,11 +1,11 @@
 """GLM pretraining: `python -m glm_jax.train --config=configs/base.py [--config.key=value] [--workdir=DIR]`.
 
-The command line only (the loop is glm_jax.train_loop): start the processes -> check the config
+The command line only (the loop is glm_jax.training.train_loop): start the processes -> check the config
 -> build the mesh -> `train_loop.train_and_evaluate`. Re-running the same command in the same workdir resumes from
 the last checkpoint; SIGTERM (a preemption) saves a checkpoint and exits cleanly.
 
 `--compile_only --topology=v5p:4x4x4` only compiles the step for a TPU slice and reports its
-per-chip memory (glm_jax/aot.py); `train_loop.run(config, workdir)` is the same run from Python.
+per-chip memory (glm_jax/training/aot.py); `train_loop.run(config, workdir)` is the same run from Python.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from ml_collections import config_flags
 from glm_jax import cli
 from glm_jax import hosts
 from glm_jax import run_flags
-from glm_jax import sharding
-from glm_jax import train_loop
+from glm_jax.modeling import sharding
+from glm_jax.training import train_loop
 
 flags.adopt_module_key_flags(run_flags)  # --config, --workdir, --compile_only, ...: train's own
 
@@ -58,7 +58,7 @@ def compile_only(config, topology: str | None, num_slices: int = 1,
     raise app.UsageError("Pass --config=configs/<name>.py (e.g. configs/tiny.py).")
   if not topology:
     raise app.UsageError("--compile_only needs --topology, e.g. --topology=v5p:4x4x4.")
-  from glm_jax import aot  # pylint: disable=g-import-not-at-top
+  from glm_jax.training import aot  # pylint: disable=g-import-not-at-top
   sys.exit(aot.main(config, topology, num_slices, hlo_dump))
 
 

@@ -10,10 +10,11 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from glm_jax import generate, sharding
+from glm_jax import generate
+from glm_jax.modeling import sharding
 from glm_jax.decode import loop as decode_loop
 from glm_jax.decode.cache import prompt_positions
-from glm_jax.model import GLM
+from glm_jax.modeling.model import GLM
 
 
 def recompute_mask(lengths, prompt_slots: int, last_slot, total: int):

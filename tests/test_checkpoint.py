@@ -4,9 +4,9 @@ import jax
 import numpy as np
 import pytest
 
-from glm_jax import checkpoint
-from glm_jax import params_io
-from glm_jax import model as model_lib
+from glm_jax.training import checkpoint
+from glm_jax.storage import params_io
+from glm_jax.modeling import model as model_lib
 
 
 def _cfg(hidden=64):

@@ -92,7 +92,7 @@ def test_ctrl_c_saves_like_sigterm_and_a_second_ctrl_c_stops_at_once(tmp_path):
 
 def test_a_second_ctrl_c_stops_at_once_in_one_line(monkeypatch, capsys):
   """Two SIGINTs sent together reach Python as one, so the second is the handler's own test."""
-  from glm_jax import train_loop  # pylint: disable=g-import-not-at-top
+  from glm_jax.training import train_loop  # pylint: disable=g-import-not-at-top
 
   class Exited(Exception):
     pass
@@ -120,7 +120,7 @@ def test_ctrl_c_saves_even_when_a_library_imported_ipython():
   """IPython imported (by some dependency) but no shell running: the command line's Ctrl-C
   still saves; only a live IPython shell or kernel keeps its own."""
   IPython = pytest.importorskip("IPython")
-  from glm_jax import train_loop  # pylint: disable=g-import-not-at-top
+  from glm_jax.training import train_loop  # pylint: disable=g-import-not-at-top
   assert IPython.get_ipython() is None
   preemption = train_loop.Preemption(checkpointer=None)
   try:

@@ -7,7 +7,9 @@ import sys
 
 import pytest
 
-from glm_jax import checkpoint, cli, convert, errors, eval_rows, generate, run_checks
+from glm_jax.training import checkpoint
+from glm_jax import cli, convert, errors, generate, run_checks
+from glm_jax.evaluation import eval_rows
 from input_pipeline import errors as pipeline_errors
 from input_pipeline import released_tokenizers
 

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from glm_jax import model as model_lib
+from glm_jax.modeling import model as model_lib
 from glm_jax.tasks import cloze_task
 from glm_jax.tasks import superglue
 from input_pipeline import tokenizer as tokenizer_lib

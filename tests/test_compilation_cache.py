@@ -53,7 +53,7 @@ def test_second_start_compiles_from_the_cache_and_a_changed_config_does_not_reus
 
 def test_default_cache_lives_in_the_workdir_and_empty_is_off():
   from configs import tiny
-  from glm_jax import compilation_cache
+  from glm_jax.storage import compilation_cache
   default = tiny.get_config().compilation_cache_dir
   assert compilation_cache.resolve(default, "/runs/a") == "/runs/a/compilation_cache"
   assert compilation_cache.resolve("", "/runs/a") == ""

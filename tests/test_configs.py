@@ -6,7 +6,7 @@ import importlib
 import pytest
 
 from configs import common
-from glm_jax import model
+from glm_jax.modeling import model
 
 # GLM_SPEC's table; Base and Large are exact counts from the released checkpoints.
 RELEASED = {

@@ -8,11 +8,11 @@ import jax.numpy as jnp
 import orbax.checkpoint as ocp
 import pytest
 
-from glm_jax import checkpoint, data_state
+from glm_jax.training import checkpoint, data_state
 from glm_jax.errors import MissingDataStateError
 
 
-from glm_jax.train_state import TrainState
+from glm_jax.training.train_state import TrainState
 
 
 def _state():

@@ -14,8 +14,8 @@ import os
 import numpy as np
 import pytest
 
-from glm_jax import cloze, lm_eval, scoring
-from glm_jax.eval_rows import EvaluationError
+from glm_jax.evaluation import cloze, lm_eval, scoring
+from glm_jax.evaluation.eval_rows import EvaluationError
 from tests import original_fixtures
 
 DATA = os.path.join(os.path.dirname(__file__), "data")

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from glm_jax import model, objective, optim, sharding, train_loop, train_state
+from glm_jax.modeling import model, sharding
+from glm_jax.training import objective, optim, train_loop, train_state
 from input_pipeline import pipeline
 
 from tests.test_pipeline import setup  # pylint: disable=unused-import  (the shared corpus fixture)

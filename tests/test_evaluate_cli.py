@@ -16,8 +16,11 @@ import numpy as np
 import optax
 import pytest
 
-from glm_jax import cloze, eval_data, evaluate, lm_eval, model, params_io, scoring
-from glm_jax.eval_rows import EvaluationError
+from glm_jax.evaluation import cloze, eval_data, lm_eval, scoring
+from glm_jax import evaluate
+from glm_jax.modeling import model
+from glm_jax.storage import params_io
+from glm_jax.evaluation.eval_rows import EvaluationError
 from input_pipeline import tokenizer as tokenizer_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

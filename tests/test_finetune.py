@@ -10,10 +10,10 @@ import jax
 import pytest
 
 from configs.finetune import superglue as sg_config
-from glm_jax import params_io
+from glm_jax.storage import params_io
 from glm_jax import finetune
 from glm_jax import run_checks
-from glm_jax import sharding
+from glm_jax.modeling import sharding
 from glm_jax.tasks.superglue import examples as examples_lib
 from input_pipeline import tokenizer as tokenizer_lib
 

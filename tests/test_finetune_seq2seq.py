@@ -13,7 +13,7 @@ import pytest
 
 from configs.finetune import seq2seq as s2s_config
 from glm_jax import finetune
-from glm_jax import sharding
+from glm_jax.modeling import sharding
 from glm_jax.tasks.seq2seq import task as task_lib
 
 TOKENIZER = os.path.join(os.path.dirname(__file__), "data", "released_tokenizers", "bert-uncased")
@@ -112,7 +112,8 @@ def test_source_longer_than_the_position_table_is_refused(tmp_path):
 
 
 def test_position_tables_are_extended_for_long_sources_as_the_original(tmp_path):
-  from glm_jax import model, params_io
+  from glm_jax.modeling import model
+  from glm_jax.storage import params_io
   write_copy_task(tmp_path, sizes=(4, 2, 0))
   base = tiny_config(tmp_path)
   params = model.init_params(model.as_glm_config(base.model), jax.random.PRNGKey(1))
@@ -153,7 +154,7 @@ def test_cli_names_both_files_when_their_line_counts_differ(tmp_path):
 
 @pytest.mark.slow
 def test_objective_equals_the_loss_on_full_logits():
-  from glm_jax import model
+  from glm_jax.modeling import model
   from glm_jax.tasks.seq2seq import data as data_lib
   from input_pipeline import tokenizer as tokenizer_lib
   tok = tokenizer_lib.load_pretrained(TOKENIZER, "bert-uncased")

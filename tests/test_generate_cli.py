@@ -9,7 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from glm_jax import checkpoint, generate, model, params_io
+from glm_jax.training import checkpoint
+from glm_jax import generate
+from glm_jax.modeling import model
+from glm_jax.storage import params_io
 from input_pipeline import tokenizer as tokenizer_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from glm_jax import params_io
+from glm_jax.storage import params_io
 from tests import fresh_interpreter
 
 ROOT = fresh_interpreter.ROOT
@@ -44,7 +44,7 @@ def test_fsdp8_checkpoint_extracts_on_1_4_and_8_devices_to_identical_params(tmp_
 def test_load_for_inference_on_a_mesh_places_every_leaf_by_its_logical_axes(tmp_path):
   """With the devices this process has: every leaf is a global array on
   the mesh, with the sharding its logical axes give, and equal to the saved values."""
-  from glm_jax import model, sharding
+  from glm_jax.modeling import model, sharding
   cfg = model.GLMConfig(vocab_size=128, num_layers=2, hidden_size=32, num_heads=4,
                         max_sequence_length=16, dtype="float32")
   params = model.init_params(cfg, jax.random.PRNGKey(0))

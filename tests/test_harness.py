@@ -19,7 +19,9 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"  # a local json task must never reach fo
 pytest.importorskip("lm_eval")
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
-from glm_jax import cloze, generate, harness, lm_eval, params_io, scoring
+from glm_jax.evaluation import cloze, lm_eval, scoring
+from glm_jax import generate, harness
+from glm_jax.storage import params_io
 from glm_jax.errors import EvaluationError
 from input_pipeline import tokenizer as tokenizer_lib
 from tests import fresh_interpreter, original_fixtures

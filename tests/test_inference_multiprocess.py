@@ -10,7 +10,8 @@ import sys
 import jax
 import pytest
 
-from glm_jax import model, params_io
+from glm_jax.modeling import model
+from glm_jax.storage import params_io
 from tests.test_train_cli import ROOT, _env, _free_port
 
 WORDS = "the cat sat on mat and dog rug ran in park to house a bird sang tree sun was warm".split()

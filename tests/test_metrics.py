@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from glm_jax import metrics
-from glm_jax import model as model_lib
+from glm_jax.training import metrics
+from glm_jax.modeling import model as model_lib
 
 
 def _cfg(hidden=64):

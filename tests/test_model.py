@@ -8,7 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from glm_jax import attention, convert, model
+from glm_jax.modeling import attention, model
+from glm_jax import convert
 from tests import original_fixtures, reference_glm
 
 DATA = os.path.join(os.path.dirname(__file__), "data")

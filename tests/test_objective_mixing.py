@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from glm_jax import train_data
+from glm_jax.training import train_data
 from input_pipeline import pipeline
 from input_pipeline.errors import DataSourceError
 

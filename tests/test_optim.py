@@ -6,7 +6,7 @@ import ml_collections
 import numpy as np
 
 from configs import base, glm_10b, large
-from glm_jax import optim
+from glm_jax.training import optim
 
 
 def _config(**overrides):

@@ -1,11 +1,11 @@
-"""glm_jax.outputs: an --output or workdir is never emptied, overwritten or claimed unasked."""
+"""glm_jax.storage.outputs: an --output or workdir is never emptied, overwritten or claimed unasked."""
 
 import os
 
 import numpy as np
 import pytest
 
-from glm_jax import outputs, params_io
+from glm_jax.storage import outputs, params_io
 from glm_jax.errors import OutputExistsError
 
 

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from glm_jax import attention, model, run_checks
-from glm_jax import pallas_attention as kernel_lib
+from glm_jax.modeling import attention, model
+from glm_jax import run_checks
+from glm_jax.modeling import pallas_attention as kernel_lib
 from tests import fresh_interpreter
 
 

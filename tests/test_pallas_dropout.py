@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from glm_jax import attention
-from glm_jax import pallas_attention as kernel_lib
+from glm_jax.modeling import attention
+from glm_jax.modeling import pallas_attention as kernel_lib
 
 SEED = 1234567
 

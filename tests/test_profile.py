@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from glm_jax import profiling
+from glm_jax.training import profiling
 from tests.test_train_cli import train
 
 

@@ -19,8 +19,11 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from glm_jax import (checkpoint, convert, eval_data, evaluate, generate, lm_eval, model,
-                     params_io, quantization, scoring, train_loop)
+from glm_jax import convert, evaluate, generate
+from glm_jax.evaluation import eval_data, lm_eval, scoring
+from glm_jax.modeling import model, quantization
+from glm_jax.storage import params_io
+from glm_jax.training import checkpoint, train_loop
 from input_pipeline import sources
 from input_pipeline import tokenizer as tokenizer_lib
 

@@ -9,7 +9,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from glm_jax import optim
+from glm_jax.training import optim
 
 REFERENCE = pathlib.Path(__file__).parent / "data" / "annealing_lr_reference.npz"
 

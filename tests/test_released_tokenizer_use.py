@@ -11,7 +11,8 @@ import jax
 import numpy as np
 import pytest
 
-from glm_jax import convert, model
+from glm_jax import convert
+from glm_jax.modeling import model
 from input_pipeline import config as config_lib
 from input_pipeline import pipeline, released_tokenizers
 from input_pipeline import tokenizer as tokenizer_lib
@@ -132,7 +133,8 @@ def test_import_refuses_a_model_whose_embedding_is_smaller_than_the_tokenizer(tm
 
 
 def test_training_refuses_a_model_embedding_smaller_than_the_released_tokenizer():
-  from glm_jax import run_checks, train_loop  # pylint: disable=g-import-not-at-top
+  from glm_jax import run_checks  # pylint: disable=g-import-not-at-top
+  from glm_jax.training import train_loop
   config = importlib.import_module('configs.large').get_config()
   config.data.tokenizer_path = os.path.join(DATA, 'bert-uncased')
   config.global_batch_size = 8
@@ -144,7 +146,7 @@ def test_training_refuses_a_model_embedding_smaller_than_the_released_tokenizer(
 
 @pytest.mark.slow
 def test_generate_cli_refuses_a_tokenizer_larger_than_the_model_embedding(tmp_path):
-  from glm_jax import params_io  # pylint: disable=g-import-not-at-top
+  from glm_jax.storage import params_io  # pylint: disable=g-import-not-at-top
   cfg = model.GLMConfig(vocab_size=256, num_layers=1, hidden_size=64, num_heads=2,
                         max_sequence_length=32)
   params_io.save_params(str(tmp_path / 'ckpt'), model.init_params(cfg, jax.random.PRNGKey(0)))
@@ -175,7 +177,7 @@ def test_released_tokenizer_has_dblock_exactly_when_the_config_masks_with_it(nam
 
 def test_glm_10b_config_builds_training_batches_with_dblock_from_the_gpt2_tokenizer():
   """What `python -m glm_jax.train --config=configs/glm_10b.py` does before building the model."""
-  from glm_jax import train_data, train_loop  # pylint: disable=g-import-not-at-top
+  from glm_jax.training import train_data, train_loop  # pylint: disable=g-import-not-at-top
   config = importlib.import_module('configs.glm_10b').get_config()
   assert config.data.block_mask_prob == 0.1
   config.data.tokenizer_path = os.path.join(DATA, 'gpt2')

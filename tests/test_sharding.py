@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from glm_jax import sharding
+from glm_jax.modeling import sharding
 from glm_jax.errors import ConfigError
 from tests import fresh_interpreter
 

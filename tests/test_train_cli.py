@@ -157,7 +157,8 @@ def test_resume_on_the_real_input_pipeline_reproduces_losses(tmp_path):
 
 def test_init_from_loads_converted_params_before_the_first_step(tmp_path):
   import jax  # pylint: disable=g-import-not-at-top
-  from glm_jax import model, params_io  # pylint: disable=g-import-not-at-top
+  from glm_jax.modeling import model  # pylint: disable=g-import-not-at-top
+  from glm_jax.storage import params_io
   cfg = model.GLMConfig(vocab_size=256, num_layers=1, hidden_size=64, num_heads=2,
                         max_sequence_length=32)
   params = model.init_params(cfg, jax.random.PRNGKey(7))

@@ -58,7 +58,9 @@ def inputs(tmp_path_factory):
   proc = subprocess.run([sys.executable, "-m", "glm_jax.train", *TINY, f"--workdir={d['run']}"],
                         cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  from glm_jax import checkpoint, convert, outputs, params_io  # pylint: disable=g-import-not-at-top
+  from glm_jax.training import checkpoint  # pylint: disable=g-import-not-at-top
+  from glm_jax import convert
+  from glm_jax.storage import outputs, params_io
   from input_pipeline import tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
   params = checkpoint.params_from_training_checkpoint(d["run"])
   with outputs.directory(d["params"], "extract_params") as tmp:
@@ -253,7 +255,7 @@ def test_overwrite_replaces_a_previous_output_and_keeps_the_users_files(inputs, 
   assert results["extract_overwrite_keeps_user_files"]["rc"] == 0
   with open(os.path.join(inputs["again"], "notes.txt")) as f:
     assert f.read() == "my notes\n"
-  from glm_jax import outputs  # pylint: disable=g-import-not-at-top
+  from glm_jax.storage import outputs  # pylint: disable=g-import-not-at-top
   assert outputs.written_by(inputs["again"]) == "extract_params"
   assert not [n for n in os.listdir(os.path.dirname(inputs["again"])) if "glm_jax-" in n]
 
@@ -278,7 +280,8 @@ def test_extract_params_falls_back_to_the_newest_readable_step_with_one_warning(
   result = results["extract_damaged_newest"]
   line = one_line(result, 0, "WARNING", "step 4", "used step 2")
   assert "WARNING" not in result["stdout"] and line
-  from glm_jax import checkpoint, params_io  # pylint: disable=g-import-not-at-top
+  from glm_jax.training import checkpoint  # pylint: disable=g-import-not-at-top
+  from glm_jax.storage import params_io
   import numpy as np  # pylint: disable=g-import-not-at-top
   got = params_io.load_params(f"{inputs['damaged']}_params")
   want = checkpoint.params_from_training_checkpoint(inputs["run"], 2)
@@ -423,7 +426,7 @@ def test_help_exits_0(results, case):
 
 def test_exported_files_get_mode_0644(inputs, results):
   assert results["export_file"]["rc"] == 0, results["export_file"]
-  from glm_jax import outputs  # pylint: disable=g-import-not-at-top
+  from glm_jax.storage import outputs  # pylint: disable=g-import-not-at-top
   mode = os.stat(f"{inputs['convdir']}_export/m.safetensors").st_mode & 0o777
   assert mode == outputs.file_mode() == 0o666 & ~_umask()   # 0644 under the usual umask 022
 

@@ -12,7 +12,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from glm_jax import sharding
+from glm_jax.modeling import sharding
 from glm_jax.decode import beam
 from glm_jax.decode import cache as cache_lib
 

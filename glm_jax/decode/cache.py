@@ -11,8 +11,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from glm_jax import attention as attention_lib
-from glm_jax.model import GLM, constrain_kv_cache, init_kv_cache
+from glm_jax.modeling import attention as attention_lib
+from glm_jax.modeling.model import GLM, constrain_kv_cache, init_kv_cache
 
 PAD_TO = 16  # prompt slots are rounded up to a multiple of this, so nearby lengths share a compile
 

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from glm_jax import sharding
+from glm_jax.modeling import sharding
 from glm_jax.decode import cache as cache_lib
 from glm_jax.decode import sampling
 

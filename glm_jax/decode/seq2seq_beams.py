@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from glm_jax import sharding
+from glm_jax.modeling import sharding
 from glm_jax.decode import beam
 from glm_jax.decode import cache as cache_lib
-from glm_jax.model import as_glm_config
+from glm_jax.modeling.model import as_glm_config
 
 
 def _decode_beams(params, source_ids, mask_positions, sop_id, length_penalty, *, cfg, num_beams,

@@ -14,7 +14,7 @@ from typing import Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from glm_jax.train_state import Objective
+from glm_jax.training.train_state import Objective
 
 SPLITS = ("train", "dev", "test")   # the keys of `Task.sizes`
 

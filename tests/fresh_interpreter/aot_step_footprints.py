@@ -13,7 +13,8 @@ import jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from configs import tiny
-from glm_jax import aot, optim, sharding, train_state
+from glm_jax.training import aot, optim, train_state
+from glm_jax.modeling import sharding
 
 
 def small_fsdp_config():

@@ -1,7 +1,7 @@
 """The train step compiled for a TPU topology from the Python API after only `import glm_jax`.
 
 Usage: python -m tests.fresh_interpreter.api_compile_without_aot CONFIG TOPOLOGY [BATCH SEQ]
-(e.g. configs/glm_10b.py v5p:4x4x4 256 1024). glm_jax.aot is never imported: the libtpu stack
+(e.g. configs/glm_10b.py v5p:4x4x4 256 1024). glm_jax.training.aot is never imported: the libtpu stack
 flags come from `import glm_jax` alone. Prints JSON: per-chip GiB and that aot stayed unimported.
 """
 
@@ -17,7 +17,8 @@ from jax.experimental import topologies
 from jax.experimental import mesh_utils
 import numpy as np
 
-from glm_jax import optim, sharding, train_state
+from glm_jax.training import optim, train_state
+from glm_jax.modeling import sharding
 
 
 def main():
@@ -48,7 +49,7 @@ def main():
   total = (stats.argument_size_in_bytes + stats.temp_size_in_bytes + stats.output_size_in_bytes
            - stats.alias_size_in_bytes)
   print(json.dumps({"topology": topology, "per_chip_gib": round(total / 1024 ** 3, 3),
-                    "aot_imported": "glm_jax.aot" in sys.modules}))
+                    "aot_imported": "glm_jax.training.aot" in sys.modules}))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ import sys
 import jax
 
 from configs import tiny
-from glm_jax import checkpoint, optim, sharding, train_state
+from glm_jax.training import checkpoint, optim, train_state
+from glm_jax.modeling import sharding
 
 
 def main():

@@ -37,7 +37,7 @@ def main():
     jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}",
                                num_processes=num_processes, process_id=process_id,
                                initialization_timeout=120)
-  from glm_jax import train_loop  # pylint: disable=g-import-not-at-top
+  from glm_jax.training import train_loop  # pylint: disable=g-import-not-at-top
   out = {}
   for name, layout in LAYOUTS.items():
     run_dir = os.path.join(workdir, name)

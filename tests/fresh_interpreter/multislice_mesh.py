@@ -3,8 +3,8 @@
 
 import json
 
-from glm_jax import aot  # first: readies libtpu before JAX loads a TPU backend
-from glm_jax import sharding
+from glm_jax.training import aot  # first: readies libtpu before JAX loads a TPU backend
+from glm_jax.modeling import sharding
 import jax
 
 from configs import tiny

@@ -12,7 +12,8 @@ import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
 
-from glm_jax import aot, attention
+from glm_jax.training import aot
+from glm_jax.modeling import attention
 
 
 def main():

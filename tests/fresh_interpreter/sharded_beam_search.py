@@ -12,7 +12,8 @@ import flax.linen as nn
 import jax
 import numpy as np
 
-from glm_jax import scoring, sharding
+from glm_jax.evaluation import scoring
+from glm_jax.modeling import sharding
 from glm_jax.decode import seq2seq_beams as beam_search
 from tests import test_beam_search_original as beam_test
 

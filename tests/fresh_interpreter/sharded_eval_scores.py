@@ -11,7 +11,8 @@ import json
 import flax.linen as nn
 import jax
 
-from glm_jax import cloze, lm_eval, scoring, sharding
+from glm_jax.evaluation import cloze, lm_eval, scoring
+from glm_jax.modeling import sharding
 from tests import original_fixtures
 
 

@@ -11,7 +11,8 @@ import json
 import jax
 import numpy as np
 
-from glm_jax import generate, model, sharding
+from glm_jax import generate
+from glm_jax.modeling import model, sharding
 from glm_jax.decode import seq2seq_beams as beam_search
 
 SPECIAL = {"MASK": 3, "sMASK": 4, "gMASK": 5, "eop": 6, "eos": 7, "sop": 8}

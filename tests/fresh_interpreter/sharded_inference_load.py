@@ -13,7 +13,8 @@ import flax.linen as nn
 import jax
 import numpy as np
 
-from glm_jax import model, params_io, sharding
+from glm_jax.modeling import model, sharding
+from glm_jax.storage import params_io
 
 
 def main():

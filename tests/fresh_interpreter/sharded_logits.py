@@ -9,7 +9,7 @@ import flax.linen as nn
 import jax
 import numpy as np
 
-from glm_jax import model, sharding
+from glm_jax.modeling import model, sharding
 
 
 def main():

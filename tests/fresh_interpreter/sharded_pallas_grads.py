@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from glm_jax import model, sharding
+from glm_jax.modeling import model, sharding
 
 
 def main():

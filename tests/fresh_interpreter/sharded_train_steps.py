@@ -15,7 +15,8 @@ import jax
 import numpy as np
 
 from configs import tiny
-from glm_jax import checkpoint, optim, sharding, train_data, train_state
+from glm_jax.training import checkpoint, optim, train_data, train_state
+from glm_jax.modeling import sharding
 
 
 def small_config(data=-1, fsdp=1, tensor=1, accum=1, remat="none"):

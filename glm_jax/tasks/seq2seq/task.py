@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from etils import epath
 
-from glm_jax import sharding
+from glm_jax.modeling import sharding
 from glm_jax.decode import seq2seq_beams
 from glm_jax.errors import FinetuneError
 from glm_jax.tasks import cloze_task
@@ -41,7 +41,7 @@ def smoothed_token_sums(logits, target_ids, loss_mask, label_smoothing: float):
 def make_objective(label_smoothing: float, src_seq_length: int):
   """The train step's objective. Only the target part goes through the vocabulary projection
   (the cloze task's slot logits): the source has no loss."""
-  from glm_jax.train_state import Objective  # the shared loop's type
+  from glm_jax.training.train_state import Objective  # the shared loop's type
 
   def sums(glm, params, batch, rng, deterministic):
     length = batch["input_ids"].shape[1]

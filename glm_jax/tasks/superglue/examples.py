@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from etils import epath
 
-from glm_jax import paths
+from glm_jax.storage import paths
 from input_pipeline.errors import DataSourceError
 
 SPLIT_FILES = {"train": "train.jsonl", "dev": "val.jsonl", "test": "test.jsonl"}

@@ -14,7 +14,7 @@ import dataclasses
 import string
 from typing import Callable, Sequence
 
-from glm_jax.eval_rows import Row, build_row
+from glm_jax.evaluation.eval_rows import Row, build_row
 from glm_jax.tasks.superglue.examples import Example, TaskDataError
 
 MASK = object()  # the blank the model fills

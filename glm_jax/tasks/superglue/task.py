@@ -13,7 +13,7 @@ import jax
 import numpy as np
 from etils import epath
 
-from glm_jax import train_state
+from glm_jax.training import train_state
 from glm_jax.errors import FinetuneError
 from glm_jax.tasks import cloze_task
 from glm_jax.tasks import superglue

@@ -9,7 +9,7 @@ A checkpoint that cannot be read (e.g. blobs truncated by an interrupted copy) i
 `checkpoints/<step>.unreadable` (with `data_state/<step>.unreadable`), never deleted, and the newest
 older one that reads is restored (`restore_latest`). Paths may be local or gs:// (etils.epath).
 Commands that only read a workdir (extract_params) take its params with
-`params_from_training_checkpoint`; params-only checkpoints are glm_jax.params_io's.
+`params_from_training_checkpoint`; params-only checkpoints are glm_jax.storage.params_io's.
 """
 
 from __future__ import annotations
@@ -25,14 +25,14 @@ import numpy as np
 from jax.experimental import multihost_utils
 import orbax.checkpoint as ocp
 
-from glm_jax import data_state as data_state_lib
-from glm_jax import io_failures
-from glm_jax import params_io
-from glm_jax import paths
-from glm_jax import sharding
+from glm_jax.training import data_state as data_state_lib
+from glm_jax.storage import io_failures
+from glm_jax.storage import params_io
+from glm_jax.storage import paths
+from glm_jax.modeling import sharding
 from glm_jax.errors import (CheckpointMismatchError, MissingDataStateError,
                             UnreadableCheckpointError)
-from glm_jax.model_shape import check_param_shapes, infer_config
+from glm_jax.modeling.model_shape import check_param_shapes, infer_config
 
 
 def warning(message: str) -> None:

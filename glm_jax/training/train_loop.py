@@ -20,22 +20,22 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from glm_jax import checkpoint as checkpoint_lib
+from glm_jax.training import checkpoint as checkpoint_lib
 from glm_jax import cli
-from glm_jax import compilation_cache
-from glm_jax import metrics as metrics_lib
-from glm_jax import model as model_lib
-from glm_jax import objective
-from glm_jax import optim
-from glm_jax import outputs
-from glm_jax import params_io
-from glm_jax import paths
-from glm_jax import prefetch
-from glm_jax import profiling
+from glm_jax.storage import compilation_cache
+from glm_jax.training import metrics as metrics_lib
+from glm_jax.modeling import model as model_lib
+from glm_jax.training import objective
+from glm_jax.training import optim
+from glm_jax.storage import outputs
+from glm_jax.storage import params_io
+from glm_jax.storage import paths
+from glm_jax.training import prefetch
+from glm_jax.training import profiling
 from glm_jax import run_checks
-from glm_jax import sharding
-from glm_jax import train_data
-from glm_jax import train_state
+from glm_jax.modeling import sharding
+from glm_jax.training import train_data
+from glm_jax.training import train_state
 from glm_jax.errors import ConfigError
 from input_pipeline.blank_infilling import OBJECTIVES as EVAL_OBJECTIVES
 

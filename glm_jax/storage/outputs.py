@@ -19,7 +19,7 @@ import os
 import jax
 from jax.experimental import multihost_utils
 
-from glm_jax import paths
+from glm_jax.storage import paths
 from glm_jax.errors import OutputExistsError
 
 MARKER = ".glm_jax_output.json"

@@ -11,7 +11,7 @@ import contextlib
 
 import jax
 
-from glm_jax import paths
+from glm_jax.storage import paths
 
 
 def parse_steps(spec: str) -> tuple[int, int] | None:

@@ -22,9 +22,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from glm_jax import model as model_lib
-from glm_jax import sharding
-from glm_jax.eval_rows import EvaluationError, Row
+from glm_jax.modeling import model as model_lib
+from glm_jax.modeling import sharding
+from glm_jax.evaluation.eval_rows import EvaluationError, Row
 
 DEFAULT_BATCH_SIZE = 16
 MIN_BUCKET = 16
@@ -49,7 +49,7 @@ def _param_shardings(cfg, params, mesh):
     return sharding.param_shardings(cfg, shapes, mesh)
   except ValueError as e:
     raise EvaluationError(f"The params do not have the structure of a GLM of this config ({e}); "
-                          "load them with glm_jax.params_io.load_for_inference or "
+                          "load them with glm_jax.storage.params_io.load_for_inference or "
                           "glm_jax.convert.from_thudm.") from e
 
 

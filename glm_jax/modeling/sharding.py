@@ -128,14 +128,14 @@ def logical_to_sharding(logical_tree, shapes_tree, mesh, rules=LOGICAL_RULES):
 
 @functools.lru_cache(maxsize=None)
 def _param_logical_axes(cfg):
-  from glm_jax import model  # pylint: disable=g-import-not-at-top (model does not import us)
+  from glm_jax.modeling import model  # pylint: disable=g-import-not-at-top (model does not import us)
   return model.logical_axes(cfg)
 
 
 def param_shardings(config, shapes, mesh):
   """NamedShardings of a GLM params tree (`shapes`: arrays or ShapeDtypeStructs) on `mesh`,
   from the params' logical axes: the one place every command places a model."""
-  from glm_jax import model  # pylint: disable=g-import-not-at-top
+  from glm_jax.modeling import model  # pylint: disable=g-import-not-at-top
   return logical_to_sharding(_param_logical_axes(model.as_glm_config(config)), shapes, mesh)
 
 
@@ -316,7 +316,7 @@ def mesh_jit(fn, static_argnames: Sequence[str], rows):
 
 @functools.lru_cache(maxsize=None)
 def _param_shapes(cfg):
-  from glm_jax import model  # pylint: disable=g-import-not-at-top
+  from glm_jax.modeling import model  # pylint: disable=g-import-not-at-top
   return model.param_shapes(cfg)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import jax
 from jax.experimental.compilation_cache import compilation_cache
 
-from glm_jax import paths
+from glm_jax.storage import paths
 
 # Where generate and evaluate (no workdir) keep it; training keeps it in its workdir.
 TOOLS_DEFAULT = "~/.cache/glm_jax/compilation_cache"

@@ -15,9 +15,9 @@ from typing import Callable
 
 from etils import epath
 
-from glm_jax import paths
-from glm_jax.cloze import ClozeExample
-from glm_jax.eval_rows import EvaluationError
+from glm_jax.storage import paths
+from glm_jax.evaluation.cloze import ClozeExample
+from glm_jax.evaluation.eval_rows import EvaluationError
 
 # The WikiText detokenizer of the original (tasks/language_model/detokenizer.py), as data: plain
 # replacements and regular expressions applied in this order.

@@ -87,7 +87,7 @@ def objective_batch_size(config) -> int:
   if config.data.get("objective_batch_size", 0):
     return int(config.data.objective_batch_size)
   import jax  # pylint: disable=g-import-not-at-top
-  from glm_jax import sharding  # pylint: disable=g-import-not-at-top
+  from glm_jax.modeling import sharding  # pylint: disable=g-import-not-at-top
   data, fsdp, _ = sharding.mesh_shape(config.mesh, jax.device_count())
   return max(1, int(config.global_batch_size) // (int(config.grad_accum_steps) * data * fsdp))
 
@@ -165,7 +165,7 @@ def build(config, process_index: int = 0, process_count: int = 1, mesh=None) -> 
   With `mesh`, the rows of `sharding.held_row_blocks(mesh)` (what `sharding.put_batch` expects);
   without, process `process_index`'s contiguous 1/`process_count` of each batch."""
   if mesh is not None:
-    from glm_jax import sharding  # pylint: disable=g-import-not-at-top
+    from glm_jax.modeling import sharding  # pylint: disable=g-import-not-at-top
     blocks, num_blocks = sharding.held_row_blocks(mesh), sharding.num_row_blocks(mesh)
   else:
     blocks, num_blocks = (process_index,), process_count

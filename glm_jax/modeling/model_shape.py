@@ -10,9 +10,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from glm_jax import quantization as quantization_lib
+from glm_jax.modeling import quantization as quantization_lib
 from glm_jax.errors import CheckpointMismatchError
-from glm_jax.model import GLMConfig
+from glm_jax.modeling.model import GLMConfig
 
 PARAM_DTYPES = ("float32", "bfloat16", "float16")  # what params may be stored / computed in
 

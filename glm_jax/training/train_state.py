@@ -17,10 +17,10 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from glm_jax import model as model_lib
-from glm_jax import objective
-from glm_jax import optim
-from glm_jax import sharding
+from glm_jax.modeling import model as model_lib
+from glm_jax.training import objective
+from glm_jax.training import optim
+from glm_jax.modeling import sharding
 
 BATCH_KEYS = ("input_ids", "target_ids", "loss_mask", "position_ids", "sep")
 

@@ -4,7 +4,7 @@
 `glm_jax.convert` and `glm_jax.extract_params` write them (`save_params`, `save_for_inference`);
 `--config.init_from`, `generate`, `evaluate` and `finetune` read them (`load_params`,
 `load_for_inference`, `stored_config`), the model shape coming from the params
-(glm_jax.model_shape). `restore_sharded` reads any params tree straight into its shardings.
+(glm_jax.modeling.model_shape). `restore_sharded` reads any params tree straight into its shardings.
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
-from glm_jax import io_failures
-from glm_jax import outputs
-from glm_jax import paths
-from glm_jax import quantization as quantization_lib
-from glm_jax import sharding
+from glm_jax.storage import io_failures
+from glm_jax.storage import outputs
+from glm_jax.storage import paths
+from glm_jax.modeling import quantization as quantization_lib
+from glm_jax.modeling import sharding
 from glm_jax.errors import CheckpointMismatchError
-from glm_jax.model import GLMConfig, strip_boxes
-from glm_jax.model_shape import check_param_shapes, infer_config
+from glm_jax.modeling.model import GLMConfig, strip_boxes
+from glm_jax.modeling.model_shape import check_param_shapes, infer_config
 
 
 def write_params(path, params) -> None:
@@ -53,7 +53,7 @@ def params_directory(path):
   path = paths.as_path(path)
   if not path.is_dir():
     raise FileNotFoundError(f"No params checkpoint at {path} (expected a directory written by "
-                            "glm_jax.params_io.save_params / `python -m glm_jax.convert import`).")
+                            "glm_jax.storage.params_io.save_params / `python -m glm_jax.convert import`).")
   if (path / "checkpoints").is_dir() and not (path / "_METADATA").exists():
     raise FileNotFoundError(
         f"{path} is a training workdir, not a params checkpoint: extract one with `python -m "
@@ -133,7 +133,7 @@ def cast_params(params, dtype):
 def for_inference(params, dtype: str | None = None, quantize: str | None = None):
   """The params as inference reads them: unboxed, checked to be a GLM tree, then cast to `dtype`
   or, with quantize="int8", int8 dense kernels with per-output-channel scales and everything
-  else bfloat16 (glm_jax.quantization)."""
+  else bfloat16 (glm_jax.modeling.quantization)."""
   params = strip_boxes(params)
   infer_config(params)  # refuse to write something generate could not read back
   quantize = quantization_lib.check_method(quantize, dtype)

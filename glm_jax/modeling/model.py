@@ -18,8 +18,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from glm_jax import attention as attention_lib
-from glm_jax import quantization as quantization_lib
+from glm_jax.modeling import attention as attention_lib
+from glm_jax.modeling import quantization as quantization_lib
 
 REMAT_POLICIES = ("none", "full", "dots", "dots_no_batch")
 KV_CACHE_DTYPES = ("", "float32", "bfloat16", "float16", "int8")
@@ -47,7 +47,7 @@ class GLMConfig:
   attention_block_k: int = 512
   attention_block_q_backward: int = 512   # and both backward passes'
   attention_block_k_backward: int = 512
-  quantization: str = ""           # "" (float kernels) | int8 (weight-only, glm_jax.quantization)
+  quantization: str = ""           # "" (float kernels) | int8 (weight-only, glm_jax.modeling.quantization)
   kv_cache_dtype: str = ""         # decode KV cache: "" = the compute dtype | bfloat16 | int8
 
   def __post_init__(self):
@@ -126,7 +126,7 @@ class Dense(nn.Module):
 
   Our own rather than nn.DenseGeneral so the kernel is created at its full multi-axis shape and
   carries one logical axis name per dimension. With `quantization="int8"` the kernel is int8 and a
-  per-output-channel `scale` (logical axes of the output) sits beside it (glm_jax.quantization).
+  per-output-channel `scale` (logical axes of the output) sits beside it (glm_jax.modeling.quantization).
   """
   features: tuple
   in_ndim: int

@@ -11,7 +11,7 @@ import queue
 import threading
 import time
 
-from glm_jax import sharding
+from glm_jax.modeling import sharding
 from input_pipeline.bounded_queue import put_unless_stopped
 
 _END = object()

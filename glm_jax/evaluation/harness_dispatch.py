@@ -15,7 +15,8 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from glm_jax import generate, lm_eval, scoring
+from glm_jax import generate
+from glm_jax.evaluation import lm_eval, scoring
 from glm_jax.errors import EvaluationError
 
 

@@ -12,7 +12,7 @@ import time
 
 import jax
 
-from glm_jax import paths
+from glm_jax.storage import paths
 
 # Dense bf16 peak per chip, TFLOP/s. Keys are matched against `device.device_kind` in order,
 # case-insensitively (more specific names first).
