@@ -314,15 +314,13 @@ def _define_flags():
   flags.DEFINE_string("output", None, "Also write the JSON metrics line to this file (harness: "
                       "the harness's results JSON, never over an existing file).")
   flags.DEFINE_list("harness_tasks", [], "--task=harness: lm-evaluation-harness task names.")
-  flags.DEFINE_string("harness_include_path", None, "--task=harness: a directory of your own "
-                      "harness task YAMLs.")
+  flags.DEFINE_string("harness_include_path", None, "--task=harness: a folder of your task YAMLs.")
   flags.DEFINE_boolean("harness_default_tasks", True, "--task=harness: also index lm_eval's own "
                        "~15k task names (takes seconds); --noharness_default_tasks with only "
                        "--harness_include_path tasks.")
-  flags.DEFINE_integer("harness_num_fewshot", None, "--task=harness: few-shot examples (default: "
-                       "each task's own, 0 for most).")
-  flags.DEFINE_float("harness_limit", None, "--task=harness: only the first N documents per task "
-                     "(or a fraction < 1); for quick checks, not for reported numbers.")
+  flags.DEFINE_integer("harness_num_fewshot", None, "--task=harness: few-shot examples.")
+  flags.DEFINE_float("harness_limit", None, "--task=harness: the first N documents per task "
+                     "(a fraction if < 1): quick checks, not reported numbers.")
   flags.DEFINE_boolean("eop", False, "--task=harness: score [eop] after each continuation (the "
                        "blank holds exactly it, as the original's multiple-choice cloze scores).")
   from glm_jax import inference_aot  # pylint: disable=g-import-not-at-top

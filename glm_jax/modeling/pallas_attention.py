@@ -292,11 +292,10 @@ def _prefetch_call(kernel, name: str, interpret: bool, *, grid, in_specs, out_sp
   )
 
 
-def _forward(q, k, v, sep, drop, blocks, rate, interpret):
-  """q (pre-scaled) / k / v `[b, h, S, d]` (S a multiple of the blocks) -> (out, lse `[b, h, S]`)."""
-  batch, heads, length, head_dim = q.shape
-  block_q, block_k = blocks[:2]
-
+def _query_major_maps(block_q, block_k):
+  """Index maps of a query-major grid `(b, h, query block i, key block j)` (the forward pass and
+  dQ): q / output tiles, one-row statistics, and k / v tiles with the key blocks past the last
+  one this query block sees clamped back to it (skipped)."""
   def q_map(b, h, i, j, sep_ref, drop_ref):
     return b, h, i, 0
 
@@ -305,6 +304,16 @@ def _forward(q, k, v, sep, drop, blocks, rate, interpret):
 
   def kv_map(b, h, i, j, sep_ref, drop_ref):
     return b, h, jnp.minimum(j, _last_key_block(sep_ref[b], i, block_q, block_k)), 0
+
+  return q_map, row_map, kv_map
+
+
+def _forward(q, k, v, sep, drop, blocks, rate, interpret):
+  """q (pre-scaled) / k / v `[b, h, S, d]` (S a multiple of the blocks) -> (out, lse `[b, h, S]`)."""
+  batch, heads, length, head_dim = q.shape
+  block_q, block_k = blocks[:2]
+
+  q_map, row_map, kv_map = _query_major_maps(block_q, block_k)
 
   q_tile, kv_tile = _tile(block_q, head_dim, q_map), _tile(block_k, head_dim, kv_map)
   kernel = functools.partial(_forward_kernel, rate=rate, block_q=block_q, block_k=block_k)
@@ -354,14 +363,7 @@ def _backward(q, k, v, sep, drop, out, lse, d_out, blocks, rate, interpret):
     jnp.broadcast_to(di[:, :, None], rows_sub))
 
   # dQ: query blocks outer, key blocks inner, the same key-block skipping as the forward pass.
-  def q_map(b, h, i, j, sep_ref, drop_ref):
-    return b, h, i, 0
-
-  def row_map(b, h, i, j, sep_ref, drop_ref):
-    return b, h, 0, i
-
-  def kv_map(b, h, i, j, sep_ref, drop_ref):
-    return b, h, jnp.minimum(j, _last_key_block(sep_ref[b], i, block_q, block_k)), 0
+  q_map, row_map, kv_map = _query_major_maps(block_q, block_k)
 
   q_tile, kv_tile, row_tile = (_tile(block_q, head_dim, q_map), _tile(block_k, head_dim, kv_map),
                                _tile(1, block_q, row_map))
