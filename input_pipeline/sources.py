@@ -15,7 +15,7 @@ from typing import Iterator
 
 import tensorflow as tf
 
-from input_pipeline.errors import DataSourceError  # noqa: F401  (re-exported)
+from input_pipeline.errors import DataSourceError
 
 _HOLDOUT_BUCKETS = 10_000
 _VERSE_NUMBER = re.compile(r'^\s*\d+:\d+\s*')
