@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from tests import fresh_interpreter
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGES = ("glm_jax", "input_pipeline")
 
@@ -95,11 +97,10 @@ def test_importing_every_input_pipeline_module_loads_no_glm_jax_module():
 
 @pytest.mark.slow
 def test_each_module_imports_alone_in_a_fresh_interpreter():
-  env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
-  failures = []
-  for module in MODULES:
-    proc = subprocess.run([sys.executable, "-c", f"import {module}"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
-    if proc.returncode != 0:
-      failures.append(f"{module}: {proc.stderr.strip().splitlines()[-1:]}")
+  # Each in its own child of an interpreter holding only third-party libraries (see the script).
+  proc = fresh_interpreter.run("each_module_alone", *MODULES, devices=1, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  lines = proc.stdout.strip().splitlines()
+  failures = lines[:-1]
   assert not failures, "\n".join(failures)
+  assert lines[-1] == f"done {len(MODULES)} failures 0"
