@@ -249,7 +249,7 @@ def run(config, workdir: str, mesh) -> dict:
   task = build_task(config, tokenizer)
   if is_seq2seq(config):
     extend_position_tables(config, workdir)
-  data = types.SimpleNamespace(train=task.train_data())
+  data = types.SimpleNamespace(train=task.train_data(mesh))
   steps_per_epoch = data.train.steps_per_epoch
   with config.unlocked():
     config.total_steps = int(config.epochs) * steps_per_epoch

@@ -195,6 +195,14 @@ def held_row_blocks(mesh) -> tuple[int, ...]:
   return tuple(sorted({int(index[0].start or 0) for index in indices.values()}))
 
 
+def fed_row_blocks(mesh) -> tuple[tuple[int, ...], int]:
+  """(the row blocks this process builds, how many blocks a batch has): `held_row_blocks` on a
+  mesh; every row as one block without one (a single-process caller that places rows itself)."""
+  if mesh is None:
+    return (0,), 1
+  return held_row_blocks(mesh), num_row_blocks(mesh)
+
+
 def check_feedable(mesh, global_batch: int) -> None:
   """Raises ValueError (one line: the mesh and the fix) unless every device of this process
   holds whole, non-empty row blocks of a `global_batch`-row batch. Run before compiling."""

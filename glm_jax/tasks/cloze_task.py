@@ -18,6 +18,7 @@ import numpy as np
 import optax
 
 from glm_jax.modeling import model as model_lib
+from glm_jax.modeling import sharding
 from glm_jax.evaluation import scoring
 from glm_jax.training.train_state import Objective
 from glm_jax.tasks.superglue.patterns import Encoded
@@ -127,17 +128,20 @@ def pack(encoded: Sequence[Encoded | None], *, seq_length: int, num_choices: int
 
 
 class EpochBatches:
-  """`protocol.TrainBatches` over a list of items: the training set in batches, reshuffled every epoch from (seed, epoch) like the original's
-  `sampler.set_epoch(seed + epoch)`; the last batch of an epoch is padded (not dropped). Its
-  state is the number of batches served, so a restored iterator continues exactly."""
+  """`protocol.TrainBatches` over a list of items: the training set in batches, reshuffled every
+  epoch from (seed, epoch) like the original's `sampler.set_epoch(seed + epoch)`; the last batch
+  of an epoch is padded (not dropped). With a `mesh`, each batch holds only the row blocks this
+  process's devices hold (`sharding.put_batch`'s layout: processes across a tensor axis build
+  the same rows); without, every row. Its state is the number of batches served, so a restored
+  iterator continues exactly."""
 
   def __init__(self, encoded: Sequence[Encoded], batch_size: int, seed: int,
-               make_batch: Callable, process_index: int = 0, process_count: int = 1):
+               make_batch: Callable, mesh=None):
     if not encoded:
       raise ValueError("the training set is empty.")
     self.encoded, self.batch_size, self.seed = list(encoded), int(batch_size), int(seed)
     self.make_batch = make_batch
-    self.process_index, self.process_count = process_index, process_count
+    self.blocks, self.num_blocks = sharding.fed_row_blocks(mesh)
     self.steps_per_epoch = math.ceil(len(self.encoded) / self.batch_size)
     self.position = 0
 
@@ -149,8 +153,8 @@ class EpochBatches:
     order = np.random.RandomState(self.seed + epoch).permutation(len(self.encoded))
     chosen = order[index * self.batch_size:(index + 1) * self.batch_size]
     items = [self.encoded[i] for i in chosen] + [None] * (self.batch_size - len(chosen))
-    per_host = self.batch_size // self.process_count
-    items = items[self.process_index * per_host:(self.process_index + 1) * per_host]
+    rows = self.batch_size // self.num_blocks   # this process's row blocks, block after block
+    items = [item for b in self.blocks for item in items[b * rows:(b + 1) * rows]]
     self.position += 1
     return self.make_batch(items)
 

@@ -54,8 +54,9 @@ class Task(Protocol):
                                 # (choices x seq_length for cloze): the throughput's unit
   submission_file: str          # the file of `output_files` the run reports as its predictions
 
-  def train_data(self) -> TrainBatches:
-    """The training batches, per process, reshuffled every epoch."""
+  def train_data(self, mesh=None) -> TrainBatches:
+    """The training batches, reshuffled every epoch: with `mesh`, the rows this process's
+    devices hold (`sharding.fed_row_blocks`, what `sharding.put_batch` expects); without, all."""
     ...
 
   def evaluate(self, params, mesh) -> dict[str, float]:

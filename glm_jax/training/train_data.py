@@ -166,7 +166,7 @@ def build(config, process_index: int = 0, process_count: int = 1, mesh=None) -> 
   without, process `process_index`'s contiguous 1/`process_count` of each batch."""
   if mesh is not None:
     from glm_jax.modeling import sharding  # pylint: disable=g-import-not-at-top
-    blocks, num_blocks = sharding.held_row_blocks(mesh), sharding.num_row_blocks(mesh)
+    blocks, num_blocks = sharding.fed_row_blocks(mesh)
   else:
     blocks, num_blocks = (process_index,), process_count
   rows = int(config.global_batch_size) // num_blocks

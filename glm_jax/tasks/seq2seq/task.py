@@ -104,12 +104,11 @@ class Seq2SeqTask:
     """The seq2seq loss (label-smoothed cross-entropy on the target part only)."""
     return make_objective(float(self.config.label_smoothing), int(self.config.src_seq_length))
 
-  def train_data(self) -> cloze_task.EpochBatches:
+  def train_data(self, mesh=None) -> cloze_task.EpochBatches:
     """Batches of row indices, reshuffled per epoch (the cloze task's resumable iterator)."""
     return cloze_task.EpochBatches(list(range(len(self.train_rows["sep"]))),
                                    self.config.global_batch_size, int(self.config.seed),
-                                   functools.partial(pack_rows, self.train_rows),
-                                   jax.process_index(), jax.process_count())
+                                   functools.partial(pack_rows, self.train_rows), mesh)
 
   def decode(self, params, examples: Sequence[data.Example]) -> list[str]:
     """Beam-decodes each example (batches of eval_batch_size, the last one padded) to text."""

@@ -9,7 +9,6 @@ import dataclasses
 import json
 from typing import Callable
 
-import jax
 import numpy as np
 from etils import epath
 
@@ -72,11 +71,11 @@ class ClozeTask:
                            num_choices=self.num_choices, num_slots=self.num_slots,
                            eos_id=self.eos_id, num_labels=self.num_labels)
 
-  def train_data(self) -> cloze_task.EpochBatches:
-    """The resumable, per-process shuffled epoch iterator over the training examples."""
+  def train_data(self, mesh=None) -> cloze_task.EpochBatches:
+    """The resumable, shuffled epoch iterator over the training examples (this process's rows
+    of `mesh`)."""
     return cloze_task.EpochBatches(self.train_encoded, self.config.global_batch_size,
-                                   self.config.seed, self.make_batch, jax.process_index(),
-                                   jax.process_count())
+                                   self.config.seed, self.make_batch, mesh)
 
   def choices(self, params, mesh, encoded) -> list[int]:
     """The predicted choice of each encoded example (argmax of the candidate scores)."""
