@@ -1,7 +1,10 @@
 """Finetuning shards like pretraining: on 8 (fake) devices with data x fsdp x tensor = 2 x 2 x 2
-and 2 micro-batches, the first steps' losses equal a 1-device run's."""
+and 2 micro-batches, the first steps' losses equal a 1-device run's; on 2 processes x 4 devices
+with the tensor axis across them, the losses and the dev score equal 1 process x 8 devices'."""
 
+import json
 import os
+import subprocess
 import sys
 
 import pytest
@@ -16,15 +19,54 @@ def run_script(tmp_path, name, devices, d, f, t_, accum):
   proc = fresh_interpreter.run("finetune_losses", tmp_path, tmp_path / name, d, f, t_, accum,
                                devices=devices)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  return {int(k): v for k, v in fresh_interpreter.last_json(proc).items()}
+  return _losses_and_best(proc.stdout)[0]
 
 
-def test_sharded_finetune_steps_equal_one_device(tmp_path):
+def _losses_and_best(stdout):
+  losses, best = [json.loads(l) for l in stdout.strip().splitlines()[-2:]]
+  return {int(k): v for k, v in losses.items()}, best
+
+
+def _write_data(tmp_path):
   sys.path.insert(0, os.path.join(ROOT, "tests"))
   import test_finetune  # pylint: disable=g-import-not-at-top
   test_finetune.write_synthetic_boolq(tmp_path, sizes=(32, 8, 0))
+
+
+def test_sharded_finetune_steps_equal_one_device(tmp_path):
+  _write_data(tmp_path)
   one = run_script(tmp_path, "one", 1, 0, 0, 0, 1)
   sharded = run_script(tmp_path, "sharded", 8, 2, 2, 2, 2)
   assert sorted(one) == sorted(sharded) == [1, 2]
   for step in one:
     assert sharded[step] == pytest.approx(one[step], rel=2e-4), step
+
+
+def test_two_processes_with_the_tensor_axis_across_them_finetune_and_score_like_one(tmp_path):
+  """tensor=8 over 2 x 4 devices: both processes hold every row, so both must build the same
+  16 rows (not 8 each), and dev scoring runs the same batches on both."""
+  from tests.test_train_cli import _env, _free_port  # pylint: disable=g-import-not-at-top
+  _write_data(tmp_path)
+  one, one_best = _losses_and_best(fresh_interpreter.run(
+      "finetune_losses", tmp_path, tmp_path / "one", 1, 1, 8, 1, devices=8).stdout)
+  port = _free_port()
+  procs = [subprocess.Popen(
+      [sys.executable, "-m", "tests.fresh_interpreter.finetune_losses", str(tmp_path),
+       str(tmp_path / "two"), "1", "1", "8", "1", str(i), "2", str(port)],
+      cwd=ROOT, env=_env(devices=4), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+      for i in range(2)]
+  outputs = []
+  try:
+    for p in procs:
+      outputs.append(p.communicate(timeout=600))
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+  for p, (_, err) in zip(procs, outputs):
+    assert p.returncode == 0, err[-3000:]
+  two, two_best = _losses_and_best(outputs[0][0])
+  assert sorted(one) == sorted(two) == [1, 2]
+  for step in one:
+    assert two[step] == pytest.approx(one[step], rel=1e-5), step
+  assert two_best["metric"] == one_best["metric"] and two_best["value"] == one_best["value"]

@@ -1,13 +1,16 @@
 """Finetunes the tiny BoolQ config for one epoch, optionally on a mesh, and prints its losses.
 
 Usage: python -m tests.fresh_interpreter.finetune_losses DATA WORKDIR DATA_AXIS FSDP TENSOR ACCUM
-(DATA_AXIS 0: the config's default mesh). Prints the per-step losses as JSON. Run by
-tests/test_finetune_sharding.py with 1 or 8 fake CPU devices.
+[PROCESS_ID NUM_PROCESSES PORT] (DATA_AXIS 0: the config's default mesh; the last three: one
+process of a multi-process run on 127.0.0.1). Prints the per-step losses as JSON, then the best
+dev record. Run by tests/test_finetune_sharding.py with 1 or 8 fake CPU devices, or 2 x 4.
 """
 
 import json
 import pathlib
 import sys
+
+import jax
 
 from tests import test_finetune
 
@@ -15,12 +18,18 @@ from tests import test_finetune
 def main():
   data, work = pathlib.Path(sys.argv[1]), sys.argv[2]
   d, f, t, accum = (int(a) for a in sys.argv[3:7])
+  if len(sys.argv) > 7:
+    process_id, num_processes, port = (int(a) for a in sys.argv[7:10])
+    jax.distributed.initialize(f"127.0.0.1:{port}", num_processes, process_id,
+                               initialization_timeout=120)
   mesh = dict(data=d, fsdp=f, tensor=t) if d else None
   config = test_finetune.tiny_config(data, epochs=1, grad_accum_steps=accum)
   if mesh:
     config.mesh.update(mesh)
-  test_finetune.run(config, pathlib.Path(work))
-  print(json.dumps(test_finetune.losses(work)))
+  best = test_finetune.run(config, pathlib.Path(work))
+  if jax.process_index() == 0:
+    print(json.dumps(test_finetune.losses(work)))
+    print(json.dumps(best))
 
 
 if __name__ == "__main__":
