@@ -27,10 +27,13 @@ def _losses_and_best(stdout):
   return {int(k): v for k, v in losses.items()}, best
 
 
-def _write_data(tmp_path):
+def _write_data(tmp_path, task="boolq"):
   sys.path.insert(0, os.path.join(ROOT, "tests"))
-  import test_finetune  # pylint: disable=g-import-not-at-top
-  test_finetune.write_synthetic_boolq(tmp_path, sizes=(32, 8, 0))
+  import test_finetune, test_finetune_seq2seq  # pylint: disable=g-import-not-at-top
+  if task == "boolq":
+    test_finetune.write_synthetic_boolq(tmp_path, sizes=(32, 8, 0))
+  else:
+    test_finetune_seq2seq.write_copy_task(tmp_path, sizes=(32, 8, 0))
 
 
 def test_sharded_finetune_steps_equal_one_device(tmp_path):
@@ -42,11 +45,14 @@ def test_sharded_finetune_steps_equal_one_device(tmp_path):
     assert sharded[step] == pytest.approx(one[step], rel=2e-4), step
 
 
-def test_two_processes_with_the_tensor_axis_across_them_finetune_and_score_like_one(tmp_path):
+@pytest.mark.parametrize("task", ["boolq", "seq2seq"])
+def test_two_processes_with_the_tensor_axis_across_them_finetune_and_score_like_one(tmp_path,
+                                                                                    task):
   """tensor=8 over 2 x 4 devices: both processes hold every row, so both must build the same
-  16 rows (not 8 each), and dev scoring runs the same batches on both."""
+  16 rows (not 8 each); dev scoring (cloze) and beam decoding (seq2seq, ROUGE) run the same
+  batches on both."""
   from tests.test_train_cli import _env, _free_port  # pylint: disable=g-import-not-at-top
-  _write_data(tmp_path)
+  _write_data(tmp_path, task)
   one, one_best = _losses_and_best(fresh_interpreter.run(
       "finetune_losses", tmp_path, tmp_path / "one", 1, 1, 8, 1, devices=8).stdout)
   port = _free_port()

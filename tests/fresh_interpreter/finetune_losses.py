@@ -1,4 +1,5 @@
-"""Finetunes the tiny BoolQ config for one epoch, optionally on a mesh, and prints its losses.
+"""Finetunes a tiny task for one epoch, optionally on a mesh, and prints its losses: the BoolQ
+config, or the seq2seq copy task where DATA holds train.source (tests/test_finetune_seq2seq.py).
 
 Usage: python -m tests.fresh_interpreter.finetune_losses DATA WORKDIR DATA_AXIS FSDP TENSOR ACCUM
 [PROCESS_ID NUM_PROCESSES PORT] (DATA_AXIS 0: the config's default mesh; the last three: one
@@ -12,7 +13,7 @@ import sys
 
 import jax
 
-from tests import test_finetune
+from tests import test_finetune, test_finetune_seq2seq
 
 
 def main():
@@ -23,7 +24,11 @@ def main():
     jax.distributed.initialize(f"127.0.0.1:{port}", num_processes, process_id,
                                initialization_timeout=120)
   mesh = dict(data=d, fsdp=f, tensor=t) if d else None
-  config = test_finetune.tiny_config(data, epochs=1, grad_accum_steps=accum)
+  if (data / "train.source").exists():
+    config = test_finetune_seq2seq.tiny_config(data, epochs=1, eval_every_epochs=1,
+                                               log_every_steps=1, grad_accum_steps=accum)
+  else:
+    config = test_finetune.tiny_config(data, epochs=1, grad_accum_steps=accum)
   if mesh:
     config.mesh.update(mesh)
   best = test_finetune.run(config, pathlib.Path(work))
