@@ -61,15 +61,17 @@ def _run_two_processes(args):
   return [(p.returncode, _ours(out), err) for p, (out, err) in zip(procs, outputs)]
 
 
-_GLOO = re.compile(r"\[Gloo\] Rank \d+ is connected to \d+ peer ranks\. "
-                   r"Expected number of connected peer ranks is : ")
+# The pieces gloo (CPU collectives) prints when its peers connect: "[Gloo] Rank R is connected
+# to N peer ranks. Expected number of connected peer ranks is : N". Its threads write at once, so
+# the pieces of several lines interleave; what is left of them is numbers.
+_GLOO_PIECES = re.compile(r"\[Gloo\] Rank |\s*is connected to |\s*peer ranks\.\s*"
+                          r"|Expected number of connected peer ranks is :\s*")
 
 
 def _ours(stdout: str) -> str:
-  """stdout without what gloo (CPU collectives) prints when its peers connect. Its threads
-  write at once, so one line's count (a lone number) can land after another line's text."""
-  lines = _GLOO.sub("", stdout).splitlines(keepends=True)
-  return "".join(l for l in lines if not l.strip().isdigit())
+  """stdout without what gloo printed (see _GLOO_PIECES)."""
+  lines = _GLOO_PIECES.sub("", stdout).splitlines(keepends=True)
+  return "".join(l for l in lines if l.strip() and not l.replace(" ", "").strip().isdigit())
 
 
 def _metrics(stdout: str) -> dict:
