@@ -3,11 +3,11 @@ bucket) is named in one line, moved aside (never deleted), and the run resumes f
 
 import os
 import shutil
-import subprocess
 
 import pytest
 
-from tests.test_train_cli import (ROOT, _command, _env, _free_port, checkpoint_steps, losses,
+from tests import fresh_interpreter
+from tests.test_train_cli import (_command, _env, _free_port, checkpoint_steps, losses,
                                   train)
 
 RUN = ["--config.total_steps=6", "--config.checkpoint_every_steps=2"]
@@ -81,20 +81,13 @@ def test_two_processes_agree_to_set_the_bad_checkpoint_aside_and_resume(tmp_path
 
   def run_two(*extra):
     port = _free_port()
-    procs = [subprocess.Popen(
-        _command(workdir, *RUN, *two, *extra, f"--coordinator_address=127.0.0.1:{port}",
-                 "--num_processes=2", f"--process_id={i}", "--initialization_timeout=120"),
-        cwd=ROOT, env=_env(devices=2), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True) for i in range(2)]
-    try:
-      outs = [p.communicate(timeout=240) for p in procs]
-    finally:
-      for p in procs:
-        if p.poll() is None:
-          p.kill()
-    for p, (_, err) in zip(procs, outs):
-      assert p.returncode == 0, err[-4000:]
-    return outs[0][0] + outs[0][1]
+    procs = fresh_interpreter.run_together(
+        [_command(workdir, *RUN, *two, *extra, f"--coordinator_address=127.0.0.1:{port}",
+                  "--num_processes=2", f"--process_id={i}", "--initialization_timeout=120")
+         for i in range(2)], _env(devices=2), 240)
+    for p in procs:
+      assert p.returncode == 0, p.stderr[-4000:]
+    return procs[0].stdout + procs[0].stderr
 
   run_two("--config.stop_at_step=4")
   _truncate_blobs(os.path.join(workdir, "checkpoints", "4"))

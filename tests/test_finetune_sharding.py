@@ -4,7 +4,6 @@ with the tensor axis across them, the losses and the dev score equal 1 process x
 
 import json
 import os
-import subprocess
 import sys
 
 import pytest
@@ -56,22 +55,12 @@ def test_two_processes_with_the_tensor_axis_across_them_finetune_and_score_like_
   one, one_best = _losses_and_best(fresh_interpreter.run(
       "finetune_losses", tmp_path, tmp_path / "one", 1, 1, 8, 1, devices=8).stdout)
   port = _free_port()
-  procs = [subprocess.Popen(
-      [sys.executable, "-m", "tests.fresh_interpreter.finetune_losses", str(tmp_path),
-       str(tmp_path / "two"), "1", "1", "8", "1", str(i), "2", str(port)],
-      cwd=ROOT, env=_env(devices=4), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-      for i in range(2)]
-  outputs = []
-  try:
-    for p in procs:
-      outputs.append(p.communicate(timeout=600))
-  finally:
-    for p in procs:
-      if p.poll() is None:
-        p.kill()
-  for p, (_, err) in zip(procs, outputs):
-    assert p.returncode == 0, err[-3000:]
-  two, two_best = _losses_and_best(outputs[0][0])
+  procs = fresh_interpreter.run_together(
+      [[sys.executable, "-m", "tests.fresh_interpreter.finetune_losses", tmp_path,
+        tmp_path / "two", 1, 1, 8, 1, i, 2, port] for i in range(2)], _env(devices=4), 600)
+  for p in procs:
+    assert p.returncode == 0, p.stderr[-3000:]
+  two, two_best = _losses_and_best(procs[0].stdout)
   assert sorted(one) == sorted(two) == [1, 2]
   for step in one:
     assert two[step] == pytest.approx(one[step], rel=1e-5), step

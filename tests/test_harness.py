@@ -253,26 +253,18 @@ def test_two_processes_of_four_devices_equal_one_process_of_eight(checkpoint):
   one = fresh_interpreter.run("harness_processes", ckpt, 1, 0, 0, devices=8, env=env)
   assert one.returncode == 0, one.stderr[-3000:]
   port = _free_port()
-  procs = [subprocess.Popen(
-      [sys.executable, "-m", "tests.fresh_interpreter.harness_processes", str(ckpt), "2", str(i),
-       str(port)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT, JAX_PLATFORMS="cpu",
-               XLA_FLAGS="--xla_force_host_platform_device_count=4", **env)) for i in range(2)]
-  outputs = []
-  try:
-    for p in procs:
-      outputs.append(p.communicate(timeout=600))
-  finally:
-    for p in procs:
-      if p.poll() is None:
-        p.kill()
-  for p, (_, err) in zip(procs, outputs):
-    assert p.returncode == 0, err[-3000:]
+  procs = fresh_interpreter.run_together(
+      [[sys.executable, "-m", "tests.fresh_interpreter.harness_processes", ckpt, 2, i, port]
+       for i in range(2)],
+      dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT, JAX_PLATFORMS="cpu",
+           XLA_FLAGS="--xla_force_host_platform_device_count=4", **env), 600)
+  for p in procs:
+    assert p.returncode == 0, p.stderr[-3000:]
   single = fresh_interpreter.last_json(one)
-  multi = json.loads([l for l in outputs[0][0].splitlines() if l.startswith("{")][-1])
+  multi = json.loads([l for l in procs[0].stdout.splitlines() if l.startswith("{")][-1])
   assert (single["devices"], single["processes"]) == (8, 1)
   assert (multi["devices"], multi["processes"]) == (8, 2)
-  assert not [l for l in outputs[1][0].splitlines() if l.startswith("{")]  # written once
+  assert not [l for l in procs[1].stdout.splitlines() if l.startswith("{")]  # written once
   for task, responses in single["responses"].items():
     if task == "glm_gen":
       assert multi["responses"][task] == responses

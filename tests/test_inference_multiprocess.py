@@ -2,7 +2,6 @@
 what 1 process x 8 devices prints, and both processes exit 0; only process 0 prints."""
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -12,6 +11,7 @@ import pytest
 
 from glm_jax.modeling import model
 from glm_jax.storage import params_io
+from tests import fresh_interpreter
 from tests.test_train_cli import ROOT, _env, _free_port
 
 WORDS = "the cat sat on mat and dog rug ran in park to house a bird sang tree sun was warm".split()
@@ -45,20 +45,11 @@ def _commands(root):
 
 def _run_two_processes(args):
   port = _free_port()
-  procs = [subprocess.Popen(
-      [sys.executable, "-m", *args, f"--coordinator_address=127.0.0.1:{port}",
-       "--num_processes=2", f"--process_id={i}", "--initialization_timeout=120"],
-      cwd=ROOT, env=_env(devices=4), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-      for i in range(2)]
-  outputs = []
-  try:
-    for p in procs:
-      outputs.append(p.communicate(timeout=300))
-  finally:
-    for p in procs:
-      if p.poll() is None:
-        p.kill()
-  return [(p.returncode, _ours(out), err) for p, (out, err) in zip(procs, outputs)]
+  procs = fresh_interpreter.run_together(
+      [[sys.executable, "-m", *args, f"--coordinator_address=127.0.0.1:{port}",
+        "--num_processes=2", f"--process_id={i}", "--initialization_timeout=120"]
+       for i in range(2)], _env(devices=4), 300)
+  return [(p.returncode, _ours(p.stdout), p.stderr) for p in procs]
 
 
 # The pieces gloo (CPU collectives) prints when its peers connect: "[Gloo] Rank R is connected

@@ -7,15 +7,13 @@ rows), data=2,tensor=4 (each process holds one row block) and fsdp=8. The corpus
 batch while process 0's has many, so eval must pad with zero-weight rows to stay in step.
 """
 
-import json
 import os
-import subprocess
 import sys
 
 import pytest
 
 from tests import fresh_interpreter
-from tests.test_train_cli import ROOT, _env, _free_port
+from tests.test_train_cli import _env, _free_port
 
 TOLERANCE = 1e-5
 
@@ -37,21 +35,12 @@ def corpus(tmp_path_factory):
 def _launch(args, processes, devices):
   port = _free_port()
   extra = [[str(i), str(processes), str(port)] for i in range(processes)] if processes > 1 else [[]]
-  procs = [subprocess.Popen(
-      [sys.executable, "-m", "tests.fresh_interpreter.mesh_rows_runs", *args, *e], cwd=ROOT,
-      env=_env(devices), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-      for e in extra]
-  outputs = []
-  try:
-    for p in procs:
-      outputs.append(p.communicate(timeout=900))
-  finally:
-    for p in procs:
-      if p.poll() is None:
-        p.kill()
-  for p, (_, err) in zip(procs, outputs):
-    assert p.returncode == 0, err[-4000:]
-  return fresh_interpreter.last_json(subprocess.CompletedProcess([], 0, outputs[0][0], ""))
+  procs = fresh_interpreter.run_together(
+      [[sys.executable, "-m", "tests.fresh_interpreter.mesh_rows_runs", *args, *e] for e in extra],
+      _env(devices), 900)
+  for p in procs:
+    assert p.returncode == 0, p.stderr[-4000:]
+  return fresh_interpreter.last_json(procs[0])
 
 
 @pytest.mark.slow
@@ -71,23 +60,15 @@ def test_two_processes_log_the_losses_and_eval_losses_of_one(corpus, tmp_path):
 @pytest.mark.slow
 def test_a_mesh_the_batch_cannot_fill_is_one_line_and_exit_2_on_both_processes(tmp_path):
   port = _free_port()
-  procs = [subprocess.Popen(
-      [sys.executable, "-m", "glm_jax.train", "--config=configs/tiny.py",
-       "--config.synthetic_data=True", "--config.model.vocab_size=256",
-       "--config.global_batch_size=4", "--config.mesh.fsdp=8", "--config.mesh.data=1",
-       f"--workdir={tmp_path}", f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
-       f"--process_id={i}", "--initialization_timeout=120"],
-      cwd=ROOT, env=_env(devices=4), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-      for i in range(2)]
-  outputs = []
-  try:
-    for p in procs:
-      outputs.append(p.communicate(timeout=240))
-  finally:
-    for p in procs:
-      if p.poll() is None:
-        p.kill()
-  for p, (_, err) in zip(procs, outputs):
+  procs = fresh_interpreter.run_together(
+      [[sys.executable, "-m", "glm_jax.train", "--config=configs/tiny.py",
+        "--config.synthetic_data=True", "--config.model.vocab_size=256",
+        "--config.global_batch_size=4", "--config.mesh.fsdp=8", "--config.mesh.data=1",
+        f"--workdir={tmp_path}", f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
+        f"--process_id={i}", "--initialization_timeout=120"] for i in range(2)],
+      _env(devices=4), 240)
+  for p in procs:
+    err = p.stderr
     lines = [l for l in err.strip().splitlines() if not l.startswith("[Gloo]")]
     assert p.returncode == 2, err[-3000:]
     assert len(lines) == 1 and "mesh" in lines[0] and "global_batch_size" in lines[0], err

@@ -15,6 +15,8 @@ import time
 
 import pytest
 
+from tests import fresh_interpreter
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOTAL = 200
 SMALL = [
@@ -126,14 +128,12 @@ def test_two_processes_of_four_devices_match_one_process_of_eight(tmp_path):
   train(single, *common, devices=8)
   multi = str(tmp_path / "multi")
   port = _free_port()
-  procs = [subprocess.Popen(
-      _command(multi, *common, f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
-               f"--process_id={i}", "--initialization_timeout=120"),
-      cwd=ROOT, env=_env(devices=4), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-      for i in range(2)]
+  procs = fresh_interpreter.run_together(
+      [_command(multi, *common, f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
+                f"--process_id={i}", "--initialization_timeout=120") for i in range(2)],
+      _env(devices=4), 300)
   for p in procs:
-    _, err = p.communicate(timeout=300)
-    assert p.returncode == 0, err[-4000:]
+    assert p.returncode == 0, p.stderr[-4000:]
   want, got = losses(single), losses(multi)
   assert sorted(got) == [1, 2, 3]
   for step, loss in want.items():

@@ -4,35 +4,26 @@ The end-of-run sample runs over params spread across both processes; if only pro
 process 0 would wait for the other forever (the hang this guards against).
 """
 
-import subprocess
 import sys
 
 import pytest
 
-from tests.test_train_cli import ROOT, _env, _free_port
+from tests import fresh_interpreter
+from tests.test_train_cli import _env, _free_port
 
 
 @pytest.mark.slow
 def test_two_processes_on_the_default_corpus_with_the_sample_both_exit_zero(tmp_path):
   port = _free_port()
   workdir = str(tmp_path / "run")
-  procs = [subprocess.Popen(
-      [sys.executable, "-m", "glm_jax.train", "--config=configs/tiny.py", f"--workdir={workdir}",
-       "--config.total_steps=2", "--config.log_every_steps=1", "--config.eval_every_steps=0",
-       "--config.mesh.fsdp=2", f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
-       f"--process_id={i}", "--initialization_timeout=120"],
-      cwd=ROOT, env=_env(devices=2), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-      for i in range(2)]
-  outputs = []
-  try:
-    for p in procs:
-      outputs.append(p.communicate(timeout=240))
-  finally:
-    for p in procs:
-      if p.poll() is None:
-        p.kill()
-  for p, (_, err) in zip(procs, outputs):
-    assert p.returncode == 0, err[-4000:]
-  out0 = outputs[0][0]
+  procs = fresh_interpreter.run_together(
+      [[sys.executable, "-m", "glm_jax.train", "--config=configs/tiny.py", f"--workdir={workdir}",
+        "--config.total_steps=2", "--config.log_every_steps=1", "--config.eval_every_steps=0",
+        "--config.mesh.fsdp=2", f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
+        f"--process_id={i}", "--initialization_timeout=120"] for i in range(2)],
+      _env(devices=2), 240)
+  for p in procs:
+    assert p.returncode == 0, p.stderr[-4000:]
+  out0 = procs[0].stdout
   assert "Done at step 2" in out0
   assert "Sample: In the beginning God created the [[" in out0

@@ -29,6 +29,24 @@ def run(script, *args, devices=8, env=None, timeout=600) -> subprocess.Completed
                         env=environment, capture_output=True, text=True, timeout=timeout)
 
 
+def run_together(commands, env, timeout) -> list[subprocess.CompletedProcess]:
+  """Starts every command at once (the processes of one multi-process run, which wait for each
+  other), waits for all up to `timeout` seconds each, and kills any left running, so a hung
+  peer never outlives the test. Returns one CompletedProcess per command, in order."""
+  procs = [subprocess.Popen(list(map(str, c)), cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True) for c in commands]
+  done = []
+  try:
+    for p, command in zip(procs, commands):
+      out, err = p.communicate(timeout=timeout)
+      done.append(subprocess.CompletedProcess(command, p.returncode, out, err))
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+  return done
+
+
 def last_json(proc: subprocess.CompletedProcess):
   """The JSON a script printed on its last line of output."""
   return json.loads(proc.stdout.strip().splitlines()[-1])
