@@ -41,3 +41,15 @@ def test_no_module_is_over_600_lines():
   long = {f"{package}/{relative}": n for package in PACKAGES for path, relative in _modules(package)
           if (n := len(path.read_text().splitlines())) > MAX_LINES}
   assert not long, long
+
+
+def test_no_benchmark_script_can_shadow_a_project_package():
+  """`python benchmarks/X.py` puts benchmarks/ on sys.path: a script named like a package of ours
+  (benchmarks/input_pipeline.py did) would be imported in its place by every glm_jax module that
+  needs the package, and a script that moves its own folder ahead of the root makes it so."""
+  packages = {p.name for p in ROOT.iterdir() if (p / "__init__.py").exists()}
+  scripts = {p.stem: p.read_text() for p in (ROOT / "benchmarks").glob("*.py")}
+  assert not packages & set(scripts), packages & set(scripts)
+  own_folder_first = [name for name, text in scripts.items()
+                      if "sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))" in text]
+  assert not own_folder_first, own_folder_first

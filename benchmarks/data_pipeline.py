@@ -1,6 +1,6 @@
 """Input-pipeline throughput: end-to-end (raw text -> batches) and blank-infilling only. Prints JSON.
 
-  python benchmarks/input_pipeline.py --seq_length=512 --batch=16 --batches=200
+  python benchmarks/data_pipeline.py --seq_length=512 --batch=16 --batches=200
 Tokens/s counts batch slots (batch * seq_length) per second, padding included; the padding
 fraction is reported next to it. The default corpus (KJV) is used; its tokenizer is trained once.
 """
