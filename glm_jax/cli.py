@@ -28,8 +28,8 @@ USER_ERRORS = (errors.UserError, FileNotFoundError)
 def define_model_flags() -> None:
   """--checkpoint / --tokenizer / --tokenizer_kind, spelled and explained once for every command
   that loads a params checkpoint (generate, evaluate)."""
-  flags.DEFINE_string("checkpoint", None, "Params-only checkpoint directory (glm_jax.extract_params, "
-                      "`convert import`, or params_io.save_params).")
+  flags.DEFINE_string("checkpoint", None, "Params-only checkpoint directory "
+                      "(glm_jax.extract_params, `convert import`, or params_io.save_params).")
   flags.DEFINE_string("tokenizer", None, "Our sentencepiece .model file, or a directory with a "
                       "released GLM tokenizer; default: the one stored with --checkpoint.")
   flags.DEFINE_string("tokenizer_kind", None, "Released tokenizer kind (bert-uncased, bert-cased, "

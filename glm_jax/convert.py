@@ -6,7 +6,8 @@ Every mapping here is a transpose or a reshape, so import then export is bit-exa
 
 CLI:
   python -m glm_jax.convert import --input=mp_rank_00_model_states.pt --num_heads=16 --output=DIR
-      [--quantize=int8]   (weight-only int8 dense kernels for inference: glm_jax.modeling.quantization)
+      [--quantize=int8]   (weight-only int8 dense kernels for inference:
+                           glm_jax.modeling.quantization)
   python -m glm_jax.convert export --checkpoint=DIR --output=glm.safetensors [--torch_output=x.pt]
     (the .pt is written beside the .safetensors by default when torch is installed)
 The import side writes an Orbax params checkpoint (`params_io.save_params`), the format that
@@ -105,7 +106,8 @@ def from_thudm(state_dict: Mapping[str, np.ndarray], num_attention_heads: int, d
   shapes = {
       "transformer.position_embeddings.weight": (positions, hidden),
       "transformer.block_position_embeddings.weight": (positions, hidden),
-      "transformer.final_layernorm.weight": (hidden,), "transformer.final_layernorm.bias": (hidden,),
+      "transformer.final_layernorm.weight": (hidden,),
+      "transformer.final_layernorm.bias": (hidden,),
       "input_layernorm.weight": (hidden,), "input_layernorm.bias": (hidden,),
       "attention.query_key_value.weight": (3 * hidden, hidden),
       "attention.query_key_value.bias": (3 * hidden,),
@@ -289,8 +291,8 @@ def import_checkpoint(input_path: str, num_heads: int, output_dir: str, dtype=No
   quantize="int8" writes int8 dense kernels (`params_io.for_inference`).
   """
   from glm_jax import hosts
-  from glm_jax.storage import outputs, params_io
   from glm_jax.modeling import quantization, sharding
+  from glm_jax.storage import outputs, params_io
   quantization.check_method(quantize)  # before the (possibly large) file is read
   outputs.check_directory(output_dir, IMPORT, overwrite)   # before reading anything
   config, params = from_thudm(load_state_dict(input_path), num_heads, dtype=dtype)
@@ -360,7 +362,8 @@ def export_checkpoint(checkpoint_dir: str, output_path: str, torch_output: str =
 
 
 USAGE = ("usage: python -m glm_jax.convert import --input=FILE --num_heads=N --output=DIR "
-         "[--dtype=float32] [--tokenizer=DIR --tokenizer_kind=KIND [--task_mask]] [--quantize=int8]\n"
+         "[--dtype=float32] [--tokenizer=DIR --tokenizer_kind=KIND [--task_mask]] "
+         "[--quantize=int8]\n"
          "       python -m glm_jax.convert export --checkpoint=DIR --output=FILE.safetensors "
          "[--torch_output=FILE.pt] [--prefix=glm.]")
 
@@ -417,7 +420,8 @@ def run_import(f, mesh=None) -> None:
         f.tokenizer, f.tokenizer_kind, f.task_mask if f["task_mask"].present else None,
         f.fix_command_token if f["fix_command_token"].present else None)
   elif f.tokenizer_kind:
-    raise ConversionError("--tokenizer_kind needs --tokenizer=DIR (the released tokenizer's files).")
+    raise ConversionError("--tokenizer_kind needs --tokenizer=DIR (the released tokenizer's "
+                          "files).")
   cfg = import_checkpoint(f.input, f.num_heads, f.output, f.dtype or None, tokenizer, mesh,
                           overwrite=f.overwrite, quantize=f.quantize)
   from glm_jax import hosts  # pylint: disable=g-import-not-at-top
@@ -427,7 +431,8 @@ def run_import(f, mesh=None) -> None:
           f"{cfg.max_sequence_length + 1}" + (f", {cfg.quantization} kernels." if cfg.quantization
                                               else ".")
           + (f" Tokenizer ({getattr(tokenizer, 'kind', 'sentencepiece')}, task_mask="
-             f"{getattr(tokenizer, 'task_mask', False)}, {tokenizer.vocab_size} ids) stored with it."
+             f"{getattr(tokenizer, 'task_mask', False)}, {tokenizer.vocab_size} ids) stored "
+             "with it."
              if tokenizer is not None else ""))
 
 

@@ -8,7 +8,8 @@ r"""The evaluation CLI: LAMBADA accuracy, WikiText perplexity, cloze accuracy; o
       (lm-evaluation-harness tasks through glm_jax.harness; pip install -e ".[harness]")
 
 A progress bar with an ETA goes to stderr; the metrics are one JSON line on stdout (and in
---output). The scoring is glm_jax.evaluation.cloze / glm_jax.evaluation.lm_eval, batched and sharded over the mesh.
+--output). The scoring is glm_jax.evaluation.cloze / glm_jax.evaluation.lm_eval, batched and
+sharded over the mesh.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import time
 import numpy as np
 
 from glm_jax.evaluation import cloze, eval_data, lm_eval, scoring
-from glm_jax.storage import outputs
 from glm_jax.evaluation.eval_rows import EvaluationError
+from glm_jax.storage import outputs
 
 TASKS = ("lambada", "wikitext103", "wikitext2", "cloze", "harness")
 COMMAND = "evaluate"
@@ -157,10 +158,11 @@ def evaluate_cloze(config, params, tokenizer, path, *, seq_length, length_penalt
           "eval_tokens_per_s": scoring.tokens_per_batch(rows) / max(seconds, 1e-9)}
 
 
-def run(task: str, data: str, checkpoint: str, tokenizer_path: str | None = None, *, tokenizer_kind=None,
-        seq_length=None, overlap=DEFAULT_OVERLAP, batch_size=scoring.DEFAULT_BATCH_SIZE,
-        mask_token="MASK", unidirectional=False, length_penalty=0.0, cloze_scoring="multi",
-        dtype=None, mesh_shape=None, output=None, overwrite=False) -> dict:
+def run(task: str, data: str, checkpoint: str, tokenizer_path: str | None = None, *,
+        tokenizer_kind=None, seq_length=None, overlap=DEFAULT_OVERLAP,
+        batch_size=scoring.DEFAULT_BATCH_SIZE, mask_token="MASK", unidirectional=False,
+        length_penalty=0.0, cloze_scoring="multi", dtype=None, mesh_shape=None, output=None,
+        overwrite=False) -> dict:
   """Everything the CLI does, callable from Python; returns the metrics it prints.
 
   mesh_shape: {data, fsdp, tensor} sizes (default every device on fsdp: params split, rows
@@ -169,8 +171,8 @@ def run(task: str, data: str, checkpoint: str, tokenizer_path: str | None = None
   existing file only with `overwrite`).
   """
   from etils import epath
-  from glm_jax.storage import params_io
   from glm_jax import hosts
+  from glm_jax.storage import params_io
   from input_pipeline import tokenizer as tokenizer_lib
   if task not in TASKS:
     raise EvaluationError(f"--task={task!r} is not one of {TASKS}.")
@@ -246,8 +248,8 @@ def main(argv):
   del argv
   from absl import flags
   from glm_jax import cli
-  from glm_jax.storage import compilation_cache  # pylint: disable=g-import-not-at-top
   from glm_jax import hosts
+  from glm_jax.storage import compilation_cache  # pylint: disable=g-import-not-at-top
   cli.quiet_logs()
   compilation_cache.enable(flags.FLAGS.compilation_cache_dir)
   f = flags.FLAGS
@@ -288,9 +290,9 @@ def main(argv):
 
 def _define_flags():
   from absl import flags
-  from glm_jax.storage import compilation_cache  # pylint: disable=g-import-not-at-top
   from glm_jax import cli  # pylint: disable=g-import-not-at-top
   from glm_jax import hosts  # pylint: disable=g-import-not-at-top
+  from glm_jax.storage import compilation_cache  # pylint: disable=g-import-not-at-top
   flags.DEFINE_enum("task", None, list(TASKS), "What to evaluate.")
   flags.DEFINE_string("data", None, "LAMBADA JSONL ({\"text\"} per line), the raw "
                       "wiki.test.tokens, or a cloze JSONL ({text_a, text_b, candidates, label}).")

@@ -5,7 +5,8 @@ The output is a plain `params_io.save_params` directory (optionally cast to bflo
 export` all read; the run's tokenizer is copied beside it.
 
   python -m glm_jax.extract_params --workdir=WORKDIR [--step=N] --output=DIR [--dtype=bfloat16]
-      [--quantize=int8]   (weight-only int8 dense kernels, the rest bfloat16: glm_jax.modeling.quantization)
+      [--quantize=int8]   (weight-only int8 dense kernels, the rest bfloat16:
+                           glm_jax.modeling.quantization)
 
 Only the `params` subtree of the train state is read (the optimizer moments never are), each
 leaf straight into its shard on this run's mesh (`--mesh_*`, default every device on fsdp), on
@@ -16,14 +17,14 @@ from __future__ import annotations
 
 from absl import flags
 
-from glm_jax.training import checkpoint as checkpoint_lib
-from glm_jax.modeling import model_shape
-from glm_jax.storage import params_io
 from glm_jax import cli
 from glm_jax import hosts
-from glm_jax.storage import outputs
-from glm_jax.storage import paths
+from glm_jax.modeling import model_shape
 from glm_jax.modeling import quantization as quantization_lib
+from glm_jax.storage import outputs
+from glm_jax.storage import params_io
+from glm_jax.storage import paths
+from glm_jax.training import checkpoint as checkpoint_lib
 
 COMMAND = "extract_params"
 

@@ -24,27 +24,27 @@ import jax
 import numpy as np
 from etils import epath
 
-from glm_jax.training import checkpoint as checkpoint_lib
-from glm_jax.storage import params_io
 from glm_jax import cli
 from glm_jax import hosts
-from glm_jax.storage import compilation_cache
-from glm_jax.training import metrics as metrics_lib
-from glm_jax.training import optim
-from glm_jax.storage import outputs
-from glm_jax.storage import paths
-from glm_jax.training import profiling
 from glm_jax import run_checks
 from glm_jax import run_flags
-from glm_jax.modeling import sharding
-from glm_jax.training import train_loop
-from glm_jax.training import train_state
 from glm_jax.errors import FinetuneError
+from glm_jax.modeling import sharding
+from glm_jax.storage import compilation_cache
+from glm_jax.storage import outputs
+from glm_jax.storage import params_io
+from glm_jax.storage import paths
 from glm_jax.tasks import superglue
 from glm_jax.tasks.protocol import Task
 from glm_jax.tasks.seq2seq import data as seq2seq_data
 from glm_jax.tasks.seq2seq import task as seq2seq_task
 from glm_jax.tasks.superglue import task as superglue_task
+from glm_jax.training import checkpoint as checkpoint_lib
+from glm_jax.training import metrics as metrics_lib
+from glm_jax.training import optim
+from glm_jax.training import profiling
+from glm_jax.training import train_loop
+from glm_jax.training import train_state
 from input_pipeline import tokenizer as tokenizer_lib
 
 # --config, --workdir, the process flags and --compile_only's, shared with train (run_flags.py).
@@ -309,8 +309,8 @@ def compile_only(config, topology: str | None, num_slices: int = 1,
     raise FinetuneError("finetune --compile_only compiles the SuperGLUE cloze tasks: pass "
                         "--config.task=copa (or wsc, rte, boolq, wic, cb, multirc, record).")
   from configs.finetune import superglue as sg_config  # pylint: disable=g-import-not-at-top
-  from glm_jax.training import aot  # pylint: disable=g-import-not-at-top
   from glm_jax.tasks import cloze_task  # pylint: disable=g-import-not-at-top
+  from glm_jax.training import aot  # pylint: disable=g-import-not-at-top
   info = superglue.get_task(config.task)
   sg_config.apply_task_defaults(config)
   model_from_checkpoint(config)

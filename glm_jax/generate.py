@@ -313,10 +313,10 @@ def main(argv):
   """The generate CLI: load params and tokenizer, fill each prompt, print the texts."""
   del argv
   from absl import flags
-  from glm_jax.storage import params_io
   from glm_jax import cli
-  from glm_jax.storage import compilation_cache  # pylint: disable=g-import-not-at-top
   from glm_jax import hosts
+  from glm_jax.storage import compilation_cache  # pylint: disable=g-import-not-at-top
+  from glm_jax.storage import params_io
   cli.quiet_logs()
   compilation_cache.enable(flags.FLAGS.compilation_cache_dir)
   f = flags.FLAGS
@@ -361,9 +361,9 @@ def main(argv):
 
 def _define_flags():
   from absl import flags
-  from glm_jax.storage import compilation_cache  # pylint: disable=g-import-not-at-top
   from glm_jax import cli  # pylint: disable=g-import-not-at-top
   from glm_jax import hosts  # pylint: disable=g-import-not-at-top
+  from glm_jax.storage import compilation_cache  # pylint: disable=g-import-not-at-top
   cli.define_model_flags()
   hosts.define_flags()
   hosts.define_dtype_flag()
@@ -389,9 +389,10 @@ def _define_flags():
   flags.DEFINE_string("quantize", None, "--compile_only: int8 compiles the model with int8 "
                       "kernels (what `extract_params --quantize=int8` writes; a --checkpoint "
                       "records its own quantization).")
-  flags.DEFINE_bool("task_mask", False, "The model was pretrained with [sMASK]/[gMASK] (the original's "
-                    "--task-mask in config_tasks/model_blocklm_*.sh: GLM-2B/10B/Large-Chinese): a prompt without a blank gets "
-                    "' [gMASK]' appended instead of ' [MASK]'.")
+  flags.DEFINE_bool("task_mask", False, "The model was pretrained with [sMASK]/[gMASK] (the "
+                    "original's --task-mask in config_tasks/model_blocklm_*.sh: "
+                    "GLM-2B/10B/Large-Chinese): a prompt without a blank gets ' [gMASK]' "
+                    "appended instead of ' [MASK]'.")
   flags.DEFINE_integer("prompt_length", 512, "--compile_only: prompt tokens per row.")
   from glm_jax import inference_aot  # pylint: disable=g-import-not-at-top
   inference_aot.define_flags()

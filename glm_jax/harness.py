@@ -1,4 +1,5 @@
-r"""EleutherAI's lm-evaluation-harness on a GLM: the `glm_jax` model of `lm_eval`, sharded, multi-host.
+r"""EleutherAI's lm-evaluation-harness on a GLM: the `glm_jax` model of `lm_eval`, sharded,
+multi-host.
 
 Every harness task reduces to three requests, answered here the GLM way with the project's own
 scorers (so a harness number and `python -m glm_jax.evaluate --task=lambada` agree):
@@ -18,8 +19,8 @@ scorers (so a harness number and `python -m glm_jax.evaluate --task=lambada` agr
 
 Several hosts: every process builds the model (params sharded over the global mesh); process 0
 runs the harness and broadcasts each batch of token ids before running it, the others serve the
-same batches (glm_jax.evaluation.harness_dispatch), so every process runs the same jitted calls. Only
-process 0 writes results.
+same batches (glm_jax.evaluation.harness_dispatch), so every process runs the same jitted calls.
+Only process 0 writes results.
 
     python -m glm_jax.evaluate --task=harness --harness_tasks=lambada_openai,piqa --checkpoint=DIR
     python -m glm_jax.harness --model glm_jax --model_args checkpoint=DIR --tasks piqa
@@ -37,9 +38,9 @@ from typing import Sequence
 import jax
 
 from glm_jax import generate
-from glm_jax.evaluation import lm_eval, scoring
-from glm_jax.errors import EvaluationError, MissingDependencyError
 from glm_jax import hosts
+from glm_jax.errors import EvaluationError, MissingDependencyError
+from glm_jax.evaluation import lm_eval, scoring
 from glm_jax.evaluation.harness_dispatch import Dispatcher, Engine, broadcast
 
 MODEL_NAME = "glm_jax"
@@ -65,8 +66,8 @@ def import_lm_eval():
 
 def load_model(checkpoint: str, dtype, mesh):
   """(config, params placed on `mesh`): the one place the harness reads a checkpoint."""
-  from glm_jax.storage import params_io  # pylint: disable=g-import-not-at-top
   from glm_jax import hosts  # pylint: disable=g-import-not-at-top
+  from glm_jax.storage import params_io  # pylint: disable=g-import-not-at-top
   return params_io.load_for_inference(checkpoint, hosts.compute_dtype(dtype), mesh)
 
 
@@ -310,8 +311,8 @@ def model_class():
     from lm_eval.api import registry  # pylint: disable=g-import-not-at-top
     cls = type("GLMJaxLM", (_Model, harness_lib.api.model.TemplateLM),
                {"__module__": __name__, "__doc__": "lm_eval's model for a glm_jax checkpoint."})
-    if MODEL_NAME not in registry.model_registry or \
-        not isinstance(registry.model_registry._objs.get(MODEL_NAME), type):  # pylint: disable=protected-access
+    if MODEL_NAME not in registry.model_registry or not isinstance(
+        registry.model_registry._objs.get(MODEL_NAME), type):  # pylint: disable=protected-access
       registry.model_registry._objs.pop(MODEL_NAME, None)  # pylint: disable=protected-access
       registry.register_model(MODEL_NAME)(cls)
     _MODEL_CLASS = cls

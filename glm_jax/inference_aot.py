@@ -14,10 +14,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from glm_jax.training import aot
-from glm_jax.modeling import model as model_lib
 from glm_jax import run_checks
+from glm_jax.modeling import model as model_lib
 from glm_jax.modeling import sharding
+from glm_jax.training import aot
 
 GENERATE_DEFAULTS = dict(batch_size=1, prompt_length=512, max_new_tokens=128, num_blanks=1,
                          strategy="greedy", num_beams=4, quantize="", kv_cache_dtype="")
@@ -50,9 +50,9 @@ def compile_generate(config, topology: str, mesh_config, *, num_slices: int = 1,
   """Compiles the KV-cached decode loop (greedy / sample) or the blank beam search for
   `topology`: `batch_size` prompts of `prompt_length` tokens, `num_blanks` blanks of
   `max_new_tokens` each. Returns the report."""
-  from glm_jax.modeling import quantization  # pylint: disable=g-import-not-at-top
   from glm_jax.decode import blank_beams, loop  # pylint: disable=g-import-not-at-top
   from glm_jax.decode import cache as cache_lib  # pylint: disable=g-import-not-at-top
+  from glm_jax.modeling import quantization  # pylint: disable=g-import-not-at-top
   opts = {**GENERATE_DEFAULTS, **options}
   cfg = inference_config(config, dtype).replace(
       quantization=quantization.check_method(opts["quantize"]),
@@ -90,8 +90,9 @@ def compile_generate(config, topology: str, mesh_config, *, num_slices: int = 1,
 
 def compile_scoring(config, topology: str, mesh_config, *, task: str, seq_length: int,
                     batch_size: int, num_slices: int = 1, dtype: str = "bfloat16") -> dict:
-  """Compiles evaluate's scoring step (glm_jax/evaluation/scoring.py) for `topology`: `batch_size` rows of
-  `seq_length` tokens (rounded up to the data x fsdp multiple the scorers use). The report."""
+  """Compiles evaluate's scoring step (glm_jax/evaluation/scoring.py) for `topology`: `batch_size`
+  rows of `seq_length` tokens (rounded up to the data x fsdp multiple the scorers use). The
+  report."""
   import flax.linen as nn  # pylint: disable=g-import-not-at-top
   from glm_jax.evaluation import scoring  # pylint: disable=g-import-not-at-top
   cfg = inference_config(config, dtype)

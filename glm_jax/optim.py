@@ -1,4 +1,5 @@
-"""`glm_jax.optim` is `glm_jax.training.optim`: the path the 0.2 tools and issues call, kept stable."""
+"""`glm_jax.optim` is `glm_jax.training.optim`: the path the 0.2 tools and issues call, kept
+stable."""
 
 import sys
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from glm_jax.errors import ConfigError
 from glm_jax.modeling import attention
 from glm_jax.modeling import model as model_lib
-from glm_jax.training import optim
-from glm_jax.storage import paths
 from glm_jax.modeling import sharding
-from glm_jax.errors import ConfigError
+from glm_jax.storage import paths
+from glm_jax.training import optim
 
 
 def _require(ok: bool, message: str) -> None:
@@ -19,7 +19,8 @@ def _check_schedule(config) -> None:
   for key in ("total_steps", "log_every_steps", "checkpoint_every_steps", "eval_steps",
               "keep_checkpoints", "global_batch_size", "grad_accum_steps", "seq_length"):
     value = config[key]
-    _require(isinstance(value, int) and value > 0, f"{key} must be a positive integer, got {value!r}.")
+    _require(isinstance(value, int) and value > 0,
+             f"{key} must be a positive integer, got {value!r}.")
   for key in ("eval_every_steps", "stop_at_step", "seed", "sample_tokens"):
     _require(isinstance(config[key], int) and config[key] >= 0,
              f"{key} must be an integer >= 0, got {config[key]!r}.")
@@ -39,7 +40,8 @@ def _check_optimizer(config) -> None:
     _require(0 <= config[key] < 1, f"{key} must be in [0, 1), got {config[key]}.")
   _require(config.adam_eps > 0, f"adam_eps must be > 0, got {config.adam_eps}.")
   _require(config.weight_decay >= 0, f"weight_decay must be >= 0, got {config.weight_decay}.")
-  _require(config.grad_clip_norm >= 0, f"grad_clip_norm must be >= 0 (0 disables), got {config.grad_clip_norm}.")
+  _require(config.grad_clip_norm >= 0,
+           f"grad_clip_norm must be >= 0 (0 disables), got {config.grad_clip_norm}.")
 
 
 def model_config(config) -> model_lib.GLMConfig:
@@ -66,7 +68,8 @@ def _check_batch(config, num_devices: int, process_count: int) -> None:
   _require(batch % (shards * accum) == 0,
            f"global_batch_size={batch} must be divisible by grad_accum_steps ({accum}) x the "
            f"batch-sharding devices (mesh data x fsdp = {data} x {fsdp} = {shards}); e.g. use "
-           f"--config.global_batch_size={max(1, round(batch / (shards * accum))) * shards * accum}.")
+           "--config.global_batch_size="
+           f"{max(1, round(batch / (shards * accum))) * shards * accum}.")
   del tensor
 
 

@@ -1,4 +1,5 @@
-"""`glm_jax.sharding` is `glm_jax.modeling.sharding`: the path the 0.2 tools and issues call, kept stable."""
+"""`glm_jax.sharding` is `glm_jax.modeling.sharding`: the path the 0.2 tools and issues call, kept
+stable."""
 
 import sys
 

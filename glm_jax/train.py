@@ -1,11 +1,14 @@
-"""GLM pretraining: `python -m glm_jax.train --config=configs/base.py [--config.key=value] [--workdir=DIR]`.
+"""GLM pretraining:
+`python -m glm_jax.train --config=configs/base.py [--config.key=value] [--workdir=DIR]`.
 
-The command line only (the loop is glm_jax.training.train_loop): start the processes -> check the config
--> build the mesh -> `train_loop.train_and_evaluate`. Re-running the same command in the same workdir resumes from
-the last checkpoint; SIGTERM (a preemption) saves a checkpoint and exits cleanly.
+The command line only (the loop is glm_jax.training.train_loop): start the processes -> check the
+config -> build the mesh -> `train_loop.train_and_evaluate`. Re-running the same command in the same
+workdir resumes from the last checkpoint; SIGTERM (a preemption) saves a checkpoint and exits
+cleanly.
 
 `--compile_only --topology=v5p:4x4x4` only compiles the step for a TPU slice and reports its
-per-chip memory (glm_jax/training/aot.py); `train_loop.run(config, workdir)` is the same run from Python.
+per-chip memory (glm_jax/training/aot.py); `train_loop.run(config, workdir)` is the same run from
+Python.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ flags.adopt_module_key_flags(run_flags)  # --config, --workdir, --compile_only, 
 
 def default_workdir() -> str:
   """/tmp/glm_jax/<config name>: where a run writes when --workdir is not given."""
-  name = os.path.splitext(os.path.basename(config_flags.get_config_filename(flags.FLAGS["config"])))[0]
+  name = os.path.splitext(
+      os.path.basename(config_flags.get_config_filename(flags.FLAGS["config"])))[0]
   return os.path.join("/tmp/glm_jax", name)
 
 

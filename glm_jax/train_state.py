@@ -1,4 +1,5 @@
-"""`glm_jax.train_state` is `glm_jax.training.train_state`: the path the 0.2 tools and issues call, kept stable."""
+"""`glm_jax.train_state` is `glm_jax.training.train_state`: the path the 0.2 tools and issues call,
+kept stable."""
 
 import sys
 

@@ -48,7 +48,8 @@ class BlankInfilling:
       raise ValueError(f'need 0 <= bert_prob, gap_sentence_prob and their sum <= 1; got '
                        f'{bert_prob}, {gap_sentence_prob}')
     self.ids = {k: int(special_ids[k]) for k in SPECIAL_KEYS}
-    for name, value in (('block_mask_prob', block_mask_prob), ('context_mask_ratio', context_mask_ratio)):
+    for name, value in (('block_mask_prob', block_mask_prob),
+                        ('context_mask_ratio', context_mask_ratio)):
       if not 0 <= value < 1:
         raise ValueError(f'{name} must be in [0, 1), got {value}')
       if value > 0 and 'dBLOCK' not in special_ids:
@@ -113,7 +114,8 @@ class BlankInfilling:
     return SpanPlan(tokens, starts, ends, self.ids[mask_key])
 
   # -- objectives -------------------------------------------------------------------------------
-  def draw(self, rng: np.random.Generator, objective: str, batch_size: int, single_span: bool = False):
+  def draw(self, rng: np.random.Generator, objective: str, batch_size: int,
+           single_span: bool = False):
     """Pre-draws a batch's randomness for the token objective (None for the others).
 
     One call per batch instead of several per sample: span lengths (`lengths`, `cum`), keys for
@@ -147,7 +149,8 @@ class BlankInfilling:
     n = self._cut(window, min(window.shape[0], int(self._caps[k_budget])))
     tokens = window[:n]
     k = 1 if draws.get('single_span') else int(cum.searchsorted(int(self.mask_ratio * n)))
-    seg_starts, seg_lens = content_segments(tokens, self.ids['CLS'], self.ids['eos'], exclude_last=True,
+    seg_starts, seg_lens = content_segments(tokens, self.ids['CLS'], self.ids['eos'],
+                                            exclude_last=True,
                                             boundaries=self._bound_table.take(tokens, mode='clip'))
     keys = draws['order_keys'][b] if self.shuffle_spans else None
     if k == 0 or not seg_lens:
@@ -292,7 +295,8 @@ class BlankInfilling:
       out['position_ids'][row, :length] += int(rng.integers(0, max_positions - last))
 
   def fit(self, window, rng: np.random.Generator, objective: str):
-    """Builds a padded sample from the longest prefix of `window` that fits; returns (sample, n_used)."""
+    """Builds a padded sample from the longest prefix of `window` that fits; returns
+    (sample, n_used)."""
     plan = self.plan(window, rng, objective)
     out = self.layout([plan])
     if objective == 'token':

@@ -1,7 +1,8 @@
 """A bounded queue's put that gives up when told to stop: no TensorFlow, no JAX.
 
-Both the host reader thread (pipeline.py) and the device prefetcher (glm_jax/training/prefetch.py) feed a
-consumer that may go away; `--compile_only` imports the prefetcher and must not load TensorFlow.
+Both the host reader thread (pipeline.py) and the device prefetcher (glm_jax/training/prefetch.py)
+feed a consumer that may go away; `--compile_only` imports the prefetcher and must not load
+TensorFlow.
 """
 
 import queue

@@ -13,7 +13,8 @@ from input_pipeline.word_cache import HFBackend, WordCache
 
 def byte_to_unicode() -> dict[int, str]:
   """GPT-2's reversible byte -> printable character table (printable Latin-1 bytes stay)."""
-  keep = [*range(ord('!'), ord('~') + 1), *range(ord('¡'), ord('¬') + 1), *range(ord('®'), ord('ÿ') + 1)]
+  keep = [*range(ord('!'), ord('~') + 1), *range(ord('¡'), ord('¬') + 1),
+          *range(ord('®'), ord('ÿ') + 1)]
   table, extra = {}, 0
   for b in range(256):
     if b in keep:
@@ -71,5 +72,5 @@ def _ascii_gpt2_split(regex):
   def cls(pattern):
     return re.escape(''.join(c for c in ascii_chars if regex.match(pattern, c)))
   space, letter, number = cls(r'\s'), cls(r'\p{L}'), cls(r'\p{N}')
-  return re.compile(rf"'s|'t|'re|'ve|'m|'ll|'d| ?[{letter}]+| ?[{number}]+| ?[^{space}{letter}{number}]+"
-                    rf"|[{space}]+(?![^{space}])|[{space}]+").findall
+  return re.compile(rf"'s|'t|'re|'ve|'m|'ll|'d| ?[{letter}]+| ?[{number}]+"
+                    rf"| ?[^{space}{letter}{number}]+|[{space}]+(?![^{space}])|[{space}]+").findall

@@ -30,7 +30,8 @@ def _require(pieces: Iterable[str], vocab, kind: str, file_name: str):
 
 def _with_block_and_task(commands, n, task_mask, *, lstrip_task):
   """Appends sop/eop at n, n+1 and (task_mask) gMASK/sMASK after them; returns (commands, n)."""
-  commands += [CommandToken('sop', '<|startofpiece|>', n), CommandToken('eop', '<|endofpiece|>', n + 1)]
+  commands += [CommandToken('sop', '<|startofpiece|>', n),
+               CommandToken('eop', '<|endofpiece|>', n + 1)]
   n += 2
   if task_mask:
     commands += [CommandToken('gMASK', '[gMASK]', n, lstrip_task),
@@ -51,24 +52,30 @@ def bert_commands(vocab: dict, task_mask: bool, kind: str = 'bert-uncased', *,
                   decoder_mask: bool = False):
   """WordPiece: the vocabulary's own [PAD] [CLS] [MASK] [UNK] [SEP]; eos is [PAD]."""
   _require(('[PAD]', '[CLS]', '[MASK]', '[UNK]', '[SEP]'), vocab, kind, 'vocab.txt')
-  commands = [CommandToken('pad', '[PAD]', vocab['[PAD]']), CommandToken('CLS', '[CLS]', vocab['[CLS]']),
-              CommandToken('MASK', '[MASK]', vocab['[MASK]']), CommandToken('unk', '[UNK]', vocab['[UNK]']),
-              CommandToken('SEP', '[SEP]', vocab['[SEP]']), CommandToken('eos', '[PAD]', vocab['[PAD]'])]
-  return with_decoder_mask(*_with_block_and_task(commands, len(vocab), task_mask, lstrip_task=False),
-                           decoder_mask)
+  commands = [CommandToken('pad', '[PAD]', vocab['[PAD]']),
+              CommandToken('CLS', '[CLS]', vocab['[CLS]']),
+              CommandToken('MASK', '[MASK]', vocab['[MASK]']),
+              CommandToken('unk', '[UNK]', vocab['[UNK]']),
+              CommandToken('SEP', '[SEP]', vocab['[SEP]']),
+              CommandToken('eos', '[PAD]', vocab['[PAD]'])]
+  return with_decoder_mask(
+      *_with_block_and_task(commands, len(vocab), task_mask, lstrip_task=False), decoder_mask)
 
 
 def gpt2_commands(encoder: dict, task_mask: bool, *, decoder_mask: bool = False):
-  """GPT-2: eos/pad is <|endoftext|>; sop, eop, [CLS], [MASK], [SEP], [UNK] follow the vocabulary."""
+  """GPT-2: eos/pad is <|endoftext|>; sop, eop, [CLS], [MASK], [SEP], [UNK] follow the
+  vocabulary."""
   _require(('<|endoftext|>',), encoder, 'gpt2', 'vocab.json')
   eos, n = encoder['<|endoftext|>'], len(encoder)
   commands = [CommandToken('pad', '<|endoftext|>', eos), CommandToken('eos', '<|endoftext|>', eos),
-              CommandToken('sop', '<|startofpiece|>', n), CommandToken('eop', '<|endofpiece|>', n + 1),
+              CommandToken('sop', '<|startofpiece|>', n),
+              CommandToken('eop', '<|endofpiece|>', n + 1),
               CommandToken('CLS', '[CLS]', n + 2), CommandToken('MASK', '[MASK]', n + 3, True),
               CommandToken('SEP', '[SEP]', n + 4), CommandToken('unk', '[UNK]', n + 5)]
   n += 6
   if task_mask:
-    commands += [CommandToken('gMASK', '[gMASK]', n, True), CommandToken('sMASK', '[sMASK]', n + 1, True)]
+    commands += [CommandToken('gMASK', '[gMASK]', n, True),
+                 CommandToken('sMASK', '[sMASK]', n + 1, True)]
     n += 2
   return with_decoder_mask(commands, n, decoder_mask)
 
@@ -81,8 +88,8 @@ def roberta_commands(encoder: dict, task_mask: bool, *, decoder_mask: bool = Fal
               CommandToken('SEP', '[SEP]', end), CommandToken('CLS', '[CLS]', encoder['<s>']),
               CommandToken('MASK', '[MASK]', encoder['<mask>'], True),
               CommandToken('unk', '[UNK]', encoder['<unk>'])]
-  return with_decoder_mask(*_with_block_and_task(commands, len(encoder), task_mask, lstrip_task=True),
-                           decoder_mask)
+  return with_decoder_mask(
+      *_with_block_and_task(commands, len(encoder), task_mask, lstrip_task=True), decoder_mask)
 
 
 def chinese_commands(num_pieces: int, task_mask: bool, fix_command_token: bool, *,
@@ -98,7 +105,8 @@ def chinese_commands(num_pieces: int, task_mask: bool, fix_command_token: bool, 
               CommandToken('SEP', '[SEP]', v + 1), CommandToken('CLS', '[CLS]', v + 2),
               CommandToken('MASK', '[MASK]', v + 3, True), CommandToken('unk', '[UNK]', v + 4)]
   n = v + 5
-  commands += [CommandToken('sop', '<|startofpiece|>', n + 1), CommandToken('eop', '<|endofpiece|>', n + 2)]
+  commands += [CommandToken('sop', '<|startofpiece|>', n + 1),
+               CommandToken('eop', '<|endofpiece|>', n + 2)]
   n += 3 if fix_command_token else 2
   if task_mask:
     order = (('sMASK', '[sMASK]'), ('gMASK', '[gMASK]')) if fix_command_token else \

@@ -25,8 +25,8 @@ import weakref
 import numpy as np
 
 from input_pipeline import blank_infilling, sources, streams
-from input_pipeline.bounded_queue import put_unless_stopped
 from input_pipeline import tokenizer as tokenizer_lib
+from input_pipeline.bounded_queue import put_unless_stopped
 from input_pipeline.errors import DataSourceError
 
 _STATE_VERSION = 2  # 2: a seekable location per document (streams.py) instead of an index
@@ -198,11 +198,12 @@ class BatchIterator:
     if self.objective_batch_size < 1 or self.objective_interleave < 1:
       raise DataSourceError(f'objective_batch_size and objective_interleave must be >= 1, got '
                             f'{objective_batch_size}, {objective_interleave}')
-    self.seed, self.process_index, self.process_count = int(seed), int(process_index), int(process_count)
+    self.seed, self.process_index, self.process_count = (int(seed), int(process_index),
+                                                          int(process_count))
     try:
       self.bi = blank_infilling.BlankInfilling(
-          tokenizer_lib.with_blank_fallbacks(tok.special_ids), seq_length, sentence_end_ids=tok.sentence_end_ids,
-          **{k: cfg[k] for k in _KNOBS})
+          tokenizer_lib.with_blank_fallbacks(tok.special_ids), seq_length,
+          sentence_end_ids=tok.sentence_end_ids, **{k: cfg[k] for k in _KNOBS})
     except ValueError as e:  # a knob that cannot work: one line for the trainer, no traceback
       raise DataSourceError(f'config.data: {e}') from None
     self.stats = collections.Counter()
@@ -260,7 +261,8 @@ class BatchIterator:
     """The original's short_seq_prob pieces: `target` + 1 tokens, ending at the last sentence end
     or eos when that keeps at least half of them."""
     head = head[:target + 1]
-    ends = np.flatnonzero(self.bi.is_sentence_end(head[1:]) | (head[1:] == self.tok.special_ids['eos']))
+    ends = np.flatnonzero(self.bi.is_sentence_end(head[1:])
+                          | (head[1:] == self.tok.special_ids['eos']))
     if ends.size and ends[-1] + 1 >= target // 2:
       head = head[:ends[-1] + 2]
     return head

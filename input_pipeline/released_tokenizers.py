@@ -245,7 +245,8 @@ def _load_bpe(directory, kind, task_mask, decoder_mask):
   except json.JSONDecodeError as e:
     raise TokenizerError(f'{directory / "vocab.json"} is not JSON ({e}); the {kind!r} tokenizer '
                          'needs the vocab.json of the released model') from None
-  text = _read_file(directory, 'merges.txt', kind).decode('utf-8').replace('\r\n', '\n').replace('\r', '\n')
+  text = (_read_file(directory, 'merges.txt', kind).decode('utf-8')
+          .replace('\r\n', '\n').replace('\r', '\n'))
   ranks = {}
   for rank, line in enumerate(text.split('\n')[1:-1]):  # skips the '#version' line, as the original
     pair = tuple(line.split())
@@ -257,7 +258,8 @@ def _load_bpe(directory, kind, task_mask, decoder_mask):
       raise TokenizerError(f'merges.txt merges {a!r} + {b!r} but vocab.json lacks '
                            f'{[t for t in (a, b, a + b) if t not in encoder]}; vocab.json and '
                            f'merges.txt of {directory} do not belong together')
-  make_commands = command_tokens.gpt2_commands if kind == 'gpt2' else command_tokens.roberta_commands
+  make_commands = (command_tokens.gpt2_commands if kind == 'gpt2'
+                   else command_tokens.roberta_commands)
   commands, n = make_commands(encoder, task_mask, decoder_mask=decoder_mask)
   id_to_text = [None] * (max(encoder.values()) + 1 if encoder else 0)
   for token, index in encoder.items():
@@ -272,9 +274,11 @@ def _load_sentencepiece(directory, kind, task_mask, fix_command_token, decoder_m
   try:
     backend = SentencePieceBackend(proto, num_threads)
   except RuntimeError as e:
-    raise TokenizerError(f'{directory / "cog-pretrain.model"} is not a sentencepiece model ({e})') from None
+    raise TokenizerError(f'{directory / "cog-pretrain.model"} is not a sentencepiece model '
+                         f'({e})') from None
   v = int(backend.sp.vocab_size())
-  commands, n = command_tokens.chinese_commands(v, task_mask, fix_command_token, decoder_mask=decoder_mask)
+  commands, n = command_tokens.chinese_commands(v, task_mask, fix_command_token,
+                                                decoder_mask=decoder_mask)
   id_to_text = [backend.sp.id_to_piece(i) for i in range(v)]
   return ReleasedTokenizer(kind, directory, backend, commands, n, id_to_text, task_mask=task_mask,
                            fix_command_token=fix_command_token, decoder_mask=decoder_mask)

@@ -144,7 +144,8 @@ def layout_batch(plans: Sequence[Plan], seq_length: int, *, sop_id: int, eop_id:
 
 
 def exclusive_cumsum(counts) -> np.ndarray:
-  """Where each group starts when groups of `counts` items are laid end to end: [0, c0, c0+c1, ...)."""
+  """Where each group starts when groups of `counts` items are laid end to end:
+  [0, c0, c0+c1, ...)."""
   counts = np.asarray(counts)
   return counts.cumsum() - counts
 
@@ -170,7 +171,8 @@ def build_suffix_sample(tokens, division: int, *, gmask_id: int, sop_id: int) ->
       'input_ids': np.concatenate([src, [gmask_id, sop_id], tgt[:-1]]).astype(np.int32),
       'target_ids': np.concatenate([src, [gmask_id], tgt]).astype(np.int32),
       'loss_mask': np.concatenate([np.zeros(sep, np.int32), np.ones(n - division, np.int32)]),
-      'position_ids': np.concatenate([np.arange(sep), np.full(n - division, division)]).astype(np.int32),
+      'position_ids': np.concatenate([np.arange(sep),
+                                      np.full(n - division, division)]).astype(np.int32),
       'block_position_ids': np.concatenate([np.zeros(division, np.int32),
                                             np.arange(n - division + 1)]).astype(np.int32),
       'sep': int(sep),

@@ -1,4 +1,5 @@
-"""The backend of the Chinese `cog-pretrain` tokenizer (`chinese-sp`): sentencepiece's own encoder."""
+"""The backend of the Chinese `cog-pretrain` tokenizer (`chinese-sp`): sentencepiece's own
+encoder."""
 
 from __future__ import annotations
 

@@ -132,7 +132,8 @@ def _default_documents(cfg, split, index, count):
 def list_files(pattern: str) -> list[str]:
   """The files a glob names, sorted; none is one clear error (local or gs://)."""
   if not pattern:
-    raise DataSourceError("source='files' needs cfg.files, a glob of text files (e.g. '/data/*.txt')")
+    raise DataSourceError("source='files' needs cfg.files, a glob of text files "
+                          "(e.g. '/data/*.txt')")
   if '://' in pattern:  # gs:// and other filesystems that tf.data reads (no '**' there)
     files = sorted(f for f in tf.io.gfile.glob(pattern) if not tf.io.gfile.isdir(f))
   else:

@@ -17,7 +17,8 @@ from input_pipeline.sample_layout import exclusive_cumsum
 def span_length_cdf(poisson_lambda: float, max_span_length: int) -> np.ndarray:
   """CDF of Poisson(lambda) restricted to 1 .. max_span_length - 1 (as the original)."""
   ks = np.arange(1, max_span_length)
-  log_pmf = ks * math.log(poisson_lambda) - poisson_lambda - np.array([math.lgamma(k + 1) for k in ks])
+  log_pmf = (ks * math.log(poisson_lambda) - poisson_lambda
+             - np.array([math.lgamma(k + 1) for k in ks]))
   pmf = np.exp(log_pmf)
   cdf = np.cumsum(pmf / pmf.sum())
   cdf[-1] = 1.0

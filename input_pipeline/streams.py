@@ -85,8 +85,8 @@ def _keep_lines(cfg, split, lines, first_line, shard, num_shards, line_shard):
 def in_split(cfg, split: str, texts) -> np.ndarray:
   """Whether each document belongs to `split` (the content-hash holdout of sources.py)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  held = sources._is_heldout(tf.constant(list(texts), tf.string),  # pylint: disable=protected-access
-                             float(cfg.eval_holdout_fraction)).numpy()
+  held = sources._is_heldout(  # pylint: disable=protected-access
+      tf.constant(list(texts), tf.string), float(cfg.eval_holdout_fraction)).numpy()
   return held if split == 'eval' else ~held
 
 

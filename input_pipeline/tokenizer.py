@@ -43,7 +43,8 @@ class Tokenizer:
     path = epath.Path(model_path)
     if not path.exists():
       raise FileNotFoundError(f'sentencepiece model {model_path!r} does not exist; set '
-                              'tokenizer_model_path to a .model file or leave it empty to train one')
+                              'tokenizer_model_path to a .model file or leave it empty to '
+                              'train one')
     self.model_path = str(model_path)
     self.num_threads = int(num_threads)
     self.sp = spm.SentencePieceProcessor(model_proto=path.read_bytes())
@@ -79,8 +80,9 @@ class Tokenizer:
     return self.sp.decode([int(i) for i in ids])
 
 
-def train(sentences: Iterable[str], model_path: str, *, vocab_size: int, model_type: str = 'unigram',
-          input_sentence_size: int = 200_000, num_threads: int = 2) -> str:
+def train(sentences: Iterable[str], model_path: str, *, vocab_size: int,
+          model_type: str = 'unigram', input_sentence_size: int = 200_000,
+          num_threads: int = 2) -> str:
   """Trains a sentencepiece model with the GLM command tokens; writes `model_path` atomically."""
   directory = os.path.dirname(os.path.abspath(model_path))
   os.makedirs(directory, exist_ok=True)
@@ -139,7 +141,8 @@ def load_or_train(cfg, cache_dir: str | None = None):
   check_no_decoder_mask(cfg)  # before training a tokenizer that could not be used
   if cfg.tokenizer_model_path:
     return Tokenizer(cfg.tokenizer_model_path, threads)
-  cache_dir = cache_dir or cfg.tokenizer_cache_dir or os.path.expanduser('~/.cache/glm_jax/tokenizers')
+  cache_dir = (cache_dir or cfg.tokenizer_cache_dir
+               or os.path.expanduser('~/.cache/glm_jax/tokenizers'))
   key = json.dumps({'corpus': sources.corpus_fingerprint(cfg), 'vocab': cfg.vocab_size,
                     'type': cfg.tokenizer_model_type, 'n': cfg.tokenizer_train_sentences,
                     'chars': cfg.tokenizer_train_max_chars, 'commands': COMMAND_TOKENS},
@@ -251,7 +254,8 @@ def check_no_decoder_mask(cfg) -> None:
       raise DataSourceError(
           f'config.data: {name}={value} needs a [dBLOCK] token, which our sentencepiece tokenizer '
           f'lacks; set --config.data.{name}=0, or use a released tokenizer '
-          '(--config.data.tokenizer_kind=KIND --config.data.tokenizer_path=DIR), which then has [dBLOCK]')
+          '(--config.data.tokenizer_kind=KIND --config.data.tokenizer_path=DIR), which then has '
+          '[dBLOCK]')
 
 
 def needs_decoder_mask(cfg) -> bool:

@@ -97,7 +97,8 @@ class WordPieceBackend(HFBackend):
     """Sorts new characters into agree / disagree (Rust vs the original's Python rules)."""
     for ch in chars:
       probe = f'a{ch}a'
-      rust = [w for w, _ in self.hf.pre_tokenizer.pre_tokenize_str(self.hf.normalizer.normalize_str(probe))]
+      rust = [w for w, _ in self.hf.pre_tokenizer.pre_tokenize_str(
+          self.hf.normalizer.normalize_str(probe))]
       (self._agree if rust == bert_words(probe, self.lowercase) else self._disagree).add(ch)
 
   def _needs_python(self, text: str) -> bool:
@@ -127,8 +128,8 @@ class WordPieceBackend(HFBackend):
       return self.cache.encode([self._ascii_words(t) for t in texts], numpy)
     out = list(texts)
     other = [i for i, t in enumerate(texts) if not t.isascii()]
-    for i, ids in zip(ascii_texts, self.cache.encode([self._ascii_words(texts[i]) for i in ascii_texts],
-                                                     numpy)):
+    for i, ids in zip(ascii_texts,
+                      self.cache.encode([self._ascii_words(texts[i]) for i in ascii_texts], numpy)):
       out[i] = ids
     slow = [i for i in other if self._needs_python(texts[i])]
     slow_set = set(slow)

@@ -12,9 +12,9 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from glm_jax.modeling import sharding
 from glm_jax.decode import beam
 from glm_jax.decode import cache as cache_lib
+from glm_jax.modeling import sharding
 
 
 def beam_blank(cfg, params, cache, start, prompt_len, blank_position, *, prompt_slots,

@@ -16,9 +16,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from glm_jax.modeling import sharding
 from glm_jax.decode import cache as cache_lib
 from glm_jax.decode import sampling
+from glm_jax.modeling import sharding
 
 
 @flax.struct.dataclass

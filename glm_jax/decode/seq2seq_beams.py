@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from glm_jax.modeling import sharding
 from glm_jax.decode import beam
 from glm_jax.decode import cache as cache_lib
+from glm_jax.modeling import sharding
 from glm_jax.modeling.model import as_glm_config
 
 

@@ -1,4 +1,5 @@
-"""Evaluation files -> token ids: LAMBADA JSONL, raw WikiText, cloze JSONL; the WikiText detokenizer.
+"""Evaluation files -> token ids: LAMBADA JSONL, raw WikiText, cloze JSONL; the WikiText
+detokenizer.
 
 Each reader follows the original GLM (tasks/language_model/dataset.py): LAMBADA's last word is
 split off as in its strict mode and encoded with a leading space; WikiText is read as ONE document,
@@ -15,9 +16,9 @@ from typing import Callable
 
 from etils import epath
 
-from glm_jax.storage import paths
 from glm_jax.evaluation.cloze import ClozeExample
 from glm_jax.evaluation.eval_rows import EvaluationError
+from glm_jax.storage import paths
 
 # The WikiText detokenizer of the original (tasks/language_model/detokenizer.py), as data: plain
 # replacements and regular expressions applied in this order.

@@ -1,11 +1,12 @@
-"""Scoring rows in the original GLM layout: `[CLS] text_a text_b [eos] [sop] answer...` (numpy-free lists).
+"""Scoring rows in the original GLM layout: `[CLS] text_a text_b [eos] [sop] answer...`
+(numpy-free lists).
 
 The layout is the one of THUDM/GLM `tasks/data_utils.build_input_from_ids` (add_cls, no [SEP],
-add_piece): Part A is `[CLS] text_a text_b` (+ `[eos]` unless `add_eos=False`) at positions 0, 1, ...
-with block position 0; Part B is `[sop]` at the position of the LAST mask token (block position 1)
-followed by the answer's tokens but the last, at the same position with block positions 2, 3, ...;
-the targets of Part B are the answer's tokens. With `answer=None` Part B is `[sop]` alone with one
-(dummy) target: the single-token cloze row.
+add_piece): Part A is `[CLS] text_a text_b` (+ `[eos]` unless `add_eos=False`) at positions
+0, 1, ... with block position 0; Part B is `[sop]` at the position of the LAST mask token (block
+position 1) followed by the answer's tokens but the last, at the same position with block
+positions 2, 3, ...; the targets of Part B are the answer's tokens. With `answer=None` Part B is
+`[sop]` alone with one (dummy) target: the single-token cloze row.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ def as_id_list(ids, what: str) -> list[int]:
   try:
     out = [int(t) for t in (ids.tolist() if hasattr(ids, "tolist") else ids)]
   except (TypeError, ValueError) as e:
-    raise EvaluationError(f"{what} must be a flat list of integer token ids, got {ids!r:.80}.") from e
+    raise EvaluationError(f"{what} must be a flat list of integer token ids, "
+                          f"got {ids!r:.80}.") from e
   return out
 
 

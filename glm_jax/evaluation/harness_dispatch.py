@@ -1,10 +1,11 @@
 """The token-level work of glm_jax.harness, and running it on every process of a multi-host run.
 
 `Engine` answers the harness's three requests on token ids with the project's scorers (rows of
-`lm_eval.lambada_rows` / `lm_eval.window_rows` through `scoring.score_rows`; `generate.fill_blanks`);
-it is a pure function of its inputs, so every process computes the same thing. `Dispatcher`
-makes every process run each batch: process 0 broadcasts it (token ids as JSON bytes, through
-`jax.experimental.multihost_utils`) and runs it; the others `serve()` until process 0 says stop.
+`lm_eval.lambada_rows` / `lm_eval.window_rows` through `scoring.score_rows`;
+`generate.fill_blanks`); it is a pure function of its inputs, so every process computes the same
+thing. `Dispatcher` makes every process run each batch: process 0 broadcasts it (token ids as JSON
+bytes, through `jax.experimental.multihost_utils`) and runs it; the others `serve()` until process 0
+says stop.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from glm_jax import generate
-from glm_jax.evaluation import lm_eval, scoring
 from glm_jax.errors import EvaluationError
+from glm_jax.evaluation import lm_eval, scoring
 
 
 class Engine:

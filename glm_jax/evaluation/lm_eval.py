@@ -18,7 +18,8 @@ from typing import Sequence
 import numpy as np
 
 from glm_jax.evaluation import scoring
-from glm_jax.evaluation.eval_rows import EvaluationError, Row, as_id_list, build_row, check_special_ids
+from glm_jax.evaluation.eval_rows import (EvaluationError, Row, as_id_list, build_row,
+                                          check_special_ids)
 
 MASK_TOKENS = ("MASK", "gMASK")
 

@@ -22,9 +22,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from glm_jax.evaluation.eval_rows import EvaluationError, Row
 from glm_jax.modeling import model as model_lib
 from glm_jax.modeling import sharding
-from glm_jax.evaluation.eval_rows import EvaluationError, Row
 
 DEFAULT_BATCH_SIZE = 16
 MIN_BUCKET = 16

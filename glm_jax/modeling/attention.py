@@ -18,7 +18,8 @@ import jax
 import jax.numpy as jnp
 
 from glm_jax.modeling.pallas_attention import dropout_keep
-from glm_jax.modeling.pallas_attention import pallas_attention  # re-exported: attention.pallas_attention
+# re-exported: attention.pallas_attention
+from glm_jax.modeling.pallas_attention import pallas_attention
 
 # The original masks scores with the fp16 minimum, not -inf; a fully masked row never occurs
 # because every query sees itself.

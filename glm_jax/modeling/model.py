@@ -47,7 +47,8 @@ class GLMConfig:
   attention_block_k: int = 512
   attention_block_q_backward: int = 512   # and both backward passes'
   attention_block_k_backward: int = 512
-  quantization: str = ""           # "" (float kernels) | int8 (weight-only, glm_jax.modeling.quantization)
+  quantization: str = ""           # "" (float kernels) | int8 (weight-only,
+                                   # glm_jax.modeling.quantization)
   kv_cache_dtype: str = ""         # decode KV cache: "" = the compute dtype | bfloat16 | int8
 
   def __post_init__(self):
@@ -126,7 +127,8 @@ class Dense(nn.Module):
 
   Our own rather than nn.DenseGeneral so the kernel is created at its full multi-axis shape and
   carries one logical axis name per dimension. With `quantization="int8"` the kernel is int8 and a
-  per-output-channel `scale` (logical axes of the output) sits beside it (glm_jax.modeling.quantization).
+  per-output-channel `scale` (logical axes of the output) sits beside it
+  (glm_jax.modeling.quantization).
   """
   features: tuple
   in_ndim: int

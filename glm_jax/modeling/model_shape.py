@@ -10,8 +10,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from glm_jax.modeling import quantization as quantization_lib
 from glm_jax.errors import CheckpointMismatchError
+from glm_jax.modeling import quantization as quantization_lib
 from glm_jax.modeling.model import GLMConfig
 
 PARAM_DTYPES = ("float32", "bfloat16", "float16")  # what params may be stored / computed in
@@ -28,7 +28,8 @@ def check_param_shapes(stored, expected, where: str) -> None:
   problems = [f"  {k}: checkpoint {stored[k]} vs config {expected[k]}"
               for k in sorted(set(stored) & set(expected)) if stored[k] != expected[k]]
   problems += [f"  {k}: missing from the checkpoint" for k in sorted(set(expected) - set(stored))]
-  problems += [f"  {k}: in the checkpoint, not in the model" for k in sorted(set(stored) - set(expected))]
+  problems += [f"  {k}: in the checkpoint, not in the model"
+               for k in sorted(set(stored) - set(expected))]
   if problems:
     shown = "\n".join(problems[:20]) + ("\n  ..." if len(problems) > 20 else "")
     raise CheckpointMismatchError(
@@ -42,8 +43,8 @@ def infer_config(params, dtype: str | None = None, quantization: str | None = No
   Every `GLMConfig` shape field follows from the parameter shapes, so a params checkpoint needs no
   config file beside it and cannot disagree with one. `params` may be arrays or Orbax metadata.
   dtype: compute dtype; default the params' own dtype (bf16 params compute in bf16).
-  quantization: what the checkpoint records (`params_io.read_quantization`); it must match the tree (int8
-  kernels with scales, or float ones). None: taken from the tree.
+  quantization: what the checkpoint records (`params_io.read_quantization`); it must match the tree
+  (int8 kernels with scales, or float ones). None: taken from the tree.
   """
   try:
     vocab, hidden = params["word_embeddings"]["embedding"].shape

@@ -38,7 +38,8 @@ _MASK_VALUE = -1e30
 _NT = (((1,), (1,)), ((), ()))   # a @ b.T
 _NN = (((1,), (0,)), ((), ()))   # a @ b
 EMPTY, PARTIAL, FULL = 0, 1, 2   # what the GLM mask leaves of a (query block, key block)
-# Names of the kernel's residuals, for remat policies (jax.checkpoint_policies.save_only_these_names).
+# Names of the kernel's residuals, for remat policies
+# (jax.checkpoint_policies.save_only_these_names).
 RESIDUAL_NAMES = ("glm_attention_out", "glm_attention_lse")
 
 
@@ -309,7 +310,8 @@ def _query_major_maps(block_q, block_k):
 
 
 def _forward(q, k, v, sep, drop, blocks, rate, interpret):
-  """q (pre-scaled) / k / v `[b, h, S, d]` (S a multiple of the blocks) -> (out, lse `[b, h, S]`)."""
+  """q (pre-scaled) / k / v `[b, h, S, d]` (S a multiple of the blocks) -> (out,
+  lse `[b, h, S]`)."""
   batch, heads, length, head_dim = q.shape
   block_q, block_k = blocks[:2]
 

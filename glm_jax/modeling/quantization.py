@@ -8,11 +8,11 @@ logical axis name on every int8 kernel and scale, so sharded loading and `nn.sca
 any other parameter, and needs no new dependency.
 
 Scheme (METHODS["int8"]): every dense kernel of a block (QKV, attention output, both MLP matrices)
-`W [..., in..., out...]` is stored as int8 `q = round(W / s)` with `s = max|W| / 127` over its
-input axes (one scale per output channel, stored bfloat16); `x . W ~= x . (q * s)`, dequantized
-in the compute dtype inside the dot's fusion (`int8_dot`). Embeddings, position tables, LayerNorms and biases stay bfloat16.
-The model (`model.Dense`) does this inside the scanned block, so one layer's kernels at a time are
-ever widened.
+`W [..., in..., out...]` is stored as int8 `q = round(W / s)` with `s = max|W| / 127` over its input
+axes (one scale per output channel, stored bfloat16); `x . W ~= x . (q * s)`, dequantized in the
+compute dtype inside the dot's fusion (`int8_dot`). Embeddings, position tables, LayerNorms and
+biases stay bfloat16. The model (`model.Dense`) does this inside the scanned block, so one layer's
+kernels at a time are ever widened.
 
 KV cache: `int8` stores keys and values as int8 with one bfloat16 scale per (layer, row, position,
 head), over the head dimension.

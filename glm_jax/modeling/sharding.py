@@ -37,7 +37,8 @@ LOGICAL_RULES: tuple[tuple[str, object], ...] = (
     ("qkv", None),
     ("position", None),
     ("layers", None),
-    # the KV cache [layers, batch, length, heads, head_dim]: rows like activations, heads over tensor
+    # the KV cache [layers, batch, length, heads, head_dim]: rows like activations,
+    # heads over tensor
     ("cache_layers", None),
     ("cache_batch", ("data", "fsdp")),
     ("cache_length", None),
@@ -128,7 +129,8 @@ def logical_to_sharding(logical_tree, shapes_tree, mesh, rules=LOGICAL_RULES):
 
 @functools.lru_cache(maxsize=None)
 def _param_logical_axes(cfg):
-  from glm_jax.modeling import model  # pylint: disable=g-import-not-at-top (model does not import us)
+  # (model does not import us)
+  from glm_jax.modeling import model  # pylint: disable=g-import-not-at-top
   return model.logical_axes(cfg)
 
 

@@ -2,7 +2,8 @@
 few words, the free space), and the process-wide silencing of the echoes Orbax, TensorStore and
 asyncio print for a failure that line already reports (their tracebacks from every thread).
 
-Used by the train checkpointer (glm_jax.training.checkpoint) and the params-only I/O (glm_jax.storage.params_io).
+Used by the train checkpointer (glm_jax.training.checkpoint) and the params-only I/O
+(glm_jax.storage.params_io).
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import shutil
 import sys
 import warnings
 
-from glm_jax.storage import paths
 from glm_jax.errors import SaveError
+from glm_jax.storage import paths
 
 
 def root_cause(error: BaseException, limit: int = 400) -> str:

@@ -19,8 +19,8 @@ import os
 import jax
 from jax.experimental import multihost_utils
 
-from glm_jax.storage import paths
 from glm_jax.errors import OutputExistsError
+from glm_jax.storage import paths
 
 MARKER = ".glm_jax_output.json"
 _PARTIAL = ".glm_jax-partial"

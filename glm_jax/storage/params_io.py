@@ -15,14 +15,14 @@ import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
+from glm_jax.errors import CheckpointMismatchError
+from glm_jax.modeling import quantization as quantization_lib
+from glm_jax.modeling import sharding
+from glm_jax.modeling.model import GLMConfig, strip_boxes
+from glm_jax.modeling.model_shape import check_param_shapes, infer_config
 from glm_jax.storage import io_failures
 from glm_jax.storage import outputs
 from glm_jax.storage import paths
-from glm_jax.modeling import quantization as quantization_lib
-from glm_jax.modeling import sharding
-from glm_jax.errors import CheckpointMismatchError
-from glm_jax.modeling.model import GLMConfig, strip_boxes
-from glm_jax.modeling.model_shape import check_param_shapes, infer_config
 
 
 def write_params(path, params) -> None:
@@ -42,7 +42,8 @@ def write_params(path, params) -> None:
 def save_params(path: str, params, *, command: str = "save_params",
                 overwrite: bool = False) -> None:
   """Writes a params-only checkpoint to `path` through `outputs.directory`: a folder that holds
-  anything but a previous `command` output is refused, and with `overwrite` only that is replaced."""
+  anything but a previous `command` output is refused, and with `overwrite` only that is
+  replaced."""
   with outputs.directory(path, command, overwrite) as tmp:
     write_params(tmp, params)
 
@@ -53,7 +54,8 @@ def params_directory(path):
   path = paths.as_path(path)
   if not path.is_dir():
     raise FileNotFoundError(f"No params checkpoint at {path} (expected a directory written by "
-                            "glm_jax.storage.params_io.save_params / `python -m glm_jax.convert import`).")
+                            "glm_jax.storage.params_io.save_params / `python -m glm_jax.convert "
+                            "import`).")
   if (path / "checkpoints").is_dir() and not (path / "_METADATA").exists():
     raise FileNotFoundError(
         f"{path} is a training workdir, not a params checkpoint: extract one with `python -m "
@@ -109,7 +111,8 @@ def read_quantization(path: str) -> str:
 def _record_quantization(path: str, method: str) -> None:
   record = {"method": method, "scheme": quantization_lib.METHODS[method],
             "scale_dtype": jnp.dtype(quantization_lib.SCALE_DTYPE).name,
-            "kernels": ["layers/" + "/".join(k) + "/kernel" for k in quantization_lib.DENSE_KERNELS]}
+            "kernels": ["layers/" + "/".join(k) + "/kernel"
+                        for k in quantization_lib.DENSE_KERNELS]}
   paths.write_text_atomic(paths.as_path(path) / QUANTIZATION_FILE, json.dumps(record, indent=1))
 
 

@@ -1,7 +1,8 @@
 """The pieces of a cloze finetuning task: encoded examples -> fixed-shape batches (`pack`:
 `[batch, choices, length]` rows, missing choices masked), the original's choice losses
 (`make_objective`), the resumable per-epoch batch iterator (`EpochBatches`, seq2seq's too), and
-dev / test scoring through the evaluation scorers (`score_examples`: glm_jax.evaluation.scoring.score_rows).
+dev / test scoring through the evaluation scorers (`score_examples`:
+glm_jax.evaluation.scoring.score_rows).
 
 The SuperGLUE task (`tasks/superglue/task.py`) puts them together into the finetune loop's task
 protocol (`tasks/protocol.py`).
@@ -17,11 +18,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from glm_jax.evaluation import scoring
 from glm_jax.modeling import model as model_lib
 from glm_jax.modeling import sharding
-from glm_jax.evaluation import scoring
-from glm_jax.training.train_state import Objective
 from glm_jax.tasks.superglue.patterns import Encoded
+from glm_jax.training.train_state import Objective
 
 NO_CHOICE = -10000.0  # the original's additive mask of a missing choice
 

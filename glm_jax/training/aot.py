@@ -28,13 +28,13 @@ import jax
 import numpy as np
 
 from glm_jax import libtpu_setup
-from glm_jax.training import optim
 from glm_jax import run_checks
-from glm_jax.modeling import sharding
-from glm_jax.training import train_state
 from glm_jax.errors import TopologyError
 from glm_jax.libtpu_setup import (COMPILE_STACK_BYTES, libtpu_available,
                                   raise_default_thread_stack)
+from glm_jax.modeling import sharding
+from glm_jax.training import optim
+from glm_jax.training import train_state
 
 GIB = 1024 ** 3
 

@@ -25,14 +25,14 @@ import numpy as np
 from jax.experimental import multihost_utils
 import orbax.checkpoint as ocp
 
-from glm_jax.training import data_state as data_state_lib
+from glm_jax.errors import (CheckpointMismatchError, MissingDataStateError,
+                            UnreadableCheckpointError)
+from glm_jax.modeling import sharding
+from glm_jax.modeling.model_shape import check_param_shapes, infer_config
 from glm_jax.storage import io_failures
 from glm_jax.storage import params_io
 from glm_jax.storage import paths
-from glm_jax.modeling import sharding
-from glm_jax.errors import (CheckpointMismatchError, MissingDataStateError,
-                            UnreadableCheckpointError)
-from glm_jax.modeling.model_shape import check_param_shapes, infer_config
+from glm_jax.training import data_state as data_state_lib
 
 
 def warning(message: str) -> None:
@@ -184,7 +184,8 @@ class Checkpointer:
     return None
 
   def set_aside(self, step: int):
-    """Moves checkpoint `step` and its iterator state to `<step>.unreadable`; returns the new path."""
+    """Moves checkpoint `step` and its iterator state to `<step>.unreadable`; returns the new
+    path."""
     aside = self.directory / f"{step}.unreadable"
     if jax.process_index() == 0:
       aside = paths.move_aside(self.directory / str(step), ".unreadable")

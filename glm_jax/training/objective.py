@@ -64,7 +64,8 @@ def group_sums(logits, target_ids, loss_mask, groups):
   mask = loss_mask.astype(jnp.float32)
   losses = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), target_ids)
   groups = groups.astype(jnp.float32)
-  return {"loss_sum": jnp.sum(losses * mask, axis=-1) @ groups, "tokens": jnp.sum(mask, axis=-1) @ groups}
+  return {"loss_sum": jnp.sum(losses * mask, axis=-1) @ groups,
+          "tokens": jnp.sum(mask, axis=-1) @ groups}
 
 
 def mean_metrics(sums):

@@ -180,7 +180,8 @@ def build(config, process_index: int = 0, process_count: int = 1, mesh=None) -> 
                      SYNTHETIC_SPECIAL_IDS, int(config.model.vocab_size), None,
                      rows * len(blocks), seq_length)
 
-  from input_pipeline import pipeline, tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
+  from input_pipeline import (  # pylint: disable=g-import-not-at-top
+      pipeline, tokenizer as tokenizer_lib)
   tok = tokenizer_lib.load_or_train(config.data)
   accum = int(config.grad_accum_steps)
   def make(split):

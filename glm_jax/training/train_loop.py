@@ -20,23 +20,23 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from glm_jax.training import checkpoint as checkpoint_lib
 from glm_jax import cli
-from glm_jax.storage import compilation_cache
-from glm_jax.training import metrics as metrics_lib
+from glm_jax import run_checks
+from glm_jax.errors import ConfigError
 from glm_jax.modeling import model as model_lib
-from glm_jax.training import objective
-from glm_jax.training import optim
+from glm_jax.modeling import sharding
+from glm_jax.storage import compilation_cache
 from glm_jax.storage import outputs
 from glm_jax.storage import params_io
 from glm_jax.storage import paths
+from glm_jax.training import checkpoint as checkpoint_lib
+from glm_jax.training import metrics as metrics_lib
+from glm_jax.training import objective
+from glm_jax.training import optim
 from glm_jax.training import prefetch
 from glm_jax.training import profiling
-from glm_jax import run_checks
-from glm_jax.modeling import sharding
 from glm_jax.training import train_data
 from glm_jax.training import train_state
-from glm_jax.errors import ConfigError
 from input_pipeline.blank_infilling import OBJECTIVES as EVAL_OBJECTIVES
 
 
@@ -346,9 +346,10 @@ def train_and_evaluate(config, workdir: str, mesh) -> None:
 def run(config, workdir: str):
   """Trains (or resumes) `config` in `workdir` from Python: the CLI's run without absl flags.
 
-  For notebooks: `train_loop.run(tiny.get_config(), "/tmp/glm")`. Raises ConfigError / DataSourceError
-  on bad input, like the CLI's messages; multi-host runs still start with jax.distributed first.
-  Returns the config as trained (e.g. with `vocab_from_tokenizer` resolved), for generation.
+  For notebooks: `train_loop.run(tiny.get_config(), "/tmp/glm")`. Raises ConfigError /
+  DataSourceError on bad input, like the CLI's messages; multi-host runs still start with
+  jax.distributed first. Returns the config as trained (e.g. with `vocab_from_tokenizer` resolved),
+  for generation.
   """
   config = prepare_config(config)
   mesh = sharding.make_mesh(config.mesh)

@@ -18,9 +18,9 @@ import optax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from glm_jax.modeling import model as model_lib
+from glm_jax.modeling import sharding
 from glm_jax.training import objective
 from glm_jax.training import optim
-from glm_jax.modeling import sharding
 
 BATCH_KEYS = ("input_ids", "target_ids", "loss_mask", "position_ids", "sep")
 
@@ -128,7 +128,8 @@ class Objective:
   batch_ndims: dict | None = None
 
 
-LM_OBJECTIVE = Objective(_forward_sums, lambda batch: jnp.sum(batch["loss_mask"].astype(jnp.float32)))
+LM_OBJECTIVE = Objective(_forward_sums,
+                         lambda batch: jnp.sum(batch["loss_mask"].astype(jnp.float32)))
 
 
 def _gradients(glm, params, batch, rng, accum, mesh, task_objective: Objective = LM_OBJECTIVE,
@@ -200,7 +201,8 @@ def make_train_step(config, mesh, optimizer, shardings,
 
 def make_eval_step(config, mesh, param_shardings) -> Callable:
   """`eval_step(params, batch, groups) -> {loss_sum, correct_sum, tokens, group_loss_sum,
-  group_tokens}` without dropout, under its own rules; `groups` `[B, G]` marks each row's objective (one-hot)."""
+  group_tokens}` without dropout, under its own rules; `groups` `[B, G]` marks each row's objective
+  (one-hot)."""
   glm = model_lib.GLM(model_lib.as_glm_config(config))
 
   def eval_step(params, batch, groups):
@@ -211,5 +213,6 @@ def make_eval_step(config, mesh, param_shardings) -> Callable:
                 group_loss_sum=per_group["loss_sum"], group_tokens=per_group["tokens"])
 
   return jax.jit(sharding.with_rules(eval_step, mesh),
-                 in_shardings=(param_shardings, batch_shardings(mesh), sharding.batch_sharding(mesh, 2)),
+                 in_shardings=(param_shardings, batch_shardings(mesh),
+                               sharding.batch_sharding(mesh, 2)),
                  out_shardings=NamedSharding(mesh, P()))

@@ -15,9 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 from etils import epath
 
-from glm_jax.modeling import sharding
 from glm_jax.decode import seq2seq_beams
 from glm_jax.errors import FinetuneError
+from glm_jax.modeling import sharding
 from glm_jax.tasks import cloze_task
 from glm_jax.tasks.seq2seq import data, rouge
 

@@ -12,10 +12,10 @@ from typing import Callable
 import numpy as np
 from etils import epath
 
-from glm_jax.training import train_state
 from glm_jax.errors import FinetuneError
 from glm_jax.tasks import cloze_task
 from glm_jax.tasks import superglue
+from glm_jax.training import train_state
 
 
 @dataclasses.dataclass
