@@ -70,6 +70,7 @@ def test_one_source_at_a_time_matches_original(index):
     assert got == [expected], case["name"]
 
 
+@pytest.mark.slow  # beam search over many hypotheses: about 9 s
 def test_no_repeat_ngram_holds_in_every_hypothesis():
   _, _, spec = _fixture()
   for case in spec["cases"]:

@@ -85,6 +85,7 @@ def test_no_input_pipeline_module_names_a_glm_jax_module():
   assert not offenders, f"input_pipeline modules importing glm_jax: {offenders}"
 
 
+@pytest.mark.slow  # a fresh interpreter: about 6 s
 def test_importing_every_input_pipeline_module_loads_no_glm_jax_module():
   env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
   code = (f"import sys; import {', '.join(PIPELINE_MODULES)}; "
