@@ -161,6 +161,8 @@ class _Model:
     if loaded is None:
       if not checkpoint:
         raise EvaluationError("model arg checkpoint=DIR is required (a params checkpoint).")
+      from glm_jax.storage import params_io  # pylint: disable=g-import-not-at-top
+      params_io.params_directory(checkpoint)  # nothing there: say so, not "no tokenizer"
       tok = load_tokenizer(checkpoint, tokenizer, tokenizer_kind)  # before the large read
       config, params = load_model(checkpoint, dtype, mesh)
     else:
@@ -432,11 +434,16 @@ def main(argv=None) -> None:
   Processes other than 0 of a multi-host run serve process 0 from inside the model's constructor
   and exit there; process 0 releases them when the harness is done.
   """
-  import_lm_eval()
-  from lm_eval.__main__ import cli_evaluate  # pylint: disable=g-import-not-at-top
-  model_class().serve_in_constructor = True
-  sys.argv = [sys.argv[0]] + list(sys.argv[1:] if argv is None else argv)
-  cli_evaluate()
+  from glm_jax import cli  # pylint: disable=g-import-not-at-top
+  try:
+    import_lm_eval()
+    from lm_eval.__main__ import cli_evaluate  # pylint: disable=g-import-not-at-top
+    model_class().serve_in_constructor = True
+    sys.argv = [sys.argv[0]] + list(sys.argv[1:] if argv is None else argv)
+    cli_evaluate()
+  except cli.USER_ERRORS as e:  # a bad model arg or checkpoint: one line, as every command
+    print(cli.error_line(e), file=sys.stderr)
+    sys.exit(cli.USER_ERROR_EXIT_CODE)
 
 
 if __name__ == "__main__":

@@ -233,6 +233,16 @@ def test_evaluate_cli_refuses_a_checkpoint_without_tokenizer_in_one_line_exit_2(
   assert "Traceback" not in proc.stderr
 
 
+def test_lm_eval_command_line_names_a_missing_checkpoint_in_one_line_exit_2(tmp_path, capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    harness.main(["--model", "glm_jax", "--model_args", f"checkpoint={tmp_path / 'none'}",
+                  "--tasks", "lambada_openai"])
+  assert exit_info.value.code == 2
+  lines = capsys.readouterr().err.strip().splitlines()
+  assert lines[-1].startswith(f"error: No params checkpoint at {tmp_path / 'none'}"), lines
+  assert not any("Traceback" in l for l in lines)
+
+
 @pytest.mark.slow
 @pytest.mark.usefixtures("offline_tasks")
 def test_lm_eval_command_line_runs_the_glm_jax_model(checkpoint, tmp_path, monkeypatch):
