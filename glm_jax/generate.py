@@ -31,6 +31,7 @@ from glm_jax.decode import blank_beams
 from glm_jax.decode import cache as cache_lib
 from glm_jax.decode import loop
 from glm_jax.errors import GenerationError
+from glm_jax.modeling import sharding
 from glm_jax.modeling.model import as_glm_config
 
 STRATEGIES = ("greedy", "sample", "beam")
@@ -212,7 +213,7 @@ def fill_blanks(config, params, prompt_ids, *, special_ids: Mapping[str, int],
       top_k=options.top_k if options.strategy == "sample" else 0,
       no_repeat_ngram_size=options.no_repeat_ngram_size,
       sop=special["sop"], ends=ends, vocab_limit=vocab_limit, mesh=mesh)
-  results = loop.to_lists(loop.to_host(out), b.num_blanks)
+  results = loop.to_lists(sharding.to_host(out), b.num_blanks)
   return results[0] if single else results
 
 
@@ -239,7 +240,7 @@ def _beam_one(cfg, params, prompt, special, options: DecodingOptions, vocab_limi
       num_beams=options.num_beams, no_repeat_ngram_size=options.no_repeat_ngram_size,
       sop=special["sop"], ends=ends, vocab_limit=vocab_limit, beam_rule=options.beam_rule,
       mesh=mesh)
-  return loop.to_lists(loop.to_host(out)[None], b.num_blanks)[0]
+  return loop.to_lists(sharding.to_host(out)[None], b.num_blanks)[0]
 
 
 # ----------------------------------------------------------------------------- text in, text out

@@ -65,4 +65,4 @@ def greedy_fill_blanks(cfg, params, prompts, *, special_ids, max_new_tokens):
              jnp.float32(1.0), jnp.float32(0.0), cfg=cfg, max_new_tokens=max_new_tokens,
              greedy=True, top_k=0, no_repeat_ngram_size=0, sop=special_ids["sop"], ends=ends,
              vocab_limit=cfg.vocab_size)
-  return decode_loop.to_lists(decode_loop.to_host(out), batch.num_blanks)
+  return decode_loop.to_lists(sharding.to_host(out), batch.num_blanks)

@@ -107,16 +107,6 @@ def run_loop(params, ids, lengths, blank_pos, num_blanks, rng, temperature, top_
   return jax.lax.while_loop(cond, body, state).out
 
 
-def to_host(out) -> np.ndarray:
-  """The whole array on this host, also when it spans processes (params sharded over hosts)."""
-  if isinstance(out, jax.Array) and not out.is_fully_addressable and out.is_fully_replicated:
-    return np.asarray(out.addressable_data(0))
-  if isinstance(out, jax.Array) and not out.is_fully_addressable:
-    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-    return np.asarray(multihost_utils.process_allgather(out, tiled=True))
-  return np.asarray(out)
-
-
 def to_lists(out: np.ndarray, num_blanks: np.ndarray) -> list[list[list[int]]]:
   """`[B, NB, max_new]` tokens (-1 padded) -> per row, per blank, the generated ids."""
   return [[[int(x) for x in out[b, k] if x >= 0] for k in range(int(num_blanks[b]))]

@@ -243,7 +243,10 @@ def put_batch(batch: Mapping[str, np.ndarray], mesh):
 
 def to_host(x) -> np.ndarray:
   """A device array as numpy on every process: gathered across processes when this one holds
-  only part of it (np.asarray on such an array fails in multi-host runs)."""
+  only part of it (np.asarray on such an array fails in multi-host runs); a replicated one is
+  read from this process's own copy, with no collective."""
+  if isinstance(x, jax.Array) and not x.is_fully_addressable and x.is_fully_replicated:
+    return np.asarray(x.addressable_data(0))
   if isinstance(x, jax.Array) and not x.is_fully_addressable:
     from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
     return np.asarray(multihost_utils.process_allgather(x, tiled=True))
