@@ -435,15 +435,16 @@ def main(argv=None) -> None:
   and exit there; process 0 releases them when the harness is done.
   """
   from glm_jax import cli  # pylint: disable=g-import-not-at-top
-  try:
-    import_lm_eval()
-    from lm_eval.__main__ import cli_evaluate  # pylint: disable=g-import-not-at-top
-    model_class().serve_in_constructor = True
-    sys.argv = [sys.argv[0]] + list(sys.argv[1:] if argv is None else argv)
-    cli_evaluate()
-  except cli.USER_ERRORS as e:  # a bad model arg or checkpoint: one line, as every command
-    print(cli.error_line(e), file=sys.stderr)
-    sys.exit(cli.USER_ERROR_EXIT_CODE)
+  cli.exit_on_user_error(_lm_eval_command_line)(sys.argv[1:] if argv is None else argv)
+
+
+def _lm_eval_command_line(args: Sequence[str]) -> None:
+  """lm_eval's own command line on `args`, with the glm_jax model registered."""
+  import_lm_eval()
+  from lm_eval.__main__ import cli_evaluate  # pylint: disable=g-import-not-at-top
+  model_class().serve_in_constructor = True
+  sys.argv = [sys.argv[0]] + list(args)
+  cli_evaluate()
 
 
 if __name__ == "__main__":
